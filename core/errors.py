@@ -1,0 +1,9 @@
+"""UserError: a problem with the user's input, reported as one clear line naming the input and the fix."""
+
+
+class UserError(Exception):
+    """Bad input or an impossible request. The CLI prints the message (no traceback) and exits with status 2.
+
+    Messages name the offending file or value and say what to do, e.g.
+    ``images/tom_07.png: not an image (cannot identify image file); remove it or replace it``.
+    """

@@ -1,0 +1,48 @@
+"""Prompt templates: loading `prompts/*.txt` (one template a line, `{}` marks the token) and filling them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import UserError
+
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROPERTY_FILES = {"object": PROMPTS_DIR / "object.txt", "style": PROMPTS_DIR / "style.txt"}
+EVAL_FILES = {"object": PROMPTS_DIR / "eval" / "character.txt", "style": PROMPTS_DIR / "eval" / "style.txt"}
+
+
+def load_templates(path: str | Path) -> list[str]:
+    """Templates from a file. Blank lines and '#' comments are skipped; every other line needs exactly one {}."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: prompt file not found") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e})") from None
+    out = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        n = line.count("{}")
+        if n != 1:
+            raise UserError(
+                f"{path}:{i}: {line!r} has {n} '{{}}' markers; each template needs exactly one, where the token goes"
+            )
+        out.append(line)
+    if not out:
+        raise UserError(f"{path}: no templates (one per line, with {{}} where the token goes)")
+    return out
+
+
+def fill(template: str, token: str) -> str:
+    return template.replace("{}", token)
+
+
+def strip_token(template: str) -> str:
+    """The prompt with the placeholder removed (CLIP-T text), whitespace and dangling punctuation tidied."""
+    text = template.replace("{}", " ")
+    text = " ".join(text.split())
+    text = text.replace(" ,", ",").replace(" .", ".").strip(" ,")
+    return text
