@@ -17,6 +17,7 @@ builds paths into it. Writes are atomic (temp file + rename); metric and index l
       grids/*.png                  labelled prompt x seed and checkpoint x seed grids
       scores.csv                   one row per scored image (SCORE_COLUMNS)
       scores.json                  CLIP model + provenance, baselines (reference ceiling), summaries
+      card.yaml                    model-card overrides the user fills (owner, intended use, ethics checklist)
 
 `weights.source` in run.json is "kerascv", "local" or "random"; a "random" run is a pipeline check and
 every consumer must label it so (`Run.is_pipeline_check`).
@@ -192,6 +193,11 @@ class Run:
     @property
     def scores_meta_path(self) -> Path:
         return self.path / "scores.json"
+
+    @property
+    def card_overrides_path(self) -> Path:
+        """card.yaml: the user's model-card overrides (YAML; JSON is valid YAML too). Read by `core.card`."""
+        return self.path / "card.yaml"
 
     @property
     def name(self) -> str:
