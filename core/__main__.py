@@ -1,0 +1,61 @@
+"""Command line: `python -m core <command> --help`. Each command lives in the module named in COMMANDS.
+
+A command module exposes `add_arguments(parser, command)` and `run(args) -> int` (`args.command` names it), and imports nothing heavy at module
+level (TensorFlow/keras_cv or torch/open_clip are imported inside `run`), so `--help` is instant and one process
+never imports TensorFlow before torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from core import __version__
+from core.errors import UserError
+
+# command -> (module, one-line help)
+COMMANDS = {
+    "check-images": ("core.images", "validate every image in a folder; one line per bad file"),
+    "train": ("core.train", "learn a new token by textual inversion"),
+    "generate": ("core.generate", "generate prompt grids from a run's checkpoints"),
+    "export": ("core.export", "export a learned embedding for diffusers or A1111"),
+    "import": ("core.export", "bring an embedding trained elsewhere into a run folder"),
+    "score": ("core.score", "CLIP-I / CLIP-T scores of a run's images"),
+    "compare": ("core.compare", "compare a character run with a style run"),
+    "card": ("core.card", "write the model card (md, html, pdf, json)"),
+    "demo": ("core.demo", "build the built-in random-weight demo experiment"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """All commands are listed; only the one being run is imported (keeps start-up light and torch/TF apart)."""
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p, name)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

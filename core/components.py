@@ -1,0 +1,177 @@
+"""Stable Diffusion v1.4 components on KerasCV (text encoder, UNet, VAE encoder and decoder), built lazily from
+a WeightSpec, plus the placeholder-token text encoder that textual inversion trains.
+
+Components are passed into the trainer and the sampler (never created inside them), so tests can hand in tiny
+stand-ins with the same interfaces."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from core.tokenizer import MAX_LENGTH, VOCAB_SIZE
+from core.weights import COMPONENTS, WeightSpec
+
+VAE_SCALE = 0.18215  # SD's latent scaling factor
+
+
+class Components:
+    """The four networks, each built on first use. `weights` records provenance as they load."""
+
+    def __init__(self, weights: WeightSpec, resolution: int, builders: dict[str, Callable[[], Any]] | None = None):
+        self.weights = weights
+        self.resolution = resolution
+        self._builders = builders or self._kerascv_builders()
+        self._built: dict[str, Any] = {}
+
+    @classmethod
+    def from_models(cls, weights: WeightSpec, resolution: int, **models: Any) -> "Components":
+        """Already-built networks (tests' tiny stand-ins, or a shared session build)."""
+        obj = cls(weights, resolution, builders={k: (lambda m=m: m) for k, m in models.items()})
+        return obj
+
+    def _kerascv_builders(self) -> dict[str, Callable[[], Any]]:
+        from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, ImageEncoder, TextEncoder
+
+        r = self.resolution
+        return {
+            "text_encoder": lambda: TextEncoder(MAX_LENGTH, download_weights=False),
+            "diffusion_model": lambda: DiffusionModel(r, r, MAX_LENGTH, download_weights=False),
+            "image_encoder": lambda: ImageEncoder(download_weights=False),
+            "decoder": lambda: Decoder(r, r, download_weights=False),
+        }
+
+    def get(self, name: str):
+        if name not in self._built:
+            import keras
+
+            if name not in self._builders:
+                raise KeyError(f"no builder for component {name!r}")
+            if self.weights.source == "random":
+                # one fixed seed per component: the same weights whatever the build order or process
+                keras.utils.set_random_seed(self.weights.seed * 1000 + COMPONENTS.index(name))
+            path = self.weights.resolve(name) if self.weights.source != "random" else None
+            model = self._builders[name]()
+            if path is not None:
+                model.load_weights(str(path))
+            self._built[name] = model
+        return self._built[name]
+
+    @property
+    def text_encoder(self):
+        return self.get("text_encoder")
+
+    @property
+    def diffusion_model(self):
+        return self.get("diffusion_model")
+
+    @property
+    def image_encoder(self):
+        return self.get("image_encoder")
+
+    @property
+    def decoder(self):
+        return self.get("decoder")
+
+
+# ------------------------------------------------------------------------------- textual-inversion encoder
+def _layer_classes():
+    import keras
+    from keras import ops
+
+    class PlaceholderEmbedding(keras.layers.Layer):
+        """CLIP's token + position embedding with n trainable rows appended after the frozen vocabulary.
+
+        The vocabulary table stays the (frozen) variable of the wrapped layer, so it cannot change;
+        ids >= VOCAB_SIZE look up the trainable `placeholder` rows."""
+
+        def __init__(self, clip_embedding, init_vectors: np.ndarray, **kwargs):
+            super().__init__(**kwargs)
+            clip_embedding.trainable = False
+            self.clip_embedding = clip_embedding
+            init_vectors = np.asarray(init_vectors, dtype="float32")
+            self.placeholder = self.add_weight(
+                shape=init_vectors.shape, name="placeholder_vectors", trainable=True,
+                initializer=keras.initializers.Constant(init_vectors), dtype="float32")
+
+        def call(self, inputs):
+            tokens, positions = inputs
+            table = ops.concatenate(
+                [ops.convert_to_tensor(self.clip_embedding.token_embedding.embeddings),
+                 ops.convert_to_tensor(self.placeholder)], axis=0)
+            x = ops.take(table, tokens, axis=0)
+            x = ops.cast(x, self.compute_dtype)
+            return x + ops.cast(self.clip_embedding.position_embedding(positions), self.compute_dtype)
+
+    return keras, PlaceholderEmbedding
+
+
+class PlaceholderTextEncoder:
+    """A Keras model [tokens, positions] -> context that shares every layer of `base_text_encoder` (frozen)
+    and adds the trainable placeholder rows (ids VOCAB_SIZE ...)."""
+
+    def __init__(self, base_text_encoder, init_vectors: np.ndarray):
+        keras, PlaceholderEmbedding = _layer_classes()
+        layers = [l for l in base_text_encoder.layers if not isinstance(l, keras.layers.InputLayer)]
+        embedding = layers[0]
+        if not (hasattr(embedding, "token_embedding") and hasattr(embedding, "position_embedding")):
+            raise TypeError("text encoder must start with a CLIPEmbedding-like layer")
+        self.table = embedding.token_embedding.embeddings  # frozen vocabulary, [VOCAB_SIZE, dim]
+        if int(self.table.shape[0]) != VOCAB_SIZE:
+            raise ValueError(f"text encoder vocabulary has {self.table.shape[0]} rows, expected {VOCAB_SIZE}")
+        tokens = keras.Input(shape=(MAX_LENGTH,), dtype="int32", name="tokens")
+        positions = keras.Input(shape=(MAX_LENGTH,), dtype="int32", name="positions")
+        self.embedding = PlaceholderEmbedding(embedding, init_vectors, name="placeholder_embedding")
+        x = self.embedding([tokens, positions])
+        for layer in layers[1:]:
+            layer.trainable = False
+            x = layer(x)
+        self.model = keras.Model([tokens, positions], x, name="placeholder_text_encoder")
+
+    @property
+    def dim(self) -> int:
+        return int(self.table.shape[1])
+
+    def vocabulary(self) -> np.ndarray:
+        import keras
+
+        return keras.ops.convert_to_numpy(self.table)
+
+    def get_vectors(self) -> np.ndarray:
+        import keras
+
+        return keras.ops.convert_to_numpy(self.embedding.placeholder).astype(np.float32)
+
+    def set_vectors(self, vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if tuple(vectors.shape) != tuple(self.embedding.placeholder.shape):
+            raise ValueError(f"embedding shape {vectors.shape} does not fit the token's "
+                             f"{tuple(self.embedding.placeholder.shape)}")
+        self.embedding.placeholder.assign(vectors)
+
+    def encode(self, token_ids: np.ndarray) -> np.ndarray:
+        """[B, 77] ids -> [B, 77, dim] context (inference)."""
+        token_ids = np.asarray(token_ids, dtype="int32")
+        pos = np.repeat(np.arange(MAX_LENGTH, dtype="int32")[None], token_ids.shape[0], axis=0)
+        return self.model.predict_on_batch({"tokens": token_ids, "positions": pos})
+
+
+def vae_moments_model(image_encoder):
+    """image -> 8-channel VAE moments (mean, logvar). KerasCV's ImageEncoder ends with a Lambda that keeps the
+    mean * 0.18215; textual inversion samples the latent instead, so we stop before that layer."""
+    import keras
+
+    return keras.Model(image_encoder.inputs, image_encoder.layers[-2].output, name="vae_moments")
+
+
+def nearest_tokens(vocabulary: np.ndarray, vectors: np.ndarray, k: int = 8) -> list[list[tuple[int, float]]]:
+    """For each vector, the k vocabulary ids with the highest cosine similarity: [(id, cosine), ...]."""
+    vnorm = vocabulary / np.maximum(np.linalg.norm(vocabulary, axis=1, keepdims=True), 1e-12)
+    out = []
+    for v in np.asarray(vectors, dtype=np.float32):
+        cos = vnorm @ (v / max(float(np.linalg.norm(v)), 1e-12))
+        idx = np.argpartition(-cos, k)[:k]
+        idx = idx[np.argsort(-cos[idx])]
+        out.append([(int(i), float(cos[i])) for i in idx])
+    return out

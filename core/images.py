@@ -1,0 +1,190 @@
+"""Training and reference images: validation (`check-images`), loading, crop/resize, augmentation, licences.
+
+Validated per file: readable, non-empty, a supported image type, decodes fully (not truncated), not too small,
+not too many pixels. A bad file is always reported by name with the reason; nothing is silently skipped
+(hidden dot-files and `licenses.csv` are the only files in an image folder that are not images).
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.errors import UserError
+
+SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+LICENSES_FILE = "licenses.csv"
+LICENSE_COLUMNS = ("file", "license", "source", "author")
+MIN_SIDE = 64  # smaller pictures carry too little detail to learn from (SD works at 512 px)
+MAX_PIXELS = 40_000_000  # ~ 6300 x 6300; larger is almost certainly a mistake or a decompression bomb
+
+
+@dataclass(frozen=True)
+class ImageProblem:
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def check_image(path: Path, min_side: int = MIN_SIDE) -> str | None:
+    """The reason `path` cannot be used as a training/reference image, or None if it is fine."""
+    path = Path(path)
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        return f"not a supported image type ({path.suffix or 'no extension'}; use {', '.join(SUPPORTED_SUFFIXES)})"
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if size == 0:
+        return "empty (0 bytes)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    return f"too many pixels ({w}x{h} > {MAX_PIXELS:,}); downscale it first"
+                img.load()  # decodes everything: catches truncated files
+    except PermissionError as e:
+        return f"unreadable ({e.strerror})"
+    except UnidentifiedImageError:
+        return "not an image (cannot identify image file)"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"too many pixels (over {MAX_PIXELS:,}); downscale it first"
+    except (OSError, SyntaxError, ValueError) as e:
+        msg = str(e)
+        if "truncated" in msg.lower() or isinstance(e, (SyntaxError, ValueError)):
+            return f"truncated or corrupt ({msg})"
+        return f"unreadable ({msg})"
+    if min(w, h) < min_side:
+        return f"too small ({w}x{h} px; need at least {min_side} px on the short side)"
+    return None
+
+
+def scan_folder(folder: Path, min_side: int = MIN_SIDE) -> tuple[list[Path], list[ImageProblem]]:
+    """(good image paths sorted by name, problems) for every non-hidden file in `folder` (not recursive)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder of images")
+    good, bad = [], []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or p.name == LICENSES_FILE or p.is_dir():
+            continue
+        reason = check_image(p, min_side)
+        (bad.append(ImageProblem(p, reason)) if reason else good.append(p))
+    return good, bad
+
+
+def validate_images(folder: Path, min_side: int = MIN_SIDE) -> list[Path]:
+    """The folder's images, or UserError listing every bad file (one line each) or saying the folder is empty."""
+    good, bad = scan_folder(folder, min_side)
+    if bad:
+        lines = "\n".join(f"  {b}" for b in bad)
+        raise UserError(f"{folder}: {len(bad)} bad file(s); fix or remove them (nothing was changed):\n{lines}")
+    if not good:
+        raise UserError(f"{folder}: no images ({', '.join(SUPPORTED_SUFFIXES)})")
+    return good
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """RGB image with EXIF orientation applied; first frame of an animation; transparency composited on white."""
+    with Image.open(path) as img:
+        img.seek(0)
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            img = img.convert("RGBA")
+            bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(bg, img)
+        return img.convert("RGB")
+
+
+def center_square(img: Image.Image, size: int) -> Image.Image:
+    """Crop to a centred square (the aspect SD trains on) and resize to `size` px (bicubic)."""
+    return ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    """uint8 RGB -> float32 HxWx3 in [-1, 1] (SD's VAE input range)."""
+    return np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+
+
+def augment(square: Image.Image, resolution: int, rng: np.random.Generator,
+            min_area: float = 0.8, flip_p: float = 0.5) -> np.ndarray:
+    """Random crop over [min_area, 1] of the area, resized to `resolution`, random horizontal flip -> [-1, 1].
+
+    As in the reference recipe (diffusers' textual inversion: random crop + flip); `square` is the centred
+    square crop of the picture, kept a little larger than `resolution` so crops stay sharp."""
+    s = square.size[0]
+    area = rng.uniform(min_area, 1.0)
+    side = max(1, int(round(s * np.sqrt(area))))
+    x = int(rng.integers(0, s - side + 1))
+    y = int(rng.integers(0, s - side + 1))
+    crop = square.crop((x, y, x + side, y + side)).resize((resolution, resolution), Image.Resampling.BICUBIC)
+    if rng.random() < flip_p:
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return to_array(crop)
+
+
+def read_licenses(folder: Path, images: list[Path]) -> dict[str, dict[str, str]]:
+    """Optional `licenses.csv` beside the images: file,license,source,author. Errors name the line."""
+    path = Path(folder) / LICENSES_FILE
+    if not path.exists():
+        return {}
+    names = {p.name for p in images}
+    out: dict[str, dict[str, str]] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in LICENSE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)}; the header must be "
+                            f"{','.join(LICENSE_COLUMNS)}")
+        for i, row in enumerate(reader, start=2):
+            name = (row.get("file") or "").strip()
+            if name not in names:
+                raise UserError(f"{path}:{i}: file {name!r} is not an image in {folder}; fix the name or the line")
+            out[name] = {k: (row.get(k) or "").strip() for k in ("license", "source", "author")}
+    return out
+
+
+def manifest_rows(folder: Path, images: list[Path]) -> list[dict]:
+    """Dataset manifest rows (core.runfolder.MANIFEST_COLUMNS) for the run folder."""
+    from core.runfolder import sha256_file
+
+    lic = read_licenses(folder, images)
+    rows = []
+    for p in images:
+        with Image.open(p) as img:
+            w, h = ImageOps.exif_transpose(img).size
+        info = lic.get(p.name, {})
+        rows.append({"file": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size, "width": w, "height": h,
+                     "license": info.get("license", ""), "source": info.get("source", ""),
+                     "author": info.get("author", "")})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def add_arguments(parser, command: str) -> None:
+    parser.add_argument("folder", type=Path, help="folder of training or reference images")
+    parser.add_argument("--min-size", type=int, default=MIN_SIDE, help="smallest allowed short side in px")
+
+
+def run(args) -> int:
+    good, bad = scan_folder(args.folder, args.min_size)
+    for b in bad:
+        print(b)
+    if bad:
+        print(f"{len(bad)} bad file(s), {len(good)} good image(s) in {args.folder}")
+        return 1
+    if not good:
+        print(f"{args.folder}: no images ({', '.join(SUPPORTED_SUFFIXES)})")
+        return 1
+    read_licenses(args.folder, good)
+    print(f"{len(good)} image(s) OK in {args.folder}")
+    return 0

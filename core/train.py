@@ -1,0 +1,452 @@
+"""`train`: textual inversion on KerasCV Stable Diffusion. Only the new token's vector(s) train; every other
+weight, the rest of the embedding table included, is frozen. Runs are resumable from their last checkpoint.
+
+Every random draw of step k (image order, template, crop, flip, timestep, VAE sample, noise) comes from
+numpy's generator seeded with (seed, k), so a resumed run draws exactly what the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import __version__
+from core.config import StrictConfig, check
+from core.errors import UserError
+from core.runfolder import Run
+
+NEIGHBORS_K = 8
+
+
+@dataclass
+class TrainConfig(StrictConfig):
+    images: str = ""  # folder of ~5-20 pictures of the character (or of the style)
+    token: str = "<tom-cat>"  # the new word; must not already be in CLIP's vocabulary
+    init: str = "cat"  # initializer word (exactly one token): the new vector starts as its embedding
+    vectors: int = 1  # vectors per token (diffusers' --num_vectors; 1 in the paper)
+    property: str = "object"  # object: character templates (prompts/object.txt); style: prompts/style.txt
+    prompts: str | None = None  # a template file that replaces the property's templates
+    steps: int = 3000  # diffusers' textual-inversion example: --max_train_steps=3000
+    batch_size: int = 4  # diffusers' example: batch 1 x gradient accumulation 4 = 4 images per update
+    lr: float = 2e-3  # diffusers' example: 5e-4 scaled by the effective batch of 4 (--scale_lr)
+    weight_decay: float = 1e-2  # diffusers' --adam_weight_decay default (AdamW, on the new vector only)
+    seed: int = 0  # seeds every draw of every step (see the module docstring)
+    resolution: int = 512  # SD v1.4's training size; any multiple of 128 (128 for smoke runs)
+    checkpoint_every: int = 500  # diffusers' --save_steps default
+    mixed_precision: str = "no"  # no | bf16 | fp16 (Keras mixed_bfloat16 / mixed_float16 policies)
+    jit_compile: bool = False  # XLA; worth it on a GPU, slow to compile on a CPU
+    weights: str = "kerascv"  # kerascv | random | a folder of KerasCV's weight files
+    weights_seed: int = 0  # seed of --weights random
+    allow_unverified: bool = False  # accept local weight files whose sha256 differs from KerasCV's
+    min_crop_area: float = 0.8  # augmentation: random crop over [min_crop_area, 1] of the area
+    flip_p: float = 0.5  # augmentation: horizontal flip probability
+    min_image_size: int = 64  # smallest allowed short side of a training image, px
+
+    def validate(self) -> None:
+        check(bool(self.images), "images", self.images, "pass --images DIR, a folder of pictures")
+        check(self.vectors >= 1, "vectors", self.vectors, "must be >= 1")
+        check(self.property in ("object", "style"), "property", self.property, "must be 'object' or 'style'")
+        check(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(0 < self.lr < 1, "lr", self.lr, "must be in (0, 1)")
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        check(self.resolution >= 128 and self.resolution % 128 == 0, "resolution", self.resolution,
+              "must be a positive multiple of 128 (SD's UNet halves it 7 times)")
+        check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1")
+        check(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
+              "must be no, bf16 or fp16")
+        check(0 < self.min_crop_area <= 1, "min_crop_area", self.min_crop_area, "must be in (0, 1]")
+        check(0 <= self.flip_p <= 1, "flip_p", self.flip_p, "must be in [0, 1]")
+
+    def templates_file(self) -> Path:
+        from core.prompts import PROPERTY_FILES
+
+        return Path(self.prompts) if self.prompts else PROPERTY_FILES[self.property]
+
+
+# --------------------------------------------------------------------------------------------------- data
+class TrainingData:
+    """Deterministic batches: `batch(step)` depends only on (seed, step)."""
+
+    def __init__(self, image_paths: list[Path], templates: list[str], tokenizer, cfg: TrainConfig):
+        from core.images import center_square, load_rgb
+        from core.prompts import fill
+        from core.schedule import alphas_cumprod
+
+        # keep the square a little larger than the training size so random crops stay sharp
+        self.squares = [center_square(load_rgb(p), int(cfg.resolution * 1.125)) for p in image_paths]
+        self.prompts = [tokenizer.encode(fill(t, cfg.token)) for t in templates]
+        self.cfg = cfg
+        self.alphas = alphas_cumprod()
+
+    def _image_index(self, k: int) -> int:
+        n = len(self.squares)
+        epoch, pos = divmod(k, n)
+        perm = np.random.default_rng([self.cfg.seed, 1_000_003, epoch]).permutation(n)  # shuffled every epoch
+        return int(perm[pos])
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        from core.images import augment
+        from core.schedule import timestep_embedding
+
+        cfg, b = self.cfg, self.cfg.batch_size
+        rng = np.random.default_rng([cfg.seed, step])
+        images = np.stack([
+            augment(self.squares[self._image_index((step - 1) * b + i)], cfg.resolution, rng,
+                    cfg.min_crop_area, cfg.flip_p) for i in range(b)])
+        tokens = np.asarray([self.prompts[int(rng.integers(len(self.prompts)))] for _ in range(b)], dtype="int32")
+        t = rng.integers(0, len(self.alphas), size=b)
+        h = cfg.resolution // 8
+        ab = self.alphas[t]
+        return {
+            "images": images.astype("float32"),
+            "tokens": tokens,
+            "positions": np.repeat(np.arange(tokens.shape[1], dtype="int32")[None], b, axis=0),
+            "t_emb": timestep_embedding(t),
+            "sqrt_ab": np.sqrt(ab).astype("float32"),
+            "sqrt_1mab": np.sqrt(1.0 - ab).astype("float32"),
+            "latent_eps": rng.standard_normal((b, h, h, 4)).astype("float32"),
+            "noise": rng.standard_normal((b, h, h, 4)).astype("float32"),
+        }
+
+
+# -------------------------------------------------------------------------------------------------- model
+def build_model(encoder, diffusion_model, image_encoder, cfg: TrainConfig):
+    """The Keras model whose only trainable variable is the placeholder vector(s); MSE on the noise."""
+    import keras
+    from keras import ops
+
+    from core.components import VAE_SCALE, vae_moments_model
+
+    class TextualInversionModel(keras.Model):
+        def __init__(self):
+            super().__init__(name="textual_inversion")
+            diffusion_model.trainable = False
+            image_encoder.trainable = False
+            self.text_encoder = encoder.model
+            self.unet = diffusion_model
+            self.vae = vae_moments_model(image_encoder)
+            self.vae.trainable = False
+
+        def call(self, x, training=False):
+            moments = ops.stop_gradient(ops.cast(self.vae(x["images"]), "float32"))
+            mean, logvar = moments[..., :4], ops.clip(moments[..., 4:], -30.0, 20.0)
+            latents = (mean + ops.exp(0.5 * logvar) * x["latent_eps"]) * VAE_SCALE
+            sa = ops.reshape(x["sqrt_ab"], (-1, 1, 1, 1))
+            s1 = ops.reshape(x["sqrt_1mab"], (-1, 1, 1, 1))
+            noisy = sa * latents + s1 * x["noise"]
+            context = self.text_encoder([x["tokens"], x["positions"]])
+            return self.unet({"latent": noisy, "timestep_embedding": x["t_emb"], "context": context})
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            return ops.mean(ops.square(ops.cast(x["noise"], "float32") - ops.cast(y_pred, "float32")))
+
+    model = TextualInversionModel()
+    trainable = model.trainable_variables
+    if len(trainable) != 1 or trainable[0] is not encoder.embedding.placeholder:
+        raise RuntimeError(f"textual inversion must train only the placeholder vectors, found "
+                           f"{[v.path for v in trainable]}")
+    opt = keras.optimizers.AdamW(learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+                                 beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    model.compile(optimizer=opt, jit_compile=cfg.jit_compile)
+    model.optimizer.build(trainable)
+    return model
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def environment() -> dict[str, Any]:
+    import keras
+
+    versions = {"core": __version__, "python": platform.python_version(), "keras": keras.__version__,
+                "backend": keras.backend.backend(), "numpy": np.__version__}
+    for mod in ("keras_cv", "tensorflow", "jax"):
+        m = sys.modules.get(mod)
+        if m is not None and hasattr(m, "__version__"):
+            versions[mod] = m.__version__
+    devices = ["CPU"]
+    try:
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            devices = [d.device_type + ":" + d.name.split(":", 1)[-1] for d in tf.config.list_physical_devices()]
+        elif keras.backend.backend() == "jax":
+            import jax
+
+            devices = [str(d) for d in jax.devices()]
+    except Exception:  # device listing is informative only
+        pass
+    hardware = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                "cpu_count": os.cpu_count(), "devices": devices}
+    return {"versions": versions, "hardware": hardware}
+
+
+def write_neighbors(run: Run, step: int, encoder, vocabulary: np.ndarray, init_vectors: np.ndarray,
+                    tokenizer) -> None:
+    from core.components import nearest_tokens
+
+    vecs = encoder.get_vectors()
+    rows = []
+    for v, hits in enumerate(nearest_tokens(vocabulary, vecs, NEIGHBORS_K)):
+        dist = float(np.linalg.norm(vecs[v] - init_vectors[v]))
+        rows += [{"step": step, "vector": v, "rank": r, "token": tokenizer.decode_id(i), "token_id": i,
+                  "cosine": round(c, 6), "distance_from_init": round(dist, 6)} for r, (i, c) in enumerate(hits)]
+    run.append_neighbors(rows)
+
+
+def save_checkpoint(run: Run, step: int, model, encoder, placeholders: list[str], vocabulary, init_vectors,
+                    tokenizer) -> None:
+    vecs = encoder.get_vectors()
+    run.save_embedding(step, {placeholders[0]: vecs}, {"token": placeholders[0], "n_vectors": str(len(vecs))})
+    opt_vars = {f"opt_{i:03d}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+                for i, v in enumerate(model.optimizer.variables)}
+    run.save_checkpoint(step, {"step": np.asarray(step), **opt_vars})
+    write_neighbors(run, step, encoder, vocabulary, init_vectors, tokenizer)
+    run.update_meta(last_checkpoint=step)
+
+
+def restore_checkpoint(run: Run, step: int, model, encoder, placeholders: list[str]) -> None:
+    encoder.set_vectors(run.load_embedding(step)[placeholders[0]])
+    state = run.load_checkpoint(step)
+    variables = model.optimizer.variables
+    for i, var in enumerate(variables):
+        value = state.get(f"opt_{i:03d}")
+        if value is None or tuple(value.shape) != tuple(var.shape):
+            raise UserError(f"{run.checkpoint_path(step)}: optimizer state does not fit this model; "
+                            "the run cannot be resumed")
+        var.assign(value)
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated(f"signal {signum}")
+
+
+# -------------------------------------------------------------------------------------------------- job
+def prepare(cfg: TrainConfig):
+    """Validate everything that needs no network: images, licences, templates, token, initializer."""
+    from core.images import manifest_rows, validate_images
+    from core.prompts import load_templates
+    from core.tokenizer import PromptTokenizer
+
+    images = validate_images(Path(cfg.images), cfg.min_image_size)
+    manifest = manifest_rows(Path(cfg.images), images)
+    templates = load_templates(cfg.templates_file())
+    tokenizer = PromptTokenizer(cfg.token, cfg.vectors)
+    init_id = tokenizer.initializer_id(cfg.init)
+    for t in templates:  # every training prompt must fit CLIP's 77 tokens
+        tokenizer.encode(t.replace("{}", cfg.token))
+    return images, manifest, templates, tokenizer, init_id
+
+
+def set_precision(mode: str) -> None:
+    import keras
+
+    keras.mixed_precision.set_global_policy(
+        {"no": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[mode])
+
+
+def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> Run:
+    """Train (or continue) `run` with `components`. `stop_after` ends early after that many steps in this
+    call (used to test resume); the run is then marked interrupted."""
+    from tqdm.auto import tqdm
+
+    from core.components import PlaceholderTextEncoder
+    from core.tokenizer import placeholder_tokens
+
+    images, manifest, templates, tokenizer, init_id = prepare(cfg)
+    if resume:
+        old = {r["file"]: r["sha256"] for r in run.read_manifest()}
+        new = {r["file"]: r["sha256"] for r in manifest}
+        if old != new:
+            changed = sorted(set(old.items()) ^ set(new.items()))
+            raise UserError(f"{cfg.images}: the images changed since the run started ({changed[0][0]} ...); "
+                            "restore them or start a new run")
+    placeholders = placeholder_tokens(cfg.token, cfg.vectors)
+    base_te = components.text_encoder
+    vocabulary = None
+    from keras import ops
+
+    vocab_var = [l for l in base_te.layers if hasattr(l, "token_embedding")][0].token_embedding.embeddings
+    vocabulary = ops.convert_to_numpy(vocab_var).astype(np.float32)
+    init_vectors = np.repeat(vocabulary[init_id][None], cfg.vectors, axis=0)
+    encoder = PlaceholderTextEncoder(base_te, init_vectors)
+    model = build_model(encoder, components.diffusion_model, components.image_encoder, cfg)
+    data = TrainingData(images, templates, tokenizer, cfg)
+
+    if resume:
+        done = [s for s in run.checkpoint_steps() if s in run.embedding_steps()]
+        if not done:
+            raise UserError(f"{run.path}: no checkpoint to resume from; start a new run")
+        start = done[-1]
+        restore_checkpoint(run, start, model, encoder, placeholders)
+        run.truncate_metrics(start)
+        run.rewrite_neighbors([r for r in run.read_neighbors() if int(r["step"]) <= start])
+        prior_seconds = float(run.meta.get("timings", {}).get("seconds_total", 0.0))
+        metrics = run.read_metrics()
+        elapsed0 = metrics[-1]["seconds"] if metrics else 0.0
+    else:
+        start, prior_seconds, elapsed0 = 0, 0.0, 0.0
+        run.write_manifest(manifest)
+        save_checkpoint(run, 0, model, encoder, placeholders, vocabulary, init_vectors, tokenizer)
+
+    env = environment()
+    run.update_meta(status="running", versions=env["versions"], hardware=env["hardware"],
+                    weights=components.weights.provenance())
+    old_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    t_session = time.time()
+    step = start
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {run.name}", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    status, message = "finished", None
+    try:
+        while step < cfg.steps:
+            if stop_after is not None and step - start >= stop_after:
+                raise _Terminated("stop_after")
+            batch = data.batch(step + 1)
+            logs = model.train_on_batch(batch, return_dict=True)
+            loss = float(logs["loss"])
+            step += 1
+            seconds = elapsed0 + (time.time() - t_session)
+            lr = float(ops.convert_to_numpy(model.optimizer.learning_rate))
+            run.append_metrics([{"step": step, "loss": f"{loss:.6g}", "lr": f"{lr:.6g}", "seconds": f"{seconds:.3f}"}])
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if not math.isfinite(loss):
+                status = "failed"
+                last = max(run.checkpoint_steps())
+                message = (f"loss became {loss} at step {step}; stopped. The last good checkpoint (step {last}) is "
+                           "kept. Lower --lr, or use --mixed-precision no")
+                break
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_checkpoint(run, step, model, encoder, placeholders, vocabulary, init_vectors, tokenizer)
+    except (KeyboardInterrupt, _Terminated):
+        status = "interrupted"
+        message = (f"interrupted at step {step}; continue with: python -m core train --resume {run.path}")
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, old_handler)
+        total = prior_seconds + (time.time() - t_session)
+        steps_done = step
+        meta_t = run.meta.get("timings", {})
+        timings = {"started": meta_t.get("started", t_session), "seconds_total": round(total, 3),
+                   "steps_done": steps_done, "last_session_started": t_session}
+        if status == "finished":
+            timings["finished"] = time.time()
+        fields: dict[str, Any] = {"status": status, "timings": timings}
+        if status == "finished":
+            fields["final_step"] = max(run.embedding_steps())
+        if message:
+            fields["message"] = message
+        run.update_meta(**fields)
+    if message:
+        print(message, file=sys.stderr)
+    return run
+
+
+def default_name(cfg: TrainConfig) -> str:
+    slug = "".join(c if c.isalnum() else "-" for c in cfg.token).strip("-") or "token"
+    return f"{slug}-{cfg.property}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def start_run(cfg: TrainConfig, runs_dir: Path, name: str | None) -> Run:
+    from core.weights import WeightSpec
+
+    spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
+    meta = {
+        "kind": "train",
+        "config": cfg.to_dict(),
+        "token": {"placeholder": cfg.token, "initializer": cfg.init, "vectors": cfg.vectors,
+                  "tokens": __import__("core.tokenizer", fromlist=["x"]).placeholder_tokens(cfg.token, cfg.vectors)},
+        "property": cfg.property,
+        "weights": spec.provenance(),
+        "timings": {"started": time.time(), "seconds_total": 0.0, "steps_done": 0},
+    }
+    return Run.create(runs_dir, name or default_name(cfg), meta)
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def add_arguments(p, command: str) -> None:
+    d = TrainConfig()
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
+                   "(all other options come from its run.json)")
+    p.add_argument("--images", type=Path, help="folder of pictures (jpg, png, webp, bmp, gif); optional licenses.csv")
+    p.add_argument("--token", default=d.token, help="the new placeholder word")
+    p.add_argument("--init", default=d.init, help="initializer word, exactly one CLIP token")
+    p.add_argument("--vectors", type=int, default=d.vectors, help="vectors per token")
+    p.add_argument("--property", choices=("object", "style"), default=d.property,
+                   help="object: learn the character; style: learn the art style")
+    p.add_argument("--prompts", type=Path, help="template file overriding the property's templates")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (constant)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--resolution", type=int, default=d.resolution, help="multiple of 128")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=d.mixed_precision)
+    p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA (GPU)")
+    p.add_argument("--weights", default=d.weights, help="kerascv | random | DIR of KerasCV weight files")
+    p.add_argument("--weights-seed", type=int, default=d.weights_seed, help="seed for --weights random")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="accept local weight files whose sha256 differs from KerasCV's (recorded)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    p.add_argument("--name", help="run folder name (default: token-property-timestamp)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args) -> TrainConfig:
+    return TrainConfig.from_dict({
+        "images": str(args.images) if args.images else "", "token": args.token, "init": args.init,
+        "vectors": args.vectors, "property": args.property, "prompts": str(args.prompts) if args.prompts else None,
+        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
+        "seed": args.seed, "resolution": args.resolution, "checkpoint_every": args.checkpoint_every,
+        "mixed_precision": args.mixed_precision, "jit_compile": args.jit_compile, "weights": args.weights,
+        "weights_seed": args.weights_seed, "allow_unverified": args.allow_unverified,
+    })
+
+
+def run(args) -> int:
+    from core.weights import WeightSpec
+
+    if args.resume:
+        run_ = Run(args.resume)
+        meta = run_.meta
+        if meta.get("status") == "finished":
+            print(f"{run_.path}: already finished ({meta.get('final_step')} steps); nothing to do")
+            return 0
+        cfg = TrainConfig.from_dict(meta["config"])
+    else:
+        cfg = config_from_args(args)
+        prepare(cfg)  # validate images, prompts and token before anything is built or written
+        run_ = start_run(cfg, args.runs_dir, args.name)
+    print(f"run folder: {run_.path}")
+    set_precision(cfg.mixed_precision)
+    from core.components import Components
+
+    spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
+    if spec.source == "random":
+        print("weights: random (seeded) - this run is a PIPELINE CHECK, not a model result", file=sys.stderr)
+    components = Components(spec, cfg.resolution)
+    try:
+        train(cfg, run_, components, resume=bool(args.resume), progress=not args.quiet)
+    except UserError:
+        if run_.meta.get("status") == "running":
+            run_.update_meta(status="failed")
+        raise
+    status = run_.meta["status"]
+    print(f"{status}: {run_.path}")
+    return {"finished": 0, "interrupted": 130}.get(status, 1)
