@@ -1,0 +1,53 @@
+"""Dashboard entry: routes the pages with st.navigation and picks the runs folder.
+
+    streamlit run dashboard/app.py --server.address 127.0.0.1 -- --runs-dir DIR
+    python -m dashboard --runs-dir DIR              (same, on 127.0.0.1 unless --address is given)
+
+The runs folder is `--runs-dir DIR` (after `--`), else $TOMCAT_RUNS_DIR, else `runs`; the sidebar can change it.
+The dashboard only reads: it never imports TensorFlow, keras, keras_cv or torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data, ui  # noqa: E402
+
+st.set_page_config(page_title="tomcat-ti experiments", page_icon="🐱", layout="wide")
+
+PAGES = [
+    st.Page("views/experiments.py", title="Experiments", icon="🧪", default=True),
+    st.Page("views/prompt_grids.py", title="Prompt grids", icon="🖼️"),
+    st.Page("views/clip_scores.py", title="CLIP scores", icon="📈"),
+    st.Page("views/character_vs_style.py", title="Character vs style", icon="⚖️"),
+    st.Page("views/token_explorer.py", title="Token explorer", icon="🔤"),
+    st.Page("views/model_card.py", title="Model card and limitations", icon="📄"),
+]
+
+if ui.RUNS_DIR_KEY not in st.session_state:
+    st.session_state[ui.RUNS_DIR_KEY] = data.runs_dir_from_args(sys.argv[1:], os.environ)
+st.sidebar.text_input(
+    "Runs folder", key=ui.RUNS_DIR_KEY,
+    help=f"Set at start by `-- --runs-dir DIR` or ${data.RUNS_DIR_ENV}; default `{data.DEFAULT_RUNS_DIR}`.",
+)
+page = st.navigation(PAGES)
+
+try:
+    all_infos = ui.infos()
+    ui.pipeline_demo_banner(all_infos)
+    damaged = [i for i in all_infos if i["error"]]
+    if damaged:
+        st.sidebar.warning(f"{len(damaged)} damaged run(s): " + ", ".join(i["name"] for i in damaged)
+                           + " (see Experiments)")
+    st.sidebar.caption(f"{len(all_infos)} run(s) in `{ui.runs_dir()}` · read-only")
+    page.run()
+except Exception as e:  # noqa: BLE001 - last safety net: a page must never crash the app
+    st.error(f"This page could not be drawn: {type(e).__name__}: {e}")

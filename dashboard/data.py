@@ -1,0 +1,452 @@
+"""Dashboard data access: the one module the pages read runs through (via `core.runfolder`), with caching.
+
+Every loader takes a run folder path and returns plain data (dicts, DataFrames, bytes). Results are cached with
+`st.cache_data`, keyed by the files' (mtime_ns, size), so a file that changes on disk is read again on the next
+rerun and an unchanged one is never re-parsed. A file that cannot be read raises `DataError` (a `UserError`)
+naming the file; pages catch it and show an error for that run only.
+
+Nothing here imports TensorFlow, keras, keras_cv or torch: the dashboard only reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import shlex
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import UserError
+from core.runfolder import PIPELINE_CHECK_LABEL, Run, list_runs
+
+DEFAULT_RUNS_DIR = "runs"
+RUNS_DIR_ENV = "TOMCAT_RUNS_DIR"
+THUMB_SIZE = 192
+REAL_TRAIN_COMMAND = (
+    "python -m core train --weights kerascv --images DIR --token '<tom-cat>' --init cat --property object"
+)
+
+
+class DataError(UserError):
+    """A run file exists but cannot be read (damaged JSON, garbage CSV, not an image)."""
+
+
+# --------------------------------------------------------------------------------------- the runs folder
+def runs_dir_from_args(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> str:
+    """`--runs-dir DIR` after `--` on the streamlit command line, else $TOMCAT_RUNS_DIR, else `runs`.
+
+    The sidebar text input (see app.py) starts from this value and may change it.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--runs-dir")
+    known, _ = parser.parse_known_args(list(argv))
+    if known.runs_dir:
+        return known.runs_dir
+    return environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR
+
+
+def _sig(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file or folder; None when absent. The cache key that makes changed files re-read."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return None
+    return (s.st_mtime_ns, s.st_size)
+
+
+def _run_sig(run: Run) -> tuple:
+    return tuple(_sig(p) for p in (run.meta_path, run.metrics_path, run.images_index_path, run.scores_path,
+                                   run.scores_meta_path, run.neighbors_path, run.embeddings_dir,
+                                   run.grids_dir, run.card_overrides_path))
+
+
+def _damaged(path: Path, e: BaseException) -> DataError:
+    return DataError(f"{path}: damaged or unreadable ({type(e).__name__}: {e}); restore or regenerate it")
+
+
+def q(path: str | Path) -> str:
+    """A path quoted for a shell command shown to the user."""
+    return shlex.quote(str(path))
+
+
+# ------------------------------------------------------------------------------------------- run summaries
+def run_infos(runs_dir: str) -> list[dict[str, Any]]:
+    """One summary per run folder under runs_dir (sorted by name). A damaged run gets `error` and nothing else."""
+    return [run_info(str(r.path)) for r in list_runs(runs_dir)]
+
+
+def run_info(run_path: str) -> dict[str, Any]:
+    run = Run(run_path)
+    return _run_info(run_path, _run_sig(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _run_info(run_path: str, key: tuple) -> dict[str, Any]:
+    run = Run(run_path)
+    info: dict[str, Any] = {"name": run.name, "path": run_path, "error": None}
+    try:
+        meta = run.meta
+    except UserError as e:
+        info.update(error=str(e), status="damaged", pipeline_check=True, label="run.json damaged")
+        return info
+    except Exception as e:  # noqa: BLE001 - an unreadable file must not take the page down
+        info.update(error=str(_damaged(run.meta_path, e)), status="damaged", pipeline_check=True,
+                    label="run.json damaged")
+        return info
+    try:
+        weights = meta.get("weights") or {"source": "unknown"}
+        if not isinstance(weights, dict):
+            weights = {"source": str(weights)}
+        source = str(weights.get("source", "unknown"))
+        token = meta.get("token") or {}
+        if not isinstance(token, dict):
+            token = {"placeholder": str(token)}
+        config = meta.get("config") or {}
+        if not isinstance(config, dict):
+            config = {}
+        steps = run.embedding_steps()
+        info.update(
+            status=str(meta.get("status", "unknown")),
+            kind=str(meta.get("kind", "")),
+            weights_source=source,
+            provenance=provenance(weights),
+            pipeline_check=run.is_pipeline_check,
+            token=str(token.get("placeholder", config.get("token", ""))),
+            initializer=str(token.get("initializer", config.get("init", ""))),
+            vectors=token.get("vectors", config.get("vectors")),
+            property=str(meta.get("property", config.get("property", ""))),
+            config=config,
+            checkpoints=steps,
+            final_step=meta.get("final_step", steps[-1] if steps else None),
+            has_metrics=run.metrics_path.exists(),
+            has_images=run.images_index_path.exists(),
+            has_scores=run.scores_path.exists(),
+            has_neighbors=run.neighbors_path.exists(),
+            created=meta.get("created"),
+            updated=meta.get("updated"),
+            timings=meta.get("timings") or {},
+        )
+        info["label"] = f"{run.name} ({info['property'] or '?'}, {source})"
+    except Exception as e:  # noqa: BLE001
+        info.update(error=str(_damaged(run.meta_path, e)), status="damaged", pipeline_check=True,
+                    label="run.json damaged")
+    return info
+
+
+def provenance(weights: dict[str, Any]) -> str:
+    """Where the weights came from, in one line: 'random (PIPELINE CHECK)' or 'kerascv: file sha256 abcd...'."""
+    source = str(weights.get("source", "unknown"))
+    if source not in ("kerascv", "local"):
+        return f"{source} (PIPELINE CHECK)"
+    parts = []
+    files = weights.get("files") or {}
+    if isinstance(files, dict):
+        for name, v in files.items():
+            sha = v.get("sha256") if isinstance(v, dict) else v
+            path = v.get("path", name) if isinstance(v, dict) else name
+            parts.append(f"{Path(str(path)).name} sha256 {str(sha)[:12]}" if sha else str(path))
+    elif isinstance(files, list):
+        parts = [str(f) for f in files]
+    verified = weights.get("verified")
+    tail = "" if verified is None else (" (verified)" if verified else " (NOT verified)")
+    return f"{source}: " + ("; ".join(parts) if parts else "files not recorded") + tail
+
+
+def ok_runs(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [i for i in infos if not i["error"]]
+
+
+def only_pipeline_checks(infos: list[dict[str, Any]]) -> bool:
+    """True when every readable run is a random-weight pipeline check (and there is at least one)."""
+    ok = ok_runs(infos)
+    return bool(ok) and all(i["pipeline_check"] for i in ok)
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def metrics(run_path: str) -> pd.DataFrame:
+    """metrics.csv as a DataFrame (step, loss, lr, seconds); empty when the file is absent."""
+    run = Run(run_path)
+    return _unwrap(_metrics(run_path, _sig(run.metrics_path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=200)
+def _metrics(run_path: str, key: Any) -> tuple[Any, str | None]:
+    run = Run(run_path)
+    try:
+        rows = run.read_metrics()
+    except Exception as e:  # noqa: BLE001
+        return None, str(_damaged(run.metrics_path, e))
+    return pd.DataFrame(rows, columns=["step", "loss", "lr", "seconds"]), None
+
+
+def _unwrap(result: tuple[Any, str | None]) -> Any:
+    """Cached loaders return (value, error) so that errors are cached too; this raises the error."""
+    value, error = result
+    if error:
+        raise DataError(error)
+    return value
+
+
+# ------------------------------------------------------------------------------------------------- images
+IMAGE_NUMERIC = ("seed", "step", "steps", "guidance", "width", "height", "seconds")
+
+
+def images(run_path: str) -> pd.DataFrame:
+    """images.csv as a DataFrame (IMAGE_COLUMNS; seed and step as int); empty when there is none."""
+    run = Run(run_path)
+    return _unwrap(_images(run_path, _sig(run.images_index_path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=100)
+def _images(run_path: str, key: Any) -> tuple[Any, str | None]:
+    run = Run(run_path)
+    try:
+        df = pd.DataFrame(run.read_images())
+        if df.empty:
+            return df, None
+        missing = [c for c in ("path", "prompt", "seed", "step") if c not in df.columns]
+        if missing:
+            raise ValueError(f"missing column(s) {', '.join(missing)}")
+        for c in IMAGE_NUMERIC:
+            if c in df.columns:
+                df[c] = pd.to_numeric(df[c], errors="coerce")
+        if df["step"].isna().any() or df["seed"].isna().any():
+            raise ValueError("non-numeric step or seed")
+        df["step"] = df["step"].astype(int)
+        df["seed"] = df["seed"].astype(int)
+        if "template" not in df.columns:
+            df["template"] = df["prompt"]
+        df["template"] = df["template"].fillna("").where(df["template"].fillna("") != "", df["prompt"])
+    except Exception as e:  # noqa: BLE001
+        return None, str(_damaged(run.images_index_path, e))
+    return df.reset_index(drop=True), None
+
+
+def image_file(run_path: str, rel: str) -> Path:
+    """The file of an images.csv row (paths there are relative to the run folder)."""
+    return Path(run_path) / rel
+
+
+def paginate(n_items: int, page: int, per_page: int) -> tuple[int, int, int, int]:
+    """(start, stop, page, n_pages) for 1-based `page`, clamped into range; n_pages >= 1."""
+    per_page = max(1, int(per_page))
+    n_pages = max(1, math.ceil(n_items / per_page))
+    page = min(max(1, int(page)), n_pages)
+    start = (page - 1) * per_page
+    return start, min(start + per_page, n_items), page, n_pages
+
+
+def pairs(df: pd.DataFrame, before: int, after: int, prompts: Sequence[str] = (),
+          seeds: Sequence[int] = ()) -> pd.DataFrame:
+    """One row per (prompt, seed) generated at `after`, with the image at `before` beside it when there is one.
+
+    Columns: prompt, template, seed, before_path, after_path. Empty prompts/seeds select all.
+    Ordered by prompt (as first generated) then seed.
+    """
+    if df.empty:
+        return pd.DataFrame(columns=["prompt", "template", "seed", "before_path", "after_path"])
+    sel = df
+    if prompts:
+        sel = sel[sel["prompt"].isin(list(prompts))]
+    if seeds:
+        sel = sel[sel["seed"].isin([int(s) for s in seeds])]
+    order = {p: i for i, p in enumerate(dict.fromkeys(df["prompt"]))}
+    a = sel[sel["step"] == after].drop_duplicates(["prompt", "seed"], keep="last")
+    b = sel[sel["step"] == before].drop_duplicates(["prompt", "seed"], keep="last")
+    out = a[["prompt", "template", "seed", "path"]].rename(columns={"path": "after_path"})
+    out = out.merge(b[["prompt", "seed", "path"]].rename(columns={"path": "before_path"}),
+                    on=["prompt", "seed"], how="left")
+    out["_o"] = out["prompt"].map(order)
+    out = out.sort_values(["_o", "seed"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    out["before_path"] = out["before_path"].where(out["before_path"].notna(), None)
+    return out[["prompt", "template", "seed", "before_path", "after_path"]]
+
+
+def shared_pairs(df_a: pd.DataFrame, step_a: int, df_b: pd.DataFrame, step_b: int) -> pd.DataFrame:
+    """Images of two runs made from the same prompt template and seed: template, seed, a_path, b_path, a/b prompt."""
+    cols = ["template", "seed", "a_prompt", "a_path", "b_prompt", "b_path"]
+    if df_a.empty or df_b.empty:
+        return pd.DataFrame(columns=cols)
+    a = df_a[df_a["step"] == step_a].drop_duplicates(["template", "seed"], keep="last")
+    b = df_b[df_b["step"] == step_b].drop_duplicates(["template", "seed"], keep="last")
+    m = a[["template", "seed", "prompt", "path"]].merge(
+        b[["template", "seed", "prompt", "path"]], on=["template", "seed"], suffixes=("_a", "_b"))
+    m = m.rename(columns={"prompt_a": "a_prompt", "path_a": "a_path", "prompt_b": "b_prompt", "path_b": "b_path"})
+    return m[cols].reset_index(drop=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=5000)
+def _thumbnail(path: str, key: Any, size: int) -> tuple[bytes | None, str | None]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=85)
+        return buf.getvalue(), None
+    except FileNotFoundError:
+        return None, f"{path}: missing (listed in images.csv but not on disk)"
+    except Exception as e:  # noqa: BLE001
+        return None, f"{path}: not an image ({type(e).__name__}: {e})"
+
+
+def thumbnail(path: str | Path, size: int = THUMB_SIZE) -> bytes:
+    """A small JPEG of an image, cached by (path, mtime, size); raises DataError for a missing or bad file."""
+    return _unwrap(_thumbnail(str(path), _sig(Path(path)), int(size)))
+
+
+def file_bytes(path: str | Path) -> bytes:
+    """The bytes of a file, for download buttons (pass `lambda: file_bytes(p)` so they load on click)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from e
+
+
+def grids(run_path: str) -> list[str]:
+    """Names of the grid PNGs in the run's grids folder (may be none)."""
+    d = Run(run_path).grids_dir
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+
+
+def grid_file(run_path: str, name: str) -> Path:
+    return Run(run_path).grid_path(name)
+
+
+# ------------------------------------------------------------------------------------------------- scores
+def scores(run_path: str) -> pd.DataFrame:
+    """scores.csv as a DataFrame (step, seed as int; clip_i, clip_t as float); empty when absent."""
+    run = Run(run_path)
+    return _unwrap(_scores(run_path, _sig(run.scores_path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=100)
+def _scores(run_path: str, key: Any) -> tuple[Any, str | None]:
+    run = Run(run_path)
+    try:
+        df = pd.DataFrame(run.read_scores())
+        if df.empty:
+            return df, None
+        missing = [c for c in ("step", "prompt", "seed", "clip_i", "clip_t") if c not in df.columns]
+        if missing:
+            raise ValueError(f"missing column(s) {', '.join(missing)}")
+        for c in ("step", "seed", "clip_i", "clip_t"):
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+        if df[["step", "seed"]].isna().any().any():
+            raise ValueError("non-numeric step or seed")
+        df["step"] = df["step"].astype(int)
+        df["seed"] = df["seed"].astype(int)
+        if "template" not in df.columns:
+            df["template"] = df["prompt"]
+    except Exception as e:  # noqa: BLE001
+        return None, str(_damaged(run.scores_path, e))
+    return df, None
+
+
+def score_rows(run_path: str) -> list[dict[str, str]]:
+    """scores.csv rows exactly as `Run.read_scores` gives them (for core.score's summaries)."""
+    scores(run_path)  # raises DataError for a damaged file
+    return Run(run_path).read_scores()
+
+
+def scores_meta(run_path: str) -> dict[str, Any] | None:
+    run = Run(run_path)
+    return _unwrap(_scores_meta(run_path, _sig(run.scores_meta_path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=100)
+def _scores_meta(run_path: str, key: Any) -> tuple[Any, str | None]:
+    run = Run(run_path)
+    try:
+        return run.read_scores_meta(), None
+    except Exception as e:  # noqa: BLE001
+        return None, str(_damaged(run.scores_meta_path, e))
+
+
+# ---------------------------------------------------------------------------------------------- neighbors
+def neighbors(run_path: str) -> pd.DataFrame:
+    """neighbors.csv as a DataFrame (NEIGHBOR_COLUMNS, typed) plus `word` (the token without '</w>')."""
+    run = Run(run_path)
+    return _unwrap(_neighbors(run_path, _sig(run.neighbors_path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=100)
+def _neighbors(run_path: str, key: Any) -> tuple[Any, str | None]:
+    run = Run(run_path)
+    try:
+        df = pd.DataFrame(run.read_neighbors())
+        if df.empty:
+            return df, None
+        missing = [c for c in ("step", "rank", "token", "cosine") if c not in df.columns]
+        if missing:
+            raise ValueError(f"missing column(s) {', '.join(missing)}")
+        for c in ("step", "vector", "rank", "token_id", "cosine", "distance_from_init"):
+            if c in df.columns:
+                df[c] = pd.to_numeric(df[c], errors="coerce")
+        if df[["step", "rank"]].isna().any().any():
+            raise ValueError("non-numeric step or rank")
+        if "vector" not in df.columns:
+            df["vector"] = 0
+        df["vector"] = df["vector"].fillna(0).astype(int)
+        df["step"] = df["step"].astype(int)
+        df["rank"] = df["rank"].astype(int)
+        df["word"] = df["token"].astype(str).str.replace("</w>", "", regex=False)
+    except Exception as e:  # noqa: BLE001
+        return None, str(_damaged(run.neighbors_path, e))
+    return df, None
+
+
+# -------------------------------------------------------------------------- results of other core modules
+def optional_module(name: str) -> tuple[Any, str | None]:
+    """Import a torch-free core module that may not exist yet; (module, None) or (None, why)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name), None
+    except ImportError as e:
+        return None, f"`{name}` is not available yet ({e})"
+
+
+def cached_call(fn: Callable[..., Any], run_paths: Sequence[str], *args: Any, **kwargs: Any) -> Any:
+    """Call a core function on run folders, cached by the runs' file signatures. Exceptions propagate."""
+    key = tuple((p, _run_sig(Run(p))) for p in run_paths)
+    return _cached_call(f"{fn.__module__}.{fn.__qualname__}", key, repr((args, sorted(kwargs.items()))),
+                        fn, args, kwargs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=200)
+def _cached_call(name: str, key: tuple, args_repr: str, _fn: Callable[..., Any], _args: tuple,
+                 _kwargs: dict) -> Any:
+    # cache_resource: results such as a Comparison hold figures and need not be picklable. Arguments whose
+    # names start with "_" are not hashed: the key is the function name, every run's file signatures and the
+    # repr of the other arguments.
+    return _fn(*_args, **_kwargs)
+
+
+# ----------------------------------------------------------------------------- what is missing and how to make it
+def command_generate(run_path: str) -> str:
+    return f"python -m core generate {q(run_path)} --checkpoints all"
+
+
+def command_score(run_path: str) -> str:
+    return f"python -m core score {q(run_path)} --references DIR"
+
+
+def command_compare(a: str, b: str) -> str:
+    return f"python -m core compare {q(a)} {q(b)}"
+
+
+def command_card(run_path: str) -> str:
+    return f"python -m core card {q(run_path)}"
+
+
+__all__ = [name for name in dir() if not name.startswith("_")] + ["PIPELINE_CHECK_LABEL"]

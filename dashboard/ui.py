@@ -1,0 +1,97 @@
+"""Dashboard widgets shared by the pages: run pickers, the pipeline-check label, missing-piece and error notes.
+
+Data comes only from `dashboard.data`; this module only draws.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import streamlit as st
+
+from dashboard import data
+
+RUNS_DIR_KEY = "runs_dir"
+
+
+def runs_dir() -> str:
+    """The runs folder chosen in app.py (command line, $TOMCAT_RUNS_DIR or the sidebar)."""
+    return st.session_state.get(RUNS_DIR_KEY) or data.DEFAULT_RUNS_DIR
+
+
+def infos() -> list[dict[str, Any]]:
+    return data.run_infos(runs_dir())
+
+
+def pipeline_label(info: dict[str, Any]) -> None:
+    """The visible warning every page shows next to a random-weight (or unknown-weight) run."""
+    if info.get("pipeline_check"):
+        st.warning(f"**{info['name']}** - {data.PIPELINE_CHECK_LABEL}", icon="⚠️")
+
+
+def run_error(info: dict[str, Any]) -> None:
+    st.error(f"Run **{info['name']}** cannot be read: {info['error']}", icon="🛑")
+
+
+def missing(what: str, command: str, why: str = "") -> None:
+    """Say what a run lacks and the command that makes it."""
+    st.info(f"{what}{(' ' + why) if why else ''} Make it with:", icon="ℹ️")
+    st.code(command, language="bash")
+
+
+def no_runs() -> bool:
+    """Tell the user there is nothing to show (and how to make runs); True when that is the case."""
+    all_infos = infos()
+    if data.ok_runs(all_infos):
+        return False
+    if all_infos:
+        st.error(f"No run in `{runs_dir()}` can be read; the damaged runs are listed on the Experiments page.")
+    else:
+        st.info(f"No runs in `{runs_dir()}`. Build the demo experiment, or train a real run:", icon="ℹ️")
+        st.code(f"python -m core demo --runs-dir {data.q(runs_dir())}\n{data.REAL_TRAIN_COMMAND}",
+                language="bash")
+    return True
+
+
+def pick_run(label: str, candidates: Sequence[dict[str, Any]], key: str, default: int = 0,
+             container: Any = None) -> dict[str, Any] | None:
+    """A run selectbox (readable runs only) that shows the pipeline-check label for the chosen run."""
+    where = container or st
+    if not candidates:
+        return None
+    names = [c["name"] for c in candidates]
+    by_name = {c["name"]: c for c in candidates}
+
+    def fmt(n: str) -> str:
+        i = by_name[n]
+        tag = " ⚠ random weights" if i.get("pipeline_check") else ""
+        return f"{n} ({i.get('property') or '?'}){tag}"
+
+    if key in st.session_state and st.session_state[key] not in names:
+        del st.session_state[key]  # the runs folder changed under the widget
+    name = where.selectbox(label, names, index=min(default, len(names) - 1), key=key, format_func=fmt)
+    return by_name[name]
+
+
+def pipeline_demo_banner(all_infos: list[dict[str, Any]]) -> None:
+    """Shown on every page when the runs folder holds only random-weight runs."""
+    if data.only_pipeline_checks(all_infos):
+        st.warning(
+            "**Pipeline demonstration with random weights.** Every run in this folder was made with random "
+            "weights: the images, CLIP scores and nearest words here test the code path only and say nothing "
+            "about what Stable Diffusion learns. To run the real thing, train with the published weights:\n\n"
+            f"`{data.REAL_TRAIN_COMMAND}`\n\nthen `python -m core generate`, `score`, `compare` and `card` "
+            "on the new run.",
+            icon="⚠️",
+        )
+
+
+def image_or_note(path: Any, caption: str = "", width: int | None = None) -> None:
+    """A cached thumbnail, or a short note when the file is missing or not an image."""
+    if path is None:
+        st.caption(f"{caption}: not generated")
+        return
+    try:
+        st.image(data.thumbnail(path), caption=caption, width=width or "content")
+    except data.DataError as e:
+        st.warning(str(e))

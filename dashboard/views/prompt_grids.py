@@ -1,0 +1,124 @@
+"""Prompt grids page: a run's images, before (checkpoint 0, the initializer) beside after, paged, with downloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import data, ui
+
+st.title("Prompt grids")
+if ui.no_runs():
+    st.stop()
+
+ok = data.ok_runs(ui.infos())
+info = ui.pick_run("Run", ok, key="grid_run")
+ui.pipeline_label(info)
+run_path, rkey = info["path"], info["name"]
+
+try:
+    df = data.images(run_path)
+except data.DataError as e:
+    st.error(f"Run **{info['name']}**: {e}")
+    st.stop()
+if df.empty:
+    ui.missing(f"{info['name']} has no generated images yet.", data.command_generate(run_path))
+    st.stop()
+
+steps = sorted(int(s) for s in df["step"].unique())
+before = steps[0]
+if before != 0:
+    st.info(f"No images of checkpoint 0 (the initializer) in {info['name']}; comparing against step {before}. "
+            f"Generate them with `{data.command_generate(run_path)}`.")
+after_steps = steps[1:] or steps
+
+# ------------------------------------------------------------------------------------------------- choices
+c1, c2, c3 = st.columns([2, 3, 1])
+with c1:
+    if len(after_steps) > 1:
+        after = st.select_slider("Checkpoint (after)", options=after_steps, value=after_steps[-1],
+                                 key=f"grid_ckpt_{rkey}")
+    else:
+        after = after_steps[0]
+        st.markdown(f"Checkpoint (after): **step {after}** (the only one with images)")
+all_prompts = list(dict.fromkeys(df["prompt"]))
+all_seeds = sorted(int(s) for s in df["seed"].unique())
+prompts = c2.multiselect("Prompts", all_prompts, placeholder=f"all {len(all_prompts)} prompts",
+                         key=f"grid_prompts_{rkey}")
+seeds = c3.multiselect("Seeds", all_seeds, placeholder="all seeds", key=f"grid_seeds_{rkey}")
+
+table = data.pairs(df, before, after, prompts, seeds)
+if table.empty:
+    st.info(f"No images at step {after} for the chosen prompts and seeds.")
+    st.stop()
+
+c1, c2, c3 = st.columns([1, 1, 3])
+per_page = c1.selectbox("Pairs per page", [6, 12, 24, 48], index=1, key="grid_per_page")
+n_pages = data.paginate(len(table), 1, per_page)[3]
+page_key = f"grid_page_{rkey}"
+if st.session_state.get(page_key, 1) > n_pages:
+    st.session_state[page_key] = n_pages
+page = c2.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, step=1, key=page_key)
+start, stop, page, n_pages = data.paginate(len(table), page, per_page)
+c3.caption(f"{len(table)} prompt x seed pair(s) at step {after} · {len(df)} images in the run · "
+           f"showing {start + 1}-{stop}")
+
+# --------------------------------------------------------------------------------------------- the pairs
+rows = table.iloc[start:stop].to_dict("records")
+for i in range(0, len(rows), 2):
+    cols = st.columns(2, border=True)
+    for col, r in zip(cols, rows[i:i + 2]):
+        with col:
+            st.markdown(f"**{r['prompt']}** · seed {r['seed']}")
+            b, a = st.columns(2)
+            with b:
+                ui.image_or_note(data.image_file(run_path, r["before_path"]) if r["before_path"] else None,
+                                 f"before · step {before}" + (" (initializer)" if before == 0 else ""))
+            with a:
+                ui.image_or_note(data.image_file(run_path, r["after_path"]), f"after · step {after}")
+
+# ---------------------------------------------------------------------------------------- full size view
+st.subheader("Full size and download")
+labels = {f"{r['prompt']} · seed {r['seed']}": r for r in rows}
+choice = st.selectbox("Image pair from this page", ["(none)"] + list(labels), key=f"grid_full_{rkey}")
+if choice != "(none)":
+    r = labels[choice]
+    cols = st.columns(2)
+    for col, rel, step in ((cols[0], r["before_path"], before), (cols[1], r["after_path"], after)):
+        with col:
+            if not rel:
+                st.caption(f"step {step}: not generated")
+                continue
+            path = data.image_file(run_path, rel)
+            if not path.exists():
+                st.warning(f"{path}: missing (listed in images.csv but not on disk)")
+                continue
+            try:
+                st.image(data.file_bytes(path), caption=f"step {step}")
+            except Exception as e:  # noqa: BLE001 - a bad file is reported, not raised
+                st.warning(f"{path}: cannot show ({e})")
+                continue
+            st.download_button(f"Download step {step} image", data=lambda p=path: data.file_bytes(p),
+                               file_name=f"{info['name']}-{Path(rel).parent.name}-{Path(rel).name}",
+                               mime="image/png", key=f"dl_{rkey}_{rel}")
+
+# ---------------------------------------------------------------------------------------------- grid PNGs
+st.subheader("Grids")
+names = data.grids(run_path)
+if not names:
+    ui.missing(f"{info['name']} has no grid images yet.", data.command_generate(run_path),
+               "Grids (prompt x seed, checkpoint x seed) are written by `generate`.")
+else:
+    g = st.selectbox("Grid", names, key=f"grid_png_{rkey}")
+    path = data.grid_file(run_path, g)
+    show = st.toggle("Show full size", value=False, key=f"grid_png_full_{rkey}")
+    try:
+        if show:
+            st.image(data.file_bytes(path), caption=g)
+        else:
+            st.image(data.thumbnail(path, 640), caption=f"{g} (preview; toggle full size above)")
+    except Exception as e:  # noqa: BLE001 - a bad file is reported, not raised
+        st.warning(f"{path}: cannot show ({e})")
+    st.download_button("Download grid", data=lambda p=path: data.file_bytes(p), file_name=f"{info['name']}-{g}",
+                       mime="image/png", key=f"dl_grid_{rkey}_{g}")
