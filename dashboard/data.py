@@ -352,12 +352,6 @@ def _scores(run_path: str, key: Any) -> tuple[Any, str | None]:
     return df, None
 
 
-def score_rows(run_path: str) -> list[dict[str, str]]:
-    """scores.csv rows exactly as `Run.read_scores` gives them (for core.score's summaries)."""
-    scores(run_path)  # raises DataError for a damaged file
-    return Run(run_path).read_scores()
-
-
 def scores_meta(run_path: str) -> dict[str, Any] | None:
     run = Run(run_path)
     return _unwrap(_scores_meta(run_path, _sig(run.scores_meta_path)))
@@ -416,20 +410,44 @@ def optional_module(name: str) -> tuple[Any, str | None]:
         return None, f"`{name}` is not available yet ({e})"
 
 
-def cached_call(fn: Callable[..., Any], run_paths: Sequence[str], *args: Any, **kwargs: Any) -> Any:
-    """Call a core function on run folders, cached by the runs' file signatures. Exceptions propagate."""
-    key = tuple((p, _run_sig(Run(p))) for p in run_paths)
-    return _cached_call(f"{fn.__module__}.{fn.__qualname__}", key, repr((args, sorted(kwargs.items()))),
-                        fn, args, kwargs)
+def cached_call(fn: Callable[..., Any], run_paths: Sequence[str], **options: Any) -> Any:
+    """`fn(*[Run(p) for p in run_paths], **options)`, cached by fn's name, the runs' file signatures and the
+    (small) options. For results of other core modules (summaries, comparisons, cards). Exceptions propagate."""
+    key = tuple((str(p), _run_sig(Run(p))) for p in run_paths)
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    return _cached_call(name, key, repr(sorted(options.items())), fn, options)
 
 
 @st.cache_resource(show_spinner=False, max_entries=200)
-def _cached_call(name: str, key: tuple, args_repr: str, _fn: Callable[..., Any], _args: tuple,
-                 _kwargs: dict) -> Any:
+def _cached_call(name: str, key: tuple, options_repr: str, _fn: Callable[..., Any], _options: dict) -> Any:
     # cache_resource: results such as a Comparison hold figures and need not be picklable. Arguments whose
-    # names start with "_" are not hashed: the key is the function name, every run's file signatures and the
-    # repr of the other arguments.
-    return _fn(*_args, **_kwargs)
+    # names start with "_" are not hashed: the key is the function's name, every run's file signatures and
+    # the repr of the options. Callers treat results as read-only.
+    return _fn(*[Run(p) for p, _ in key], **_options)
+
+
+def _summary_by_step(run: Run) -> pd.DataFrame:
+    from core.score import summarize_by_step
+
+    return summarize_by_step(run.read_scores())
+
+
+def _summary_by_prompt(run: Run) -> pd.DataFrame:
+    from core.score import summarize_by_prompt
+
+    return summarize_by_prompt(run.read_scores())
+
+
+def summary(run_path: str, by: str = "step") -> pd.DataFrame:
+    """`core.score.summarize_by_step` (by="step") or `summarize_by_prompt` (by="prompt") of a run's scores:
+    means with bootstrap 95% CIs. Raises DataError when scores.csv cannot be read; ImportError when core.score
+    is not there."""
+    scores(run_path)  # a damaged scores.csv is a DataError naming the file
+    fn = _summary_by_step if by == "step" else _summary_by_prompt
+    try:
+        return cached_call(fn, [run_path])
+    except (UserError, ValueError, KeyError) as e:
+        raise DataError(f"{Run(run_path).scores_path}: cannot summarise ({e})") from e
 
 
 # ----------------------------------------------------------------------------- what is missing and how to make it

@@ -1,2 +1,106 @@
+"""Character vs style page: a character (object) run and a style run side by side on the same prompt templates and
+seeds, and the differences of their CLIP metrics (from `core.compare`)."""
+
+from __future__ import annotations
+
 import streamlit as st
-st.title("character_vs_style")
+
+from dashboard import data, ui
+
+st.title("Character vs style")
+if ui.no_runs():
+    st.stop()
+
+ok = data.ok_runs(ui.infos())
+if len(ok) < 2:
+    st.info("Comparing needs two runs (a character run and a style run); this folder has one. Train the other "
+            "with `python -m core train --property style ...` (or `--property object`).")
+    st.stop()
+
+
+def _first(prop: str, fallback: int) -> int:
+    return next((k for k, i in enumerate(ok) if i["property"] == prop), fallback)
+
+
+ia = _first("object", 0)
+ib = _first("style", 1 if ia == 0 else 0)
+c1, c2 = st.columns(2)
+a = ui.pick_run("Run A (character)", ok, key="cmp_a", default=ia, container=c1)
+b = ui.pick_run("Run B (style)", ok, key="cmp_b", default=ib, container=c2)
+for col, i in ((c1, a), (c2, b)):
+    with col:
+        ui.pipeline_label(i)
+if a["name"] == b["name"]:
+    st.info("Pick two different runs.")
+    st.stop()
+
+
+def images_or_note(i: dict, col):
+    with col:
+        try:
+            df = data.images(i["path"])
+        except data.DataError as e:
+            st.error(f"Run **{i['name']}**: {e}")
+            return None
+        if df.empty:
+            ui.missing(f"{i['name']} has no generated images yet.", data.command_generate(i["path"]))
+            return None
+        steps = sorted(int(s) for s in df["step"].unique())
+        step = st.selectbox(f"Checkpoint of {i['name']}", steps, index=len(steps) - 1, key=f"cmp_step_{i['name']}",
+                            format_func=lambda s: f"step {s}" + (" (initializer)" if s == 0 else ""))
+        return df, step
+
+
+# ---------------------------------------------------------------------------------------- side by side
+st.subheader("Same prompts and seeds")
+c1, c2 = st.columns(2)
+ga, gb = images_or_note(a, c1), images_or_note(b, c2)
+if ga is not None and gb is not None:
+    shared = data.shared_pairs(ga[0], ga[1], gb[0], gb[1])
+    if shared.empty:
+        st.info(f"{a['name']} at step {ga[1]} and {b['name']} at step {gb[1]} share no prompt template and seed. "
+                "Generate both with the same prompt file and seeds, e.g.\n\n"
+                f"`{data.command_generate(a['path'])} --prompts prompts/eval/character.txt`\n\n"
+                f"`{data.command_generate(b['path'])} --prompts prompts/eval/character.txt`")
+    else:
+        per_page = 8
+        n_pages = data.paginate(len(shared), 1, per_page)[3]
+        key = "cmp_page"
+        if st.session_state.get(key, 1) > n_pages:
+            st.session_state[key] = n_pages
+        page = (st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key=key) if n_pages > 1 else 1)
+        start, stop, _, _ = data.paginate(len(shared), page, per_page)
+        st.caption(f"{len(shared)} shared prompt x seed pair(s); showing {start + 1}-{stop}")
+        for r in shared.iloc[start:stop].to_dict("records"):
+            with st.container(border=True):
+                st.markdown(f"`{r['template']}` · seed {r['seed']}")
+                x, y = st.columns(2)
+                with x:
+                    ui.image_or_note(data.image_file(a["path"], r["a_path"]), f"A · {r['a_prompt']}")
+                with y:
+                    ui.image_or_note(data.image_file(b["path"], r["b_path"]), f"B · {r['b_prompt']}")
+
+# ------------------------------------------------------------------------------------- metric differences
+st.subheader("Metric differences (A - B)")
+compare, why = data.optional_module("core.compare")
+if compare is None or not hasattr(compare, "compare_runs"):
+    st.info(f"The comparison is not available yet: {why or '`core.compare.compare_runs` is missing'}.")
+    st.stop()
+lacking = [i for i in (a, b) if not i["has_scores"]]
+for i in lacking:
+    ui.missing(f"{i['name']} has no CLIP scores yet, so there is nothing to compare.", data.command_score(i["path"]))
+if lacking:
+    st.stop()
+try:
+    cmp = data.cached_call(compare.compare_runs, [a["path"], b["path"]])
+except Exception as e:  # noqa: BLE001 - a damaged score file in either run is reported, not raised
+    st.error(f"Cannot compare {a['name']} with {b['name']}: {e}")
+    st.stop()
+st.dataframe(cmp.table, hide_index=True, width="stretch")
+st.caption("diff = A - B with a bootstrap 95% CI (diff_lo, diff_hi); an interval that excludes 0 is a difference "
+           "beyond resampling noise. Make a saved comparison with "
+           f"`{data.command_compare(a['path'], b['path'])}`.")
+try:
+    st.plotly_chart(cmp.figure(), key="cmp_fig")
+except Exception as e:  # noqa: BLE001
+    st.warning(f"The comparison figure could not be drawn: {e}")
