@@ -1,2 +1,129 @@
+"""Model card and limitations review page: the run's model card (from `core.card`, the same bytes as
+`python -m core card`), its warnings and ethics checklist, and export buttons for every format."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
 import streamlit as st
-st.title("model_card")
+
+from dashboard import data, ui
+
+st.title("Model card and limitations review")
+if ui.no_runs():
+    st.stop()
+
+card_mod, why = data.optional_module("core.card")
+if card_mod is None:
+    st.info(f"The model card is not available yet: {why}.")
+    st.stop()
+
+ok = data.ok_runs(ui.infos())
+c1, c2 = st.columns(2)
+info = ui.pick_run("Run", ok, key="card_run", container=c1)
+ui.pipeline_label(info)
+
+compare_mod, compare_why = data.optional_module("core.compare")
+others = [i for i in ok if i["name"] != info["name"]]
+counterpart = None
+if compare_mod is None:
+    c2.caption(f"Character-vs-style section: {compare_why}.")
+elif others:
+    opposite = "style" if info["property"] != "style" else "object"
+    names = ["(none)"] + [i["name"] for i in others]
+    default = next((k + 1 for k, i in enumerate(others) if i["property"] == opposite and i["has_scores"]), 0)
+    pick = c2.selectbox("Counterpart run for the character-vs-style section", names, index=default,
+                        key=f"card_cmp_{info['name']}")
+    counterpart = next((i for i in others if i["name"] == pick), None)
+    if counterpart:
+        ui.pipeline_label(counterpart)
+
+paths = [info["path"]] + ([counterpart["path"]] if counterpart else [])
+try:
+    card = data.cached_call(card_mod.build_card, paths)
+except Exception as e:  # noqa: BLE001 - a damaged file or bad card.yaml is reported for this run only
+    st.error(f"The model card of **{info['name']}** cannot be built: {e}")
+    st.caption(f"Fix the named file, then rebuild it from the command line: `{data.command_card(info['path'])}`")
+    st.stop()
+
+# --------------------------------------------------------------------------------------------- the review
+if card.pipeline_check:
+    st.warning("This card describes a **pipeline check** (random weights). It must not be published as a model.",
+             icon="⚠️")
+st.subheader("Limitations review")
+if card.warnings:
+    for w in card.warnings:
+        if w != data.PIPELINE_CHECK_LABEL:
+            st.warning(w, icon="⚠️")
+else:
+    st.success("The card raises no warnings.")
+
+st.markdown("**Ethics checklist** (declared by you in the run's `card.yaml`; nothing here is guessed)")
+ethics = (card.data or {}).get("ethics") or {}
+icons = {"open": "☐ open", "addressed": "☑ addressed", "not-applicable": "– not applicable"}
+rows = [{"item": title, "status": icons.get((ethics.get(key) or {}).get("status", "open"), "open"),
+         "notes": (ethics.get(key) or {}).get("notes", "")} for key, title in card_mod.ETHICS_ITEMS.items()]
+st.dataframe(rows, hide_index=True, width="stretch")
+with st.expander("How to fill in the checklist and the owner"):
+    st.markdown(f"Write a commented `card.yaml` into the run, edit it, and the card updates here on the next rerun:")
+    st.code(f"python -m core card {data.q(info['path'])} --init-overrides", language="bash")
+    st.code(card_mod.overrides_template(), language="yaml")
+
+def card_in_page(page: str) -> str:
+    """The card's HTML page as a fragment for st.html (which sanitises it): its <body>, with its stylesheet
+    scoped to a wrapper so that the card's `body`/`table` rules do not restyle the dashboard."""
+    css = re.search(r"<style>(.*?)</style>", page, re.S)
+    body = re.search(r"<body>(.*)</body>", page, re.S)
+    scoped = ""
+    if css:
+        def scope(m: re.Match) -> str:
+            sels = [x.strip() for x in m.group(1).split(",")]
+            sels = [".tomcat-card" if x == "body" else f".tomcat-card {x}" for x in sels]
+            return ",".join(sels) + "{" + m.group(2) + "}"
+
+        scoped = re.sub(r"([^{}]+)\{([^{}]*)\}", scope, css.group(1))
+        scoped = scoped.replace("max-width:60rem;margin:2rem auto;", "")
+    inner = body.group(1) if body else page
+    return f'<style>{scoped}</style><div class="tomcat-card">{inner}</div>'
+
+
+# ----------------------------------------------------------------------------------------------- export
+st.subheader("Export")
+cols = st.columns(len(card_mod.FORMATS) + 1)
+for col, fmt in zip(cols, card_mod.FORMATS):
+    col.download_button(
+        f"Download {fmt.upper()}", data=lambda f=fmt: card_mod.render(card, f),
+        file_name=f"{info['name']}-{card_mod.FILE_NAMES[fmt]}", mime=card_mod.MIME_TYPES[fmt],
+        key=f"card_dl_{fmt}_{info['name']}")
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for fmt in card_mod.FORMATS:
+            z.writestr(card_mod.FILE_NAMES[fmt], card_mod.render(card, fmt))
+        for name, png in card.figures.items():
+            z.writestr(f"{card_mod.IMAGES_SUBDIR}/{name}", png)
+    return buf.getvalue()
+
+
+cols[-1].download_button("Download all (zip)", data=_zip, file_name=f"{info['name']}-model-card.zip",
+                         mime="application/zip", key=f"card_dl_zip_{info['name']}")
+st.caption(f"The same files as `{data.command_card(info['path'])}` writes (Markdown refers to figures under "
+           "images/, included in the zip; HTML has them inline).")
+
+# ------------------------------------------------------------------------------------------------ the card
+st.subheader("The card")
+tab_html, tab_md = st.tabs(["Rendered", "Markdown source"])
+with tab_html:
+    try:
+        st.html(card_in_page(card_mod.render(card, "html").decode("utf-8")))
+    except Exception as e:  # noqa: BLE001
+        st.error(f"The HTML card could not be rendered: {e}")
+with tab_md:
+    try:
+        st.code(card_mod.render(card, "md").decode("utf-8"), language="markdown")
+    except Exception as e:  # noqa: BLE001
+        st.error(f"The Markdown card could not be rendered: {e}")
