@@ -263,8 +263,9 @@ def pairs(df: pd.DataFrame, before: int, after: int, prompts: Sequence[str] = ()
                     on=["prompt", "seed"], how="left")
     out["_o"] = out["prompt"].map(order)
     out = out.sort_values(["_o", "seed"], kind="stable").drop(columns="_o").reset_index(drop=True)
-    out["before_path"] = out["before_path"].where(out["before_path"].notna(), None)
-    return out[["prompt", "template", "seed", "before_path", "after_path"]]
+    out = out[["prompt", "template", "seed", "before_path", "after_path"]].astype({"before_path": object})
+    out["before_path"] = [p if isinstance(p, str) and p else None for p in out["before_path"]]
+    return out
 
 
 def shared_pairs(df_a: pd.DataFrame, step_a: int, df_b: pd.DataFrame, step_b: int) -> pd.DataFrame:

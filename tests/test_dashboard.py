@@ -1,0 +1,408 @@
+"""Dashboard tests: every page under Streamlit's AppTest against fixture run folders (including damaged and
+incomplete runs), the data-access module's caching and paging, and that the dashboard never imports TensorFlow,
+keras, keras_cv or torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from core.runfolder import PIPELINE_CHECK_LABEL, Run
+from tests.fakerun import draw_image, make_fake_run
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "dashboard" / "app.py"
+PAGES = {
+    "views/experiments.py": "Experiments",
+    "views/prompt_grids.py": "Prompt grids",
+    "views/clip_scores.py": "CLIP scores",
+    "views/character_vs_style.py": "Character vs style",
+    "views/token_explorer.py": "Token explorer",
+    "views/model_card.py": "Model card and limitations review",
+}
+HEAVY = ("tensorflow", "keras", "keras_cv", "torch")
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+def add_images_at(run: Run, step: int) -> None:
+    """Copy the step-0 prompt x seed set to another checkpoint (new drawings), so the checkpoint slider has stops."""
+    rows = [r for r in run.read_images() if int(r["step"]) == 0]
+    out = []
+    for r in rows:
+        rel = run.image_relpath(step, Path(r["path"]).name)
+        (run.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        draw_image(step * 100 + int(r["seed"]) + len(r["prompt"])).save(run.path / rel)
+        out.append({**r, "path": rel, "step": step})
+    run.append_images(out)
+
+
+def make_dashboard_runs(runs: Path) -> Path:
+    """The dashboard's fixture folder: two complete random-weight runs (object, style) plus one of each kind of
+    trouble: a corrupt run.json, a garbage scores.csv, a run with no images or scores yet."""
+    obj = make_fake_run(runs, "fake-object", "object")
+    add_images_at(obj, 10)
+    make_fake_run(runs, "fake-style", "style")
+    bad = runs / "broken-json"
+    bad.mkdir(parents=True)
+    (bad / "run.json").write_text('{"schema_version": 1, "name": ', encoding="utf-8")
+    garbage = make_fake_run(runs, "garbage-scores", "object")
+    garbage.scores_path.write_bytes(b"\x00\xff\xfegarbage\nnot,a,csv\n\x00\x01")
+    garbage.metrics_path.write_text("what\nis this\n", encoding="utf-8")
+    make_fake_run(runs, "no-images", "object", with_images=False)
+    return runs
+
+
+@pytest.fixture
+def dash_runs(tmp_path):
+    return make_dashboard_runs(tmp_path / "runs")
+
+
+def app_test(runs_dir: Path):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.session_state["runs_dir"] = str(runs_dir)
+    return at
+
+
+def open_page(runs_dir: Path, page: str):
+    at = app_test(runs_dir).run()
+    if page != "views/experiments.py":
+        at.switch_page(page).run()
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def assert_clean(at, page: str, allowed_errors: tuple[str, ...] = ()) -> None:
+    """The page drew its heading, raised nothing, and shows no error except the allowed ones."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert PAGES[page] in texts(at.title)
+    errors = [e for e in texts(at.error) if not any(a in e for a in allowed_errors)]
+    assert not errors, errors
+
+
+# -------------------------------------------------------------------------------------- one test per page
+def test_experiments_page(dash_runs):
+    at = open_page(dash_runs, "views/experiments.py")
+    assert_clean(at, "views/experiments.py", allowed_errors=("broken-json", "garbage-scores"))
+    errors = texts(at.error)
+    # the damaged run is reported, by name, once; the others are listed
+    assert sum("broken-json" in e for e in errors) == 1
+    assert any("garbage-scores" in e and "metrics.csv" in e for e in errors)
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {"fake-object", "fake-style", "garbage-scores", "no-images"}
+    assert table["weights"].str.contains("PIPELINE CHECK").all()
+    assert {"status", "token", "property", "steps", "lr"} <= set(table.columns)
+    assert any("python -m core generate" in c.value for c in at.code)
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_experiments_filters(dash_runs):
+    at = open_page(dash_runs, "views/experiments.py")
+    at.multiselect(key="exp_prop").set_value(["style"]).run()
+    assert list(at.dataframe[0].value["run"]) == ["fake-style"]
+    assert not at.exception
+
+
+def test_prompt_grids_page(dash_runs):
+    at = open_page(dash_runs, "views/prompt_grids.py")
+    assert_clean(at, "views/prompt_grids.py")
+    assert any(PIPELINE_CHECK_LABEL in w for w in texts(at.warning))
+    slider = at.select_slider(key="grid_ckpt_fake-object")
+    assert slider.options == ["10", "20"] and slider.value == 20
+    n_images = len(at.image)
+    assert n_images == 8  # 2 prompts x 2 seeds, before and after
+    slider.set_value(10).run()
+    assert not at.exception and at.select_slider(key="grid_ckpt_fake-object").value == 10
+    # full size on demand, with a download
+    sel = at.selectbox(key="grid_full_fake-object")
+    sel.set_value(sel.options[1]).run()
+    assert not at.exception
+    assert len(at.get("download_button")) >= 2
+    # no grid PNGs in the fixture: say so, and how to make them
+    assert any("no grid images" in i for i in texts(at.info))
+
+
+def test_prompt_grids_missing_and_damaged(dash_runs):
+    at = open_page(dash_runs, "views/prompt_grids.py")
+    at.selectbox(key="grid_run").set_value("no-images").run()
+    assert_clean(at, "views/prompt_grids.py")
+    assert any("has no generated images" in i for i in texts(at.info))
+    assert any("python -m core generate" in c.value and "no-images" in c.value for c in at.code)
+
+
+def test_prompt_grids_grid_png(dash_runs):
+    run = Run(dash_runs / "fake-object")
+    run.grids_dir.mkdir()
+    draw_image(5, size=256).save(run.grid_path("prompt-x-seed-step-000020.png"))
+    at = open_page(dash_runs, "views/prompt_grids.py")
+    assert_clean(at, "views/prompt_grids.py")
+    assert at.selectbox(key="grid_png_fake-object").value == "prompt-x-seed-step-000020.png"
+    at.toggle(key="grid_png_full_fake-object").set_value(True).run()
+    assert not at.exception
+
+
+def test_clip_scores_page(dash_runs):
+    at = open_page(dash_runs, "views/clip_scores.py")
+    # the plane offers every scored run: the damaged one gets an error of its own, the page goes on
+    assert_clean(at, "views/clip_scores.py", allowed_errors=("garbage-scores",))
+    assert any(PIPELINE_CHECK_LABEL in w for w in texts(at.warning))
+    # per checkpoint (2), per prompt (2), distributions (2), plane (1)
+    assert len(at.get("plotly_chart")) == 7
+    by_step = at.dataframe[0].value
+    assert list(by_step["step"]) == [0, 20]
+    assert {"clip_i_mean", "clip_i_lo", "clip_i_hi", "clip_t_mean"} <= set(by_step.columns)
+
+
+def test_clip_scores_damaged_and_missing(dash_runs):
+    at = open_page(dash_runs, "views/clip_scores.py")
+    at.selectbox(key="clip_run").set_value("garbage-scores").run()
+    assert not at.exception
+    assert [e for e in texts(at.error) if "scores.csv" in e and "garbage-scores" in e]
+    at.selectbox(key="clip_run").set_value("no-images").run()
+    assert_clean(at, "views/clip_scores.py")
+    assert any("python -m core score" in c.value for c in at.code)
+
+
+def test_character_vs_style_page(dash_runs):
+    at = open_page(dash_runs, "views/character_vs_style.py")
+    assert not at.exception
+    assert PAGES["views/character_vs_style.py"] in texts(at.title)
+    assert at.selectbox(key="cmp_a").value == "fake-object"
+    assert at.selectbox(key="cmp_b").value == "fake-style"
+    assert sum(PIPELINE_CHECK_LABEL in w for w in texts(at.warning)) >= 2
+    assert len(at.image) == 8  # 2 templates x 2 seeds, A beside B
+    try:
+        import core.compare  # noqa: F401
+    except ImportError:
+        assert any("not available yet" in i for i in texts(at.info))
+    else:
+        assert not at.error, texts(at.error)
+        assert len(at.dataframe) >= 1
+    at.selectbox(key="cmp_b").set_value("garbage-scores").run()
+    assert not at.exception
+
+
+def test_token_explorer_page(dash_runs):
+    at = open_page(dash_runs, "views/token_explorer.py")
+    assert_clean(at, "views/token_explorer.py")
+    assert any(PIPELINE_CHECK_LABEL in w for w in texts(at.warning))
+    words = at.dataframe[0].value
+    assert list(words.columns) == ["step 0", "step 10", "step 20"]
+    assert words.iloc[0, 0] == "cat"
+    at.select_slider(key="tok_step_fake-object").set_value(0).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_model_card_page(dash_runs):
+    pytest.importorskip("yaml")
+    pytest.importorskip("huggingface_hub")
+    at = open_page(dash_runs, "views/model_card.py")
+    assert_clean(at, "views/model_card.py")
+    warnings = texts(at.warning)
+    assert any(PIPELINE_CHECK_LABEL in w for w in warnings)
+    assert any("pipeline check" in w for w in warnings)
+    checklist = at.dataframe[0].value
+    assert len(checklist) == 5 and checklist["status"].str.contains("open").all()
+    assert len(at.get("download_button")) == 5  # md, html, pdf, json, zip
+
+
+# ---------------------------------------------------------------------------------- folder-wide behaviour
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_labels_a_random_only_folder(fake_runs, page):
+    at = open_page(fake_runs, page)
+    assert_clean(at, page)
+    banner = [w for w in texts(at.warning) if "Pipeline demonstration with random weights" in w]
+    assert banner and "python -m core train --weights kerascv" in banner[0]
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_survives_damaged_runs(dash_runs, page):
+    """Whatever run each picker offers, no page raises."""
+    at = open_page(dash_runs, page)
+    assert not at.exception
+    for sb in list(at.selectbox):
+        if sb.key in ("grid_run", "clip_run", "tok_run", "card_run", "cmp_a", "cmp_b"):
+            for option in ("garbage-scores", "no-images"):
+                at.selectbox(key=sb.key).set_value(option).run()
+                assert not at.exception, (sb.key, option, [e.value for e in at.exception])
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_with_no_runs(tmp_path, page):
+    at = open_page(tmp_path / "nothing-here", page)
+    assert not at.exception
+    assert PAGES[page] in texts(at.title)
+    assert any("No runs in" in i for i in texts(at.info))
+
+
+def test_real_weights_run_has_no_demo_banner_but_random_runs_keep_their_label(fake_runs):
+    run = Run(fake_runs / "fake-style")
+    run.update_meta(weights={"source": "kerascv", "files": {"text_encoder.h5": "ab" * 32}, "verified": True})
+    at = open_page(fake_runs, "views/experiments.py")
+    assert not any("Pipeline demonstration" in w for w in texts(at.warning))
+    assert any(PIPELINE_CHECK_LABEL in w for w in texts(at.warning))  # fake-object is still random
+    table = at.dataframe[0].value.set_index("run")
+    assert "PIPELINE CHECK" in table.loc["fake-object", "weights"]
+    assert table.loc["fake-style", "weights"].startswith("kerascv: text_encoder.h5 sha256 abababababab")
+
+
+def test_runs_dir_from_env_and_sidebar(fake_runs, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TOMCAT_RUNS_DIR", str(fake_runs))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert at.sidebar.text_input(key="runs_dir").value == str(fake_runs)
+    assert len(at.dataframe[0].value) == 2
+    at.sidebar.text_input(key="runs_dir").set_value(str(tmp_path / "empty")).run()
+    assert not at.exception and any("No runs in" in i for i in texts(at.info))
+
+
+# ---------------------------------------------------------------------------------------------- data.py
+def test_runs_dir_precedence():
+    from dashboard.data import runs_dir_from_args
+
+    assert runs_dir_from_args(["--runs-dir", "a"], {"TOMCAT_RUNS_DIR": "b"}) == "a"
+    assert runs_dir_from_args(["--runs-dir=a"], {}) == "a"
+    assert runs_dir_from_args([], {"TOMCAT_RUNS_DIR": "b"}) == "b"
+    assert runs_dir_from_args(["--other", "x"], {}) == "runs"
+
+
+def test_paginate():
+    from dashboard.data import paginate
+
+    assert paginate(2000, 1, 24) == (0, 24, 1, 84)
+    assert paginate(2000, 84, 24) == (1992, 2000, 84, 84)
+    assert paginate(2000, 999, 24) == (1992, 2000, 84, 84)  # clamped
+    assert paginate(2000, 0, 24) == (0, 24, 1, 84)
+    assert paginate(0, 3, 12) == (0, 0, 1, 1)
+
+
+def test_pairs_and_paging_on_a_run_with_2000_images(tmp_path):
+    """images.csv with 2,000 rows (files not drawn): loading, filtering and paging stay exact."""
+    from dashboard import data
+
+    run = make_fake_run(tmp_path / "runs", "big", with_images=False)
+    prompts = [f"prompt {i} of <tom-cat>" for i in range(50)]
+    rows = [{"path": run.image_relpath(step, f"p{p:02d}-s{seed}.png"), "prompt": prompts[p],
+             "template": prompts[p].replace("<tom-cat>", "{}"), "seed": seed, "step": step, "steps": 50,
+             "guidance": 7.5, "token": "<tom-cat>", "weights_source": "random", "width": 512, "height": 512}
+            for step in (0, 10) for p in range(50) for seed in range(20)]
+    run.append_images(rows)
+    df = data.images(str(run.path))
+    assert len(df) == 2000 and df["step"].dtype.kind == "i"
+    table = data.pairs(df, 0, 10)
+    assert len(table) == 1000
+    assert table.iloc[0]["prompt"] == prompts[0] and table.iloc[0]["seed"] == 0
+    assert table["before_path"].str.contains("step-000000").all()
+    start, stop, page, n_pages = data.paginate(len(table), 42, 24)
+    assert (start, stop, n_pages) == (984, 1000, 42)
+    sub = data.pairs(df, 0, 10, prompts=[prompts[3]], seeds=[5, 7])
+    assert list(sub["seed"]) == [5, 7] and set(sub["prompt"]) == {prompts[3]}
+
+
+def test_pairs_without_initializer_images():
+    import pandas as pd
+
+    from dashboard.data import pairs
+
+    df = pd.DataFrame([{"path": "a.png", "prompt": "p", "template": "p", "seed": 0, "step": 20}])
+    out = pairs(df, 0, 20)
+    assert out.iloc[0]["before_path"] is None and out.iloc[0]["after_path"] == "a.png"
+
+
+def test_loaders_reread_a_changed_file(fake_runs):
+    from dashboard import data
+
+    path = str(fake_runs / "fake-object")
+    n = len(data.metrics(path))
+    time.sleep(0.01)
+    Run(path).append_metrics([{"step": n + 1, "loss": 0.5, "lr": 1e-3, "seconds": 1.0}])
+    assert len(data.metrics(path)) == n + 1
+    info = data.run_info(path)
+    Run(path).update_meta(status="interrupted")
+    assert data.run_info(path)["status"] == "interrupted" != info["status"]
+
+
+def test_damaged_files_raise_data_errors_naming_the_file(dash_runs):
+    from dashboard import data
+
+    infos = {i["name"]: i for i in data.run_infos(str(dash_runs))}
+    assert infos["broken-json"]["error"] and "run.json" in infos["broken-json"]["error"]
+    assert infos["fake-object"]["error"] is None
+    g = str(dash_runs / "garbage-scores")
+    for loader, name in ((data.scores, "scores.csv"), (data.metrics, "metrics.csv")):
+        with pytest.raises(data.DataError, match=name):
+            loader(g)
+    bad_png = dash_runs / "fake-object" / "not-an-image.png"
+    bad_png.write_bytes(b"nope")
+    with pytest.raises(data.DataError, match="not an image"):
+        data.thumbnail(bad_png)
+
+
+def test_thumbnail_is_small_and_cached_by_mtime(tmp_path):
+    from dashboard import data
+
+    p = tmp_path / "big.png"
+    draw_image(1, size=1024).save(p)
+    first = data.thumbnail(p)
+    assert first[:2] == b"\xff\xd8" and len(first) < 20_000
+    assert data.thumbnail(p) == first
+    time.sleep(0.01)
+    draw_image(2, size=1024).save(p)
+    assert data.thumbnail(p) != first  # changed file, new thumbnail
+
+
+def test_provenance_strings():
+    from dashboard.data import provenance
+
+    assert provenance({"source": "random", "seed": 0}) == "random (PIPELINE CHECK)"
+    assert provenance({"source": "unknown"}) == "unknown (PIPELINE CHECK)"
+    s = provenance({"source": "local", "files": {"vae.h5": "c" * 64}, "verified": False})
+    assert s == "local: vae.h5 sha256 cccccccccccc (NOT verified)"
+
+
+# ---------------------------------------------------------------------------------------- read-only, light
+def test_dashboard_never_imports_tensorflow_keras_or_torch(tmp_path):
+    """Run every page in a fresh interpreter (this test session may already hold TensorFlow) and list what the
+    dashboard imported."""
+    runs = make_dashboard_runs(tmp_path / "runs")
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(APP)!r}, default_timeout=120)
+        at.session_state["runs_dir"] = {str(runs)!r}
+        at.run()
+        for page in {list(PAGES)!r}:
+            at.switch_page(page).run()
+            assert not at.exception, (page, [e.value for e in at.exception])
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_dashboard_sources_import_nothing_heavy():
+    import ast
+
+    for path in sorted((ROOT / "dashboard").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for n in names:
+                assert n.split(".")[0] not in HEAVY, f"{path}: imports {n}"
