@@ -434,11 +434,29 @@ def _table_from_records(records: list[dict]) -> Table:
     return Table(columns, rows)
 
 
+def _score_table(records: list[dict], keys: Sequence[str]) -> Table:
+    """summarize_by_* rows -> 'mean [lo, hi]' columns; falls back to every column if the layout is unexpected."""
+    cols = {f"{m}_{x}" for m in ("clip_i", "clip_t") for x in ("mean", "lo", "hi")}
+    if not records or not all(cols <= set(r) for r in records):
+        return _table_from_records(records)
+    rows = []
+    for r in records:
+        row = [str(int(r[k])) if k == "step" else str(r[k]) for k in keys if k in r]
+        row.append(str(int(r["n"])) if "n" in r else "")
+        for m in ("clip_i", "clip_t"):
+            row += [_f(r[f"{m}_mean"]), f"[{_f(r[f'{m}_lo'])}, {_f(r[f'{m}_hi'])}]"]
+        rows.append(row)
+    return Table([k for k in keys if k in records[0]] + ["n", "CLIP-I mean", "CLIP-I 95% CI", "CLIP-T mean",
+                                                         "CLIP-T 95% CI"], rows)
+
+
 def _scores_unmeaningful(run: Run, rows: list[dict]) -> str:
     """Why the CLIP numbers carry no information about quality ('' when they do)."""
     if run.is_pipeline_check:
         return "the diffusion model had random weights"
     meta = run.read_scores_meta() or {}
+    if meta.get("pipeline_check"):
+        return "; ".join(meta.get("pipeline_check_reasons") or []) or "scores.json marks them as a pipeline check"
     clip = meta.get("clip") or {}
     if str(clip.get("source", "")).lower() == "random" or str(clip.get("pretrained", "")).lower() == "random" or \
             any(str(r.get("clip_weights", "")).lower() == "random" for r in rows):
@@ -740,6 +758,8 @@ def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | P
     metadata = card_data.to_dict()
 
     title = f"Model Card for {token}"
+    short = (f"Textual-inversion embedding for the token {token} on Stable Diffusion v1.4 (KerasCV), learning a "
+             f"{'character' if prop == 'object' else 'style'}" + (f": {subject}." if subject else "."))
     summary_txt = (f"A textual-inversion embedding that teaches {BASE_MODEL} (KerasCV) the new token {token}, "
                    f"learned as a {'character/object' if prop == 'object' else 'style'} from "
                    f"{len(data_info['rows'])} training image(s), starting from the word {initializer!r}."
@@ -775,7 +795,7 @@ def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | P
                     "use_restrictions": list(LICENSE_USE_RESTRICTIONS)},
         "tables": tables,
     }
-    return Card(run_name=run.name, title=title, summary=summary_txt, pipeline_check=pipeline_check,
+    return Card(run_name=run.name, title=title, summary=short, pipeline_check=pipeline_check,
                 metadata=metadata, sections=sections, figures=dict(sf["figures"]), warnings=warnings,
                 data=data, date=date)
 
@@ -1051,14 +1071,16 @@ def _sections(c: dict) -> list[Section]:
     elif caveat:
         res_blocks.append(Callout([f"The numbers below only check the pipeline: {caveat}."]))
     if sm.get("available"):
-        res_blocks.append(Para(["CLIP scores per checkpoint:"]))
-        res_blocks.append(_table_from_records(sm["by_step"]))
-        if sm.get("by_prompt"):
-            res_blocks.append(Para(["CLIP scores per prompt:"]))
-            res_blocks.append(_table_from_records(sm["by_prompt"]))
-        baselines = (run.read_scores_meta() or {}).get("baselines")
-        if baselines:
-            res_blocks.append(Para(["Baselines: " + ", ".join(f"{k} = {_f(v)}" for k, v in baselines.items())]))
+        res_blocks.append(Para(["CLIP scores per checkpoint (mean over images, percentile-bootstrap 95% "
+                                "confidence interval; step 0 is the initializer word before training):"]))
+        res_blocks.append(_score_table(sm["by_step"], ["step"]))
+        last = fm.get("step") if fm else None
+        by_prompt = [r for r in sm.get("by_prompt") or [] if last is None or r.get("step") == last]
+        if by_prompt:
+            res_blocks.append(Para([f"CLIP scores per prompt template at step {last} (CI over seeds; every step "
+                                    "is in card.json):"]))
+            res_blocks.append(_score_table(by_prompt, ["template"]))
+        res_blocks.extend(_baseline_blocks(run.read_scores_meta() or {}))
     else:
         res_blocks.append(Para([sm.get("reason", "no scores")]))
     if cmpd.get("available"):
@@ -1220,6 +1242,24 @@ CITATIONS_APA = (
 )
 
 
+def _baseline_blocks(scores_meta: Mapping) -> list:
+    b = scores_meta.get("baselines") or {}
+    items = []
+    ceil = b.get("reference_ceiling")
+    if isinstance(ceil, Mapping) and ceil.get("mean") is not None:
+        items.append([Bold("Reference ceiling (CLIP-I between distinct reference images):"), " ",
+                      f"{_f(ceil['mean'])} [{_f(ceil.get('lo'))}, {_f(ceil.get('hi'))}] "
+                      f"({ceil.get('n_images', '?')} images)"])
+    elif b.get("reference_ceiling_clip_i") is not None:
+        items.append([Bold("Reference ceiling CLIP-I:"), " ", _f(b["reference_ceiling_clip_i"])])
+    init = b.get("initializer")
+    if isinstance(init, Mapping) and init.get("available") and init.get("clip_i_mean") is not None:
+        items.append([Bold("Initializer baseline (step 0):"), " ",
+                      f"CLIP-I {_f(init['clip_i_mean'])} [{_f(init.get('clip_i_lo'))}, {_f(init.get('clip_i_hi'))}], "
+                      f"CLIP-T {_f(init.get('clip_t_mean'))} [{_f(init.get('clip_t_lo'))}, {_f(init.get('clip_t_hi'))}]"])
+    return [Para(["Baselines:"]), Bullets(items)] if items else []
+
+
 def _weights_sentence(w: Mapping) -> str:
     src = str(w.get("source", "unknown"))
     files = w.get("files") or {}
@@ -1233,6 +1273,8 @@ def _weights_sentence(w: Mapping) -> str:
 
 
 def _clip_sentence(meta: Mapping | None) -> str:
+    if (meta or {}).get("clip_label"):
+        return str(meta["clip_label"])
     clip = (meta or {}).get("clip") or {}
     if not clip:
         return "not recorded (no scores.json)"
@@ -1304,14 +1346,15 @@ def _slug(title: str) -> str:
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # with [ ] escaped, ( ) ! cannot form links
 
 
-def md_escape(text: Any) -> str:
-    """Plain text -> Markdown that renders as that text (HTML-significant characters become entities)."""
+def md_escape(text: Any, line_start: bool = True) -> str:
+    """Plain text -> Markdown that renders as that text (HTML-significant characters become entities).
+    line_start: the text may begin a line, so a leading '-', '#', '>' or '1.' is escaped too."""
     s = " ".join(str(text).split()) if "\n" in str(text) or "\r" in str(text) else str(text)
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     s = _MD_SPECIAL.sub(r"\\\1", s)
-    # a leading '-', '=' or digit+'.' could start a list or a heading underline
-    s = re.sub(r"^(\s*)([-=+#>])", r"\1\\\2", s)
-    s = re.sub(r"^(\s*\d+)\.", r"\1\\.", s)
+    if line_start:  # a leading '-', '#', '>', '=' or '1.' could start a list, heading, quote or underline
+        s = re.sub(r"^(\s*)([-=+#>])", r"\1\\\2", s)
+        s = re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", s)
     return s
 
 
@@ -1325,7 +1368,7 @@ def _md_code_span(text: str) -> str:
 
 def _md_inline(parts: Iterable[Inline]) -> str:
     out = []
-    for p in parts:
+    for i, p in enumerate(parts):
         if isinstance(p, Link):
             out.append(f"[{md_escape(p.text)}](<{_safe_url(p.url)}>)" if _safe_url(p.url) else md_escape(p.text))
         elif isinstance(p, Bold):
@@ -1333,7 +1376,7 @@ def _md_inline(parts: Iterable[Inline]) -> str:
         elif isinstance(p, Mono):
             out.append(_md_code_span(p.text))
         else:
-            out.append(md_escape(p))
+            out.append(md_escape(p, line_start=(i == 0)))
     return "".join(out)
 
 
@@ -1355,7 +1398,7 @@ def _md_block(b: Any) -> str:
         return f"> **{label}:** " + _md_inline(b.parts)
     if isinstance(b, Table):
         def cell(x):
-            return md_escape(x) if str(x).strip() else " "
+            return md_escape(x, line_start=False) if str(x).strip() else " "
         head = "| " + " | ".join(cell(c) for c in b.columns) + " |"
         sep = "| " + " | ".join("---" for _ in b.columns) + " |"
         body = ["| " + " | ".join(cell(x) for x in row) + " |" for row in b.rows]
