@@ -451,6 +451,26 @@ def summary(run_path: str, by: str = "step") -> pd.DataFrame:
         raise DataError(f"{Run(run_path).scores_path}: cannot summarise ({e})") from e
 
 
+def saved_comparison(folder: str) -> dict[str, Any]:
+    """`core.compare.load_comparison(folder)`, cached by its files' signatures. UserError when absent/damaged."""
+    from core.compare import FILES
+
+    d = Path(folder)
+    return _saved_comparison(str(d), tuple(_sig(d / f) for f in FILES.values()))
+
+
+@st.cache_data(show_spinner=False, max_entries=20)
+def _saved_comparison(folder: str, key: tuple) -> dict[str, Any]:
+    from core.compare import load_comparison
+
+    try:
+        return load_comparison(folder)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - e.g. a garbage CSV in the folder
+        raise DataError(f"{folder}: the saved comparison cannot be read ({type(e).__name__}: {e})") from e
+
+
 # ----------------------------------------------------------------------------- what is missing and how to make it
 def command_generate(run_path: str) -> str:
     return f"python -m core generate {q(run_path)} --checkpoints all"
@@ -461,7 +481,7 @@ def command_score(run_path: str) -> str:
 
 
 def command_compare(a: str, b: str) -> str:
-    return f"python -m core compare {q(a)} {q(b)}"
+    return f"python -m core compare {q(a)} {q(b)} --out {q(f'reports/{Path(a).name}-vs-{Path(b).name}')}"
 
 
 def command_card(run_path: str) -> str:

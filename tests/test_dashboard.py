@@ -193,6 +193,18 @@ def test_character_vs_style_page(dash_runs):
     assert not at.exception
 
 
+def test_character_vs_style_saved_comparison(fake_runs, tmp_path):
+    compare = pytest.importorskip("core.compare")
+    out = tmp_path / "saved"
+    compare.compare_runs(Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")).write(out)
+    at = open_page(fake_runs, "views/character_vs_style.py")
+    at.text_input(key="cmp_saved_dir").set_value(str(out)).run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert len(at.dataframe) == 2  # the live table and the saved one
+    at.text_input(key="cmp_saved_dir").set_value(str(tmp_path / "nowhere")).run()
+    assert not at.exception and any("no compare.json" in e for e in texts(at.error))
+
+
 def test_token_explorer_page(dash_runs):
     at = open_page(dash_runs, "views/token_explorer.py")
     assert_clean(at, "views/token_explorer.py")

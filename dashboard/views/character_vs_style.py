@@ -93,14 +93,37 @@ if lacking:
     st.stop()
 try:
     cmp = data.cached_call(compare.compare_runs, [a["path"], b["path"]])
+except data.UserError as e:  # runs that cannot be compared (different prompts, seeds, budget or CLIP)
+    st.warning(f"{e}", icon="⚠️")
+    cmp = None
 except Exception as e:  # noqa: BLE001 - a damaged score file in either run is reported, not raised
-    st.error(f"Cannot compare {a['name']} with {b['name']}: {e}")
-    st.stop()
-st.dataframe(cmp.table, hide_index=True, width="stretch")
-st.caption("diff = A - B with a bootstrap 95% CI (diff_lo, diff_hi); an interval that excludes 0 is a difference "
-           "beyond resampling noise. Make a saved comparison with "
-           f"`{data.command_compare(a['path'], b['path'])}`.")
-try:
-    st.plotly_chart(cmp.figure(), key="cmp_fig")
-except Exception as e:  # noqa: BLE001
-    st.warning(f"The comparison figure could not be drawn: {e}")
+    st.error(f"Cannot compare {a['name']} with {b['name']}: {type(e).__name__}: {e}")
+    cmp = None
+if cmp is not None:
+    if cmp.is_pipeline_check:
+        reasons = "; ".join(cmp.info.get("pipeline_check_reasons") or [])
+        st.warning(f"This comparison is a pipeline check ({reasons}). {data.PIPELINE_CHECK_LABEL}", icon="⚠️")
+    st.dataframe(cmp.table, hide_index=True, width="stretch")
+    st.caption("diff = A - B over the matched (template, seed) pairs, with a paired bootstrap 95% CI "
+               "(diff_lo, diff_hi): an interval that excludes 0 is a difference beyond resampling noise. "
+               f"Save it (tables, plane as HTML and PNG) with `{data.command_compare(a['path'], b['path'])}`.")
+    try:
+        st.plotly_chart(cmp.figure(), key="cmp_fig")
+    except Exception as e:  # noqa: BLE001
+        st.warning(f"The comparison figure could not be drawn: {e}")
+
+with st.expander("Open a saved comparison (a folder written by `python -m core compare ... --out DIR`)"):
+    folder = st.text_input("Folder", key="cmp_saved_dir", placeholder="reports/fake-object-vs-fake-style")
+    if folder:
+        try:
+            saved = data.saved_comparison(folder)
+        except data.UserError as e:
+            st.error(str(e))
+        else:
+            meta = saved["meta"]
+            if meta.get("pipeline_check"):
+                st.warning(f"{data.PIPELINE_CHECK_LABEL} ({'; '.join(meta.get('pipeline_check_reasons') or [])})",
+                           icon="⚠️")
+            st.dataframe(saved["table"], hide_index=True, width="stretch")
+            if saved["png"] is not None:
+                st.image(data.file_bytes(saved["png"]), caption="reconstruction vs editability (saved)")
