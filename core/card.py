@@ -658,6 +658,7 @@ def _grid_png(run: Run, items: list[dict]) -> tuple[bytes, list[str]]:
 
 
 def _comparison(run: Run, compare_run: Run | None) -> dict:
+    """core.compare's paired comparison, character (object) run first. Incompatible runs raise its UserError."""
     if compare_run is None:
         return {"available": False, "reason": "no second run given (use --compare RUN_B for character vs style)"}
     from core import compare as compare_mod
@@ -667,16 +668,34 @@ def _comparison(run: Run, compare_run: Run | None) -> dict:
     if str(a.meta.get("property", "")) == "style" and str(b.meta.get("property", "")) != "style":
         a, b = b, a
     cmp = compare_mod.compare_runs(a, b)
+    info = dict(getattr(cmp, "info", {}) or {})
+    runs = info.get("runs") or {}
     out = {"available": True, "run_a": a.name, "run_b": b.name,
-           "property_a": a.meta.get("property"), "property_b": b.meta.get("property"),
-           "pipeline_check": a.is_pipeline_check or b.is_pipeline_check,
+           "property_a": (runs.get("a") or {}).get("property", a.meta.get("property")),
+           "property_b": (runs.get("b") or {}).get("property", b.meta.get("property")),
+           "pipeline_check": bool(info.get("pipeline_check", a.is_pipeline_check or b.is_pipeline_check)),
+           "pipeline_check_reasons": list(info.get("pipeline_check_reasons") or []),
+           "notes": [str(n) for n in info.get("notes") or []],
+           "matched_on": info.get("matched_on"),
            "table": _records(getattr(cmp, "table", None)),
-           "plane": _records(getattr(cmp, "plane", None)) if not isinstance(getattr(cmp, "plane", None), (str, bytes)) else []}
-    for attr in ("summary", "verdict", "text", "note", "notes"):
-        v = getattr(cmp, attr, None)
-        if isinstance(v, str) and v.strip():
-            out[attr] = v.strip()
+           "plane": _records(getattr(cmp, "plane", None)),
+           "figure": None}
+    try:  # the plane as a picture for HTML/PDF (PIL drawing: deterministic, needs no browser)
+        out["figure_png"] = compare_mod.render_plane_pil(cmp)
+        out["figure"] = "comparison-plane.png"
+    except Exception as e:  # a missing picture must not lose the card; say so instead
+        out["figure_error"] = f"{type(e).__name__}: {e}"
     return out
+
+
+def _comparison_table(records: list[dict]) -> Table:
+    need = {"metric", "checkpoint", "a_mean", "b_mean", "diff", "diff_lo", "diff_hi", "n"}
+    if not records or not all(need <= set(r) for r in records):
+        return _table_from_records(records)
+    rows = [[str(r["metric"]).upper().replace("_", "-"), str(r["checkpoint"]),
+             f"{r.get('step_a', '')} / {r.get('step_b', '')}", _f(r["a_mean"]), _f(r["b_mean"]),
+             _f(r["diff"]), f"[{_f(r['diff_lo'])}, {_f(r['diff_hi'])}]", str(r["n"])] for r in records]
+    return Table(["metric", "checkpoint", "steps A / B", "A mean", "B mean", "A - B", "95% CI", "pairs"], rows)
 
 
 # -------------------------------------------------------------------------------------------------- build
@@ -721,6 +740,8 @@ def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | P
     movement = _embedding_movement(run)
     sf = _success_failure(run, score_rows, warnings)
     comparison = _comparison(run, compare_run)
+    if comparison.get("figure_error"):
+        warnings.append(f"Comparison plane not drawn ({comparison['figure_error']}); the table is complete.")
     if comparison.get("available") and comparison.get("pipeline_check") and not pipeline_check:
         warnings.append("The comparison run has random weights (pipeline check): the comparison says nothing "
                         "about what Stable Diffusion learns.")
@@ -795,8 +816,11 @@ def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | P
                     "use_restrictions": list(LICENSE_USE_RESTRICTIONS)},
         "tables": tables,
     }
+    figures = dict(sf["figures"])
+    if comparison.get("figure"):
+        figures[comparison["figure"]] = comparison.pop("figure_png")
     return Card(run_name=run.name, title=title, summary=short, pipeline_check=pipeline_check,
-                metadata=metadata, sections=sections, figures=dict(sf["figures"]), warnings=warnings,
+                metadata=metadata, sections=sections, figures=figures, warnings=warnings,
                 data=data, date=date)
 
 
@@ -968,8 +992,13 @@ def _sections(c: dict) -> list[Section]:
         measured.append(Para([c["summaries"]["reason"]]))
     cmpd = c["comparison"]
     if cmpd.get("available"):
-        measured.append(Para([f"Character versus style: compared with run {cmpd['run_b'] if cmpd['run_a'] == run.name else cmpd['run_a']}"
-                              " (table under Evaluation)."] + ([" " + cmpd["summary"]] if cmpd.get("summary") else [])))
+        measured.append(Para([f"Character versus style: compared with run "
+                              f"{cmpd['run_b'] if cmpd['run_a'] == run.name else cmpd['run_a']} "
+                              "(paired differences under Evaluation > Results)."]))
+        if cmpd.get("figure"):
+            measured.append(Figure(cmpd["figure"], "Reconstruction (CLIP-I) vs editability (CLIP-T) per checkpoint, "
+                                                   f"A = {cmpd['run_a']}, B = {cmpd['run_b']} (simplified drawing; "
+                                                   "`python -m core compare` writes the interactive plot)"))
     sf = c["sf"]
     if sf["sets"]:
         measured.append(Para([f"Successes and failures: the {SUCCESS_FAILURE_K} highest- and lowest-scored images "
@@ -1087,13 +1116,12 @@ def _sections(c: dict) -> list[Section]:
         res_blocks.append(Para([f"Character versus style: {cmpd['run_a']} ({cmpd.get('property_a')}) against "
                                 f"{cmpd['run_b']} ({cmpd.get('property_b')})."]))
         if cmpd.get("pipeline_check"):
-            res_blocks.append(Callout(["At least one of the compared runs has random weights: the comparison only "
-                                       "checks the pipeline."]))
+            res_blocks.append(Callout(["The comparison only checks the pipeline: "
+                                       + ("; ".join(cmpd["pipeline_check_reasons"]) or "random weights") + "."]))
         if cmpd["table"]:
-            res_blocks.append(_table_from_records(cmpd["table"]))
-        for k in ("summary", "verdict", "text", "note", "notes"):
-            if cmpd.get(k):
-                res_blocks.append(Para([cmpd[k]]))
+            res_blocks.append(_comparison_table(cmpd["table"]))
+        if cmpd.get("notes"):
+            res_blocks.append(Bullets([[n] for n in cmpd["notes"]]))
     else:
         res_blocks.append(Para([f"Character versus style: {cmpd['reason']}."]))
     sec("Results", 3, *res_blocks)

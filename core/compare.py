@@ -147,10 +147,10 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
             for r in df.to_dict(orient="records")]
 
 
-def compare_runs(run_a: Run, run_b: Run, n_boot: int = DEFAULT_N_BOOT) -> Comparison:
+def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike, n_boot: int = DEFAULT_N_BOOT) -> Comparison:
     """Compare two scored runs. Refuses (UserError naming what differs) unless both have the same prompt templates,
     seeds and training budget, and were scored with the same CLIP model and weights."""
-    run_a, run_b = Run(run_a.path), Run(run_b.path)
+    run_a, run_b = (r if isinstance(r, Run) else Run(r) for r in (run_a, run_b))
     if run_a.path.resolve() == run_b.path.resolve():
         raise UserError(f"{run_a.path}: RUN_A and RUN_B are the same run; pass two different runs")
     da, ma = _scores(run_a)

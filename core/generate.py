@@ -1,0 +1,300 @@
+"""`generate`: prompt grids from a run's checkpoints (checkpoint 0 = the initializer, "before"), text-to-image
+or image-to-image. Every PNG carries its provenance in text chunks and is indexed in images.csv; images already
+made are skipped, so an interrupted generate resumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+from core import __version__
+from core.config import StrictConfig, check
+from core.errors import UserError
+from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
+
+
+@dataclass
+class GenerateConfig(StrictConfig):
+    prompts: str | None = None  # template file; default: prompts/eval/ for the run's property
+    seeds: str = "0,1,2"  # one image per (prompt, seed, checkpoint)
+    checkpoints: str = "0,final"  # '0,final', 'all' or a list of steps; 0 is the initializer (before training)
+    steps: int = 50  # DDIM steps, KerasCV's default
+    guidance: float = 7.5  # classifier-free guidance scale, KerasCV's default
+    negative: str = ""  # negative prompt ('' = KerasCV's unconditional context)
+    batch_size: int = 4  # images per sampler call
+    init_image: str | None = None  # image-to-image: start from this picture
+    strength: float = 0.6  # image-to-image: share of the denoising run (1 = ignore the picture)
+    resolution: int | None = None  # default: the run's training resolution
+    jit_compile: bool = False  # XLA for the sampler loop (GPU)
+
+    def validate(self) -> None:
+        check(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        check(self.guidance >= 0, "guidance", self.guidance, "must be >= 0")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(0 < self.strength <= 1, "strength", self.strength, "must be in (0, 1]")
+        check(self.resolution is None or (self.resolution >= 128 and self.resolution % 128 == 0),
+              "resolution", self.resolution, "must be a positive multiple of 128")
+        self.seed_list()
+
+    def seed_list(self) -> list[int]:
+        try:
+            seeds = [int(s) for s in self.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise UserError(f"--seeds {self.seeds!r}: use comma-separated integers, e.g. 0,1,2") from None
+        if not seeds or any(s < 0 for s in seeds):
+            raise UserError(f"--seeds {self.seeds!r}: use comma-separated non-negative integers, e.g. 0,1,2")
+        return sorted(set(seeds))
+
+
+@dataclass(frozen=True)
+class Job:
+    step: int
+    template: str
+    prompt: str
+    seed: int
+    relpath: str
+
+
+def image_key(cfg: GenerateConfig, template: str, seed: int, resolution: int, init_sha: str) -> str:
+    """A short hash of everything besides the checkpoint that changes the picture."""
+    blob = json.dumps([template, seed, cfg.steps, cfg.guidance, cfg.negative, init_sha,
+                       cfg.strength if init_sha else None, resolution])
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def slug(text: str, n: int = 40) -> str:
+    s = "".join(c if c.isalnum() else "-" for c in text.replace("{}", "TOKEN").lower())
+    return "-".join(p for p in s.split("-") if p)[:n]
+
+
+def plan(run: Run, cfg: GenerateConfig, templates: list[str], token: str, resolution: int, init_sha: str):
+    steps = run.resolve_steps(cfg.checkpoints)
+    done = {r["path"] for r in run.read_images() if (run.path / r["path"]).exists()}
+    jobs, skipped = [], 0
+    for step in steps:
+        for t in templates:
+            for seed in cfg.seed_list():
+                rel = run.image_relpath(step, f"{slug(t)}-s{seed}-{image_key(cfg, t, seed, resolution, init_sha)}.png")
+                if rel in done:
+                    skipped += 1
+                    continue
+                jobs.append(Job(step, t, t.replace("{}", token), seed, rel))
+    return steps, jobs, skipped
+
+
+def png_bytes(img: np.ndarray, info: dict) -> bytes:
+    import io
+
+    meta = PngInfo()
+    for k, v in info.items():
+        meta.add_text(k, v if isinstance(v, str) else json.dumps(v))
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", pnginfo=meta)
+    return buf.getvalue()
+
+
+def generate(run: Run, cfg: GenerateConfig, components, progress: bool = True) -> dict:
+    """Make the missing images of the plan, then the grids. Returns counts."""
+    from tqdm.auto import tqdm
+
+    from core.components import PlaceholderTextEncoder
+    from core.images import check_image, load_rgb, center_square, to_array
+    from core.prompts import EVAL_FILES, load_templates
+    from core.sampler import UNCONDITIONAL_TOKENS, Sampler, initial_noise
+    from core.tokenizer import PromptTokenizer
+
+    meta = run.meta
+    tcfg = meta["config"]
+    token, n_vec = meta["token"]["placeholder"], int(meta["token"]["vectors"])
+    resolution = cfg.resolution or int(tcfg["resolution"])
+    templates = load_templates(cfg.prompts or EVAL_FILES[meta.get("property", "object")])
+    tokenizer = PromptTokenizer(token, n_vec)
+    prompt_ids = {t: tokenizer.encode(t.replace("{}", token)) for t in templates}  # errors before any work
+    neg_ids = tokenizer.encode(cfg.negative) if cfg.negative else UNCONDITIONAL_TOKENS
+    init_sha, init_latent = "", None
+    if cfg.init_image:
+        reason = check_image(Path(cfg.init_image))
+        if reason:
+            raise UserError(f"--init-image {cfg.init_image}: {reason}")
+        from core.runfolder import sha256_file
+
+        init_sha = sha256_file(Path(cfg.init_image))
+    steps, jobs, skipped = plan(run, cfg, templates, token, resolution, init_sha)
+    if jobs:
+        first = run.load_embedding(steps[0])[token]
+        encoder = PlaceholderTextEncoder(components.text_encoder, first)
+        sampler = Sampler(components.diffusion_model, components.decoder,
+                          components.image_encoder if cfg.init_image else None, cfg.jit_compile)
+        if cfg.init_image:
+            pic = to_array(center_square(load_rgb(Path(cfg.init_image)), resolution))[None]
+            init_latent = sampler.encode_image(pic)[0]
+        weights = components.weights.provenance()
+        uncond = encoder.encode(np.asarray([neg_ids]))[0]
+        bar = tqdm(total=len(jobs), desc=f"generate {run.name}", unit="img", disable=not progress, dynamic_ncols=True)
+        try:
+            for step in steps:
+                step_jobs = [j for j in jobs if j.step == step]
+                if not step_jobs:
+                    continue
+                encoder.set_vectors(run.load_embedding(step)[token])
+                for i in range(0, len(step_jobs), cfg.batch_size):
+                    chunk = step_jobs[i:i + cfg.batch_size]
+                    t0 = time.time()
+                    ctx = encoder.encode(np.asarray([prompt_ids[j.template] for j in chunk]))
+                    noise = np.stack([initial_noise(j.seed, resolution) for j in chunk])
+                    imgs = sampler.sample(ctx, np.repeat(uncond[None], len(chunk), axis=0), noise, cfg.steps,
+                                          cfg.guidance,
+                                          None if init_latent is None else np.repeat(init_latent[None], len(chunk), 0),
+                                          cfg.strength)
+                    per = (time.time() - t0) / len(chunk)
+                    rows = []
+                    for j, img in zip(chunk, imgs):
+                        info = {"prompt": j.prompt, "negative_prompt": cfg.negative, "seed": str(j.seed),
+                                "steps": str(cfg.steps), "guidance": str(cfg.guidance), "checkpoint_step": str(step),
+                                "token": token, "init_image": cfg.init_image or "", "init_image_sha256": init_sha,
+                                "strength": str(cfg.strength) if cfg.init_image else "",
+                                "weights": weights, "run": run.name, "sampler": "ddim (KerasCV schedule)",
+                                "tool": f"tomcat-ti {__version__}"}
+                        if run.is_pipeline_check:
+                            info["label"] = PIPELINE_CHECK_LABEL
+                        atomic_write_bytes(run.path / j.relpath, png_bytes(img, info))
+                        rows.append({"path": j.relpath, "prompt": j.prompt, "template": j.template,
+                                     "negative_prompt": cfg.negative, "seed": j.seed, "step": step,
+                                     "steps": cfg.steps, "guidance": cfg.guidance, "token": token,
+                                     "init_image": cfg.init_image or "",
+                                     "strength": cfg.strength if cfg.init_image else "",
+                                     "weights_source": weights["source"], "width": img.shape[1],
+                                     "height": img.shape[0], "sampler": "ddim", "seconds": round(per, 3)})
+                    run.append_images(rows)
+                    bar.update(len(chunk))
+        finally:
+            bar.close()
+    grids = write_grids(run, cfg, templates, steps, resolution, init_sha)
+    return {"generated": len(jobs), "skipped": skipped, "grids": len(grids)}
+
+
+# ---------------------------------------------------------------------------------------------------- grids
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # very old Pillow
+        return ImageFont.load_default()
+
+
+def labelled_grid(cells: list[list[Path | None]], row_labels: list[str], col_labels: list[str], title: str,
+                  banner: str | None, cell: int = 160) -> Image.Image:
+    """A table of images with row/column labels, a title and (for random weights) a red banner."""
+    f, fs = _font(13), _font(11)
+    left, top = 220, 48 + (22 if banner else 0)
+    img = Image.new("RGB", (left + cell * len(col_labels), top + cell * len(row_labels)), "white")
+    d = ImageDraw.Draw(img)
+    y0 = 4
+    if banner:
+        d.rectangle([0, 0, img.width, 20], fill=(200, 30, 30))
+        d.text((6, 4), banner[: img.width // 6], fill="white", font=fs)
+        y0 = 24
+    d.text((6, y0), title[:160], fill="black", font=f)
+    for c, lab in enumerate(col_labels):
+        d.text((left + c * cell + 4, top - 18), lab[:28], fill="black", font=fs)
+    for r, lab in enumerate(row_labels):
+        words, lines, cur = lab.split(), [], ""
+        for w in words:
+            if len(cur) + len(w) > 32:
+                lines.append(cur)
+                cur = w
+            else:
+                cur = f"{cur} {w}".strip()
+        lines.append(cur)
+        d.multiline_text((4, top + r * cell + 4), "\n".join(lines[:8]), fill="black", font=fs)
+        for c in range(len(col_labels)):
+            p = cells[r][c]
+            box = (left + c * cell, top + r * cell)
+            if p is not None and p.exists():
+                with Image.open(p) as im:
+                    img.paste(im.convert("RGB").resize((cell - 4, cell - 4)), (box[0] + 2, box[1] + 2))
+            else:
+                d.rectangle([box[0] + 2, box[1] + 2, box[0] + cell - 2, box[1] + cell - 2], outline="gray")
+    return img
+
+
+def write_grids(run: Run, cfg: GenerateConfig, templates, steps, resolution, init_sha) -> list[Path]:
+    import io
+
+    token = run.token
+    seeds = cfg.seed_list()
+    banner = "PIPELINE CHECK - random weights, not a model result" if run.is_pipeline_check else None
+    mode = "img2img" if init_sha else "txt2img"
+
+    def path_of(step, t, seed):
+        return run.path / run.image_relpath(step, f"{slug(t)}-s{seed}-{image_key(cfg, t, seed, resolution, init_sha)}.png")
+
+    out = []
+    for step in steps:  # prompt x seed for one checkpoint
+        cells = [[path_of(step, t, s) for s in seeds] for t in templates]
+        label = "initializer (before training)" if step == 0 else f"step {step}"
+        g = labelled_grid(cells, [t.replace("{}", token) for t in templates], [f"seed {s}" for s in seeds],
+                          f"{run.name}: {label} ({mode}, {cfg.steps} steps, guidance {cfg.guidance})", banner)
+        buf = io.BytesIO()
+        g.save(buf, format="PNG")
+        p = run.grid_path(f"checkpoint-{step:06d}-{mode}.png")
+        atomic_write_bytes(p, buf.getvalue())
+        out.append(p)
+    for t in templates:  # checkpoint x seed for one prompt
+        cells = [[path_of(step, t, s) for s in seeds] for step in steps]
+        g = labelled_grid(cells, [("initializer (step 0)" if s == 0 else f"step {s}") for s in steps],
+                          [f"seed {s}" for s in seeds], t.replace("{}", token), banner)
+        buf = io.BytesIO()
+        g.save(buf, format="PNG")
+        p = run.grid_path(f"prompt-{slug(t)}-{mode}.png")
+        atomic_write_bytes(p, buf.getvalue())
+        out.append(p)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def add_arguments(p, command: str) -> None:
+    d = GenerateConfig()
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder made by train (or import)")
+    p.add_argument("--prompts", type=Path, help="template file (default: prompts/eval/ for the run's property)")
+    p.add_argument("--seeds", default=d.seeds)
+    p.add_argument("--checkpoints", default=d.checkpoints, help="'0,final', 'all', or steps like 0,500,1000")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--guidance", type=float, default=d.guidance)
+    p.add_argument("--negative", default=d.negative, help="negative prompt")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--init-image", type=Path, help="image-to-image: start from this picture")
+    p.add_argument("--strength", type=float, default=d.strength)
+    p.add_argument("--resolution", type=int, help="default: the run's training resolution")
+    p.add_argument("--jit-compile", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args) -> int:
+    from core.components import Components
+    from core.train import set_precision
+    from core.weights import WeightSpec
+
+    run_ = Run(args.run_dir)
+    meta = run_.meta
+    cfg = GenerateConfig.from_dict({
+        "prompts": str(args.prompts) if args.prompts else None, "seeds": args.seeds, "checkpoints": args.checkpoints,
+        "steps": args.steps, "guidance": args.guidance, "negative": args.negative, "batch_size": args.batch_size,
+        "init_image": str(args.init_image) if args.init_image else None, "strength": args.strength,
+        "resolution": args.resolution, "jit_compile": args.jit_compile})
+    tcfg = meta["config"]
+    set_precision(tcfg.get("mixed_precision", "no"))
+    spec = WeightSpec.parse(tcfg["weights"], int(tcfg.get("weights_seed", 0)), bool(tcfg.get("allow_unverified")))
+    if spec.source == "random":
+        print("weights: random (seeded) - images are a PIPELINE CHECK, not model results", file=sys.stderr)
+    counts = generate(run_, cfg, Components(spec, cfg.resolution or int(tcfg["resolution"])), not args.quiet)
+    print(f"{counts['generated']} image(s) generated, {counts['skipped']} already there, {counts['grids']} grid(s) "
+          f"in {run_.grids_dir}")
+    return 0
