@@ -1371,7 +1371,7 @@ def _slug(title: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ Markdown
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # with [ ] escaped, ( ) ! cannot form links
+_MD_SPECIAL = re.compile(r"([\\`*_\[|~])")  # with [ escaped, no link, image or footnote can form
 
 
 def md_escape(text: Any, line_start: bool = True) -> str:

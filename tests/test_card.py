@@ -138,10 +138,12 @@ def _body_after_front_matter(md: str) -> str:
     return md.split("\n---\n", 1)[1]
 
 
-@pytest.fixture
-def written(tmp_path):
-    run = _fake(tmp_path)
-    paths = C.write_card(run, tmp_path / "out")
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """One random-weight fixture run and its card in all formats, shared by the read-only tests below."""
+    tmp = tmp_path_factory.mktemp("card")
+    run = _fake(tmp)
+    paths = C.write_card(run, tmp / "out")
     return run, paths
 
 
