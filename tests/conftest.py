@@ -1,10 +1,16 @@
 """Shared pytest fixtures. Fast tests use tiny stand-ins; tests marked `real` build the real KerasCV
 architecture (random weights, 128 px) once per session."""
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# torch/open_clip must be imported before TensorFlow in one process (LLVM clash in triton otherwise).
+import open_clip  # noqa: E402,F401
+import torch  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -20,3 +26,13 @@ def fake_runs(tmp_path):
     make_fake_run(runs, "fake-object", "object")
     make_fake_run(runs, "fake-style", "style")
     return runs
+
+
+@pytest.fixture(scope="session")
+def char_images(tmp_path_factory):
+    """Six pictures of the demo character plus a licenses.csv, drawn by code."""
+    from core.cartoon import write_image_set
+
+    folder = tmp_path_factory.mktemp("character")
+    write_image_set(folder, "character", 6, size=96)
+    return folder
