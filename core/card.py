@@ -1442,7 +1442,8 @@ def _md_block(b: Any) -> str:
 
 def _render_md_body(card: Card) -> str:
     lines = []
-
+    if card.pipeline_check:
+        lines += [f"> **{md_escape(PIPELINE_CHECK_LABEL)}**", ""]
     lines += [f"# {md_escape(card.title)}", "", md_escape(card.summary), ""]
     for s in card.sections:
         lines += [f"{'#' * s.level} {md_escape(s.title)}", ""]
