@@ -491,6 +491,10 @@ def _embedding_movement(run: Run) -> dict:
     out: dict[str, Any] = {"steps": steps, "rows": [], "neighbors": {}}
     if not steps:
         return out
+    if steps[0] != 0:  # e.g. an imported embedding: no initializer saved, so no movement to measure
+        out["error"] = (f"no step-0 (initializer) embedding in {run.embeddings_dir.name}/ (have steps "
+                        f"{', '.join(map(str, steps))}): how far the token moved cannot be measured")
+        return out
     token = run.token
     first = run.load_embedding(steps[0])
     if token not in first:
@@ -981,7 +985,9 @@ def _sections(c: dict) -> list[Section]:
             ", ".join(_f(r["l2_from_init"]) for r in mv_rows), " from the initializer ",
             Mono(c["initializer"]), " (cosine ", ", ".join(_f(r["cosine_to_init"]) for r in mv_rows), "; norm ",
             ", ".join(_f(r["norm"]) for r in mv_rows), " vs ", ", ".join(_f(r["init_norm"]) for r in mv_rows),
-            " at initialisation). A vector far from every real word can be brittle when combined with other words."]))
+            " at initialisation); every checkpoint and the nearest vocabulary tokens are under Model Examination."]))
+    elif mv.get("error"):
+        measured.append(Para(["Token movement: ", mv["error"], "."]))
     fm = c["final_means"]
     if fm:
         measured.append(Para([f"CLIP at step {fm['step']}: mean CLIP-I {_f(fm.get('clip_i'))}, mean CLIP-T "
@@ -1040,8 +1046,10 @@ def _sections(c: dict) -> list[Section]:
 
     # ---- get started
     sec("How to Get Started with the Model", 2,
-        Para(["Export the learned vectors with ", Mono(f"python -m core export {run.path}"),
-              " (see ", Mono("python -m core export --help"), "); the final embedding of this run is ",
+        Para(["Export the learned vectors with ",
+              Mono(f"python -m core export {run.path} --format diffusers --out learned_embeds.safetensors"),
+              " (or ", Mono("--format a1111 --out " + _a1111_name(token) + ".pt"),
+              " for the AUTOMATIC1111 web UI); the final embedding of this run is ",
               Mono(run.embedding_path(c["final_step"]).relative_to(run.path).as_posix() if c["final_step"] is not None
                    else "embeddings/ (none yet)"),
               f", a safetensors file holding {{token: float32[{c['n_vectors']}, 768]}}. Below, "

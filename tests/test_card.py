@@ -480,3 +480,12 @@ def test_cli_writes_requested_formats_and_rejects_bad_ones(tmp_path, capsys):
     assert run.card_overrides_path.exists()
     assert main(["card", str(run.path), "--init-overrides"]) == 2  # never overwrites
     assert main(["card", str(run.path), "--out", str(out)]) == 0  # the untouched template is valid
+
+
+def test_run_without_initializer_checkpoint_says_movement_is_not_measurable(tmp_path):
+    run = _fake(tmp_path)
+    run.embedding_path(0).unlink()  # like an imported embedding: no step-0 initializer saved
+    card = C.build_card(run)
+    assert card.data["embedding_movement"]["rows"] == []
+    assert "cannot be measured" in card.data["embedding_movement"]["error"]
+    assert "how far the token moved cannot be measured" in C.render(card, "md").decode("utf-8")
