@@ -1599,7 +1599,12 @@ def render_pdf(card: Card) -> bytes:
         for style in ("", "B", "I"):
             pdf.add_font("CardSans", style, str(fonts[style]))
         pdf.add_font("CardMono", "", str(fonts["mono"]))
-        sans, mono, T = "CardSans", "CardMono", (lambda s: str(s))
+        covered = set(pdf.fonts["cardsans"].cmap) & set(pdf.fonts["cardmono"].cmap)
+
+        def T(text: Any) -> str:  # characters DejaVu lacks (e.g. CJK) become a visible '?', not a silent gap
+            return "".join(ch if ord(ch) in covered or ch in "\n\t" else "?" for ch in str(text))
+
+        sans, mono = "CardSans", "CardMono"
     else:
         sans, mono, T = "Helvetica", "Courier", latin1_safe
     pdf.add_page()

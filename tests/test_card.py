@@ -449,8 +449,8 @@ def test_pdf_without_unicode_fonts_transliterates(tmp_path, monkeypatch):
 def test_pdf_keeps_unicode_with_dejavu(tmp_path):
     if C.find_unicode_fonts() is None:
         pytest.skip("DejaVu fonts not installed (fonts-dejavu-core)")
-    run = _fake(tmp_path, prompts=["a drawing of {} in the café"])
-    assert "a drawing of <tom-cat> in the café" in pdf_text(C.render(run, "pdf"))
+    run = _fake(tmp_path, prompts=["a drawing of {} in the café 東京"])
+    assert "a drawing of <tom-cat> in the café ??" in pdf_text(C.render(run, "pdf"))
 
 
 def test_comparison_section_with_compare_run(fake_runs):
