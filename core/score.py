@@ -124,7 +124,7 @@ def clip_text(row: Mapping[str, Any], token: str) -> str:
     """CLIP-T text of an image row: its template with {} removed, or its prompt with the token removed."""
     tmpl = str(row.get("template") or "")
     if "{}" in tmpl:
-        return tmpl.replace('{}', '')
+        return strip_token(tmpl)
     prompt = str(row.get("prompt") or "")
     tok = str(row.get("token") or token)
     return strip_token(prompt.replace(tok, "{}")) if tok and tok in prompt else strip_token(prompt)
