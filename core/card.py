@@ -48,6 +48,8 @@ FORMATS = ("md", "html", "pdf", "json")
 FILE_NAMES = {"md": "README.md", "html": "card.html", "pdf": "card.pdf", "json": "card.json"}
 MIME_TYPES = {"md": "text/markdown", "html": "text/html", "pdf": "application/pdf", "json": "application/json"}
 IMAGES_SUBDIR = "images"
+FIGURE_NAMES = frozenset({f"{k}-{m}.png" for k in ("best", "worst") for m in ("clipi", "clipt")}
+                         | {"comparison-plane.png"})  # every figure a card can have (write_card removes stale ones)
 JSON_SCHEMA = "tomcat-ti/model-card/1"
 
 BASE_MODEL = "CompVis/stable-diffusion-v1-4"
@@ -1754,7 +1756,21 @@ def render_json(card: Card) -> bytes:
         "sections": [{"id": s.id, "title": s.title, "level": s.level, "blocks": [_block_json(b) for b in s.blocks]}
                      for s in card.sections],
     }
-    return (json.dumps(doc, indent=2, ensure_ascii=False, default=_json_default) + "\n").encode("utf-8")
+    text = json.dumps(_finite(doc), indent=2, ensure_ascii=False, default=_json_default, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+def _finite(o: Any) -> Any:
+    """NaN/inf -> None (strict JSON), numpy scalars -> Python, recursively."""
+    if isinstance(o, Mapping):
+        return {str(k): _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if hasattr(o, "item") and getattr(o, "shape", None) == ():
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
 
 
 def _json_default(o: Any) -> Any:
@@ -1805,6 +1821,8 @@ def write_card(run: Run, out_dir: str | Path, formats: Sequence[str] | str = FOR
     written: dict[str, Path] = {}
     for name, png in card.figures.items():
         atomic_write_bytes(out / IMAGES_SUBDIR / name, png)
+    for stale in FIGURE_NAMES - set(card.figures):  # a figure of an earlier build that this card no longer has
+        (out / IMAGES_SUBDIR / stale).unlink(missing_ok=True)
     for fmt in fmts:
         path = out / FILE_NAMES[fmt]
         atomic_write_bytes(path, _RENDERERS[fmt](card))
@@ -1816,11 +1834,11 @@ def write_card(run: Run, out_dir: str | Path, formats: Sequence[str] | str = FOR
 def add_arguments(parser, command: str) -> None:
     parser.add_argument("run", help="run folder (made by `train`)")
     parser.add_argument("--compare", metavar="RUN_B", default=None,
-                        help="the counterpart run (style for a character run, or the reverse) for the comparison")
+                        help="the counterpart run (style for a character run, or the reverse) to compare with")
     parser.add_argument("--format", default=",".join(FORMATS), help=f"comma-separated: {', '.join(FORMATS)}")
-    parser.add_argument("--out", default=None, help="output folder (default: reports/<run name>/)")
+    parser.add_argument("--out", default=None, help="output folder; None means reports/<run name>/")
     parser.add_argument("--overrides", default=None,
-                        help="overrides file (YAML or JSON; default: RUN/card.yaml if it exists)")
+                        help="overrides file, YAML or JSON; None means RUN/card.yaml when it exists")
     parser.add_argument("--init-overrides", action="store_true",
                         help="write a commented RUN/card.yaml to fill in (never overwrites one) and stop")
 

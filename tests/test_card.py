@@ -489,3 +489,19 @@ def test_run_without_initializer_checkpoint_says_movement_is_not_measurable(tmp_
     assert card.data["embedding_movement"]["rows"] == []
     assert "cannot be measured" in card.data["embedding_movement"]["error"]
     assert "how far the token moved cannot be measured" in C.render(card, "md").decode("utf-8")
+
+
+def test_rebuild_removes_stale_figures_and_json_is_strict(fake_runs, tmp_path):
+    pytest.importorskip("core.compare")
+    a, b = Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")
+    out = tmp_path / "out"
+    C.write_card(a, out, compare_run=b)
+    assert (out / C.IMAGES_SUBDIR / "comparison-plane.png").exists()
+    C.write_card(a, out)  # rebuilt without --compare: its plane must not linger beside the new card
+    assert not (out / C.IMAGES_SUBDIR / "comparison-plane.png").exists()
+    assert (out / C.IMAGES_SUBDIR / "best-clipi.png").exists()
+
+    def no_constants(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    json.loads((out / "card.json").read_text(encoding="utf-8"), parse_constant=no_constants)
