@@ -21,15 +21,15 @@ import streamlit as st  # noqa: E402
 
 from dashboard import data, ui  # noqa: E402
 
-st.set_page_config(page_title="tomcat-ti experiments", page_icon="🐱", layout="wide")
+st.set_page_config(page_title="tomcat-ti experiments", page_icon=":material/pets:", layout="wide")
 
 PAGES = [
-    st.Page("views/experiments.py", title="Experiments", icon="🧪", default=True),
-    st.Page("views/prompt_grids.py", title="Prompt grids", icon="🖼️"),
-    st.Page("views/clip_scores.py", title="CLIP scores", icon="📈"),
-    st.Page("views/character_vs_style.py", title="Character vs style", icon="⚖️"),
-    st.Page("views/token_explorer.py", title="Token explorer", icon="🔤"),
-    st.Page("views/model_card.py", title="Model card and limitations", icon="📄"),
+    st.Page("views/experiments.py", title="Experiments", icon=":material/science:", default=True),
+    st.Page("views/prompt_grids.py", title="Prompt grids", icon=":material/grid_view:"),
+    st.Page("views/clip_scores.py", title="CLIP scores", icon=":material/monitoring:"),
+    st.Page("views/character_vs_style.py", title="Character vs style", icon=":material/compare:"),
+    st.Page("views/token_explorer.py", title="Token explorer", icon=":material/match_word:"),
+    st.Page("views/model_card.py", title="Model card and limitations", icon=":material/description:"),
 ]
 
 if ui.RUNS_DIR_KEY not in st.session_state:

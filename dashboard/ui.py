@@ -26,16 +26,16 @@ def infos() -> list[dict[str, Any]]:
 def pipeline_label(info: dict[str, Any]) -> None:
     """The visible warning every page shows next to a random-weight (or unknown-weight) run."""
     if info.get("pipeline_check"):
-        st.warning(f"**{info['name']}** - {data.PIPELINE_CHECK_LABEL}", icon="⚠️")
+        st.warning(f"**{info['name']}** - {data.PIPELINE_CHECK_LABEL}", icon=":material/warning:")
 
 
 def run_error(info: dict[str, Any]) -> None:
-    st.error(f"Run **{info['name']}** cannot be read: {info['error']}", icon="🛑")
+    st.error(f"Run **{info['name']}** cannot be read: {info['error']}", icon=":material/error:")
 
 
 def missing(what: str, command: str, why: str = "") -> None:
     """Say what a run lacks and the command that makes it."""
-    st.info(f"{what}{(' ' + why) if why else ''} Make it with:", icon="ℹ️")
+    st.info(f"{what}{(' ' + why) if why else ''} Make it with:", icon=":material/info:")
     st.code(command, language="bash")
 
 
@@ -47,7 +47,7 @@ def no_runs() -> bool:
     if all_infos:
         st.error(f"No run in `{runs_dir()}` can be read; the damaged runs are listed on the Experiments page.")
     else:
-        st.info(f"No runs in `{runs_dir()}`. Build the demo experiment, or train a real run:", icon="ℹ️")
+        st.info(f"No runs in `{runs_dir()}`. Build the demo experiment, or train a real run:", icon=":material/info:")
         st.code(f"python -m core demo --runs-dir {data.q(runs_dir())}\n{data.REAL_TRAIN_COMMAND}",
                 language="bash")
     return True
@@ -82,7 +82,7 @@ def pipeline_demo_banner(all_infos: list[dict[str, Any]]) -> None:
             "about what Stable Diffusion learns. To run the real thing, train with the published weights:\n\n"
             f"`{data.REAL_TRAIN_COMMAND}`\n\nthen `python -m core generate`, `score`, `compare` and `card` "
             "on the new run.",
-            icon="⚠️",
+            icon=":material/warning:",
         )
 
 
@@ -92,6 +92,6 @@ def image_or_note(path: Any, caption: str = "", width: int | None = None) -> Non
         st.caption(f"{caption}: not generated")
         return
     try:
-        st.image(data.thumbnail(path), caption=caption, width=width or "content")
+        st.image(data.thumbnail(path), caption=caption, width=width or data.THUMB_SIZE)
     except data.DataError as e:
         st.warning(str(e))

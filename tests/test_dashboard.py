@@ -418,3 +418,14 @@ def test_dashboard_sources_import_nothing_heavy():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for n in names:
                 assert n.split(".")[0] not in HEAVY, f"{path}: imports {n}"
+
+
+def test_python_m_dashboard_serves_on_loopback_by_default(monkeypatch):
+    import dashboard.__main__ as launcher
+
+    calls = []
+    monkeypatch.setattr(launcher.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert launcher.main(["--runs-dir", "demo-runs", "--headless"]) == 0
+    cmd = calls[0]
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[-3:] == ["--", "--runs-dir", "demo-runs"] and str(APP) in cmd

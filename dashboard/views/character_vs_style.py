@@ -94,7 +94,7 @@ if lacking:
 try:
     cmp = data.cached_call(compare.compare_runs, [a["path"], b["path"]])
 except data.UserError as e:  # runs that cannot be compared (different prompts, seeds, budget or CLIP)
-    st.warning(f"{e}", icon="⚠️")
+    st.warning(f"{e}", icon=":material/warning:")
     cmp = None
 except Exception as e:  # noqa: BLE001 - a damaged score file in either run is reported, not raised
     st.error(f"Cannot compare {a['name']} with {b['name']}: {type(e).__name__}: {e}")
@@ -102,7 +102,7 @@ except Exception as e:  # noqa: BLE001 - a damaged score file in either run is r
 if cmp is not None:
     if cmp.is_pipeline_check:
         reasons = "; ".join(cmp.info.get("pipeline_check_reasons") or [])
-        st.warning(f"This comparison is a pipeline check ({reasons}). {data.PIPELINE_CHECK_LABEL}", icon="⚠️")
+        st.warning(f"This comparison is a pipeline check ({reasons}). {data.PIPELINE_CHECK_LABEL}", icon=":material/warning:")
     st.dataframe(cmp.table, hide_index=True, width="stretch")
     st.caption("diff = A - B over the matched (template, seed) pairs, with a paired bootstrap 95% CI "
                "(diff_lo, diff_hi): an interval that excludes 0 is a difference beyond resampling noise. "
@@ -123,7 +123,7 @@ with st.expander("Open a saved comparison (a folder written by `python -m core c
             meta = saved["meta"]
             if meta.get("pipeline_check"):
                 st.warning(f"{data.PIPELINE_CHECK_LABEL} ({'; '.join(meta.get('pipeline_check_reasons') or [])})",
-                           icon="⚠️")
+                           icon=":material/warning:")
             st.dataframe(saved["table"], hide_index=True, width="stretch")
             if saved["png"] is not None:
                 st.image(data.file_bytes(saved["png"]), caption="reconstruction vs editability (saved)")

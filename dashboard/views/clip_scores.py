@@ -60,7 +60,7 @@ if got is None:
 df, meta = got
 if meta.get("pipeline_check"):
     st.warning("Scores are a pipeline check: " + "; ".join(meta.get("pipeline_check_reasons") or [])
-               + ". " + data.PIPELINE_CHECK_LABEL, icon="⚠️")
+               + ". " + data.PIPELINE_CHECK_LABEL, icon=":material/warning:")
 if meta and not meta.get("complete", True):
     st.info(f"Scoring of {info['name']} is incomplete; finish it with `{data.command_score(path)}`.")
 ceiling = ((meta.get("baselines") or {}).get("reference_ceiling_clip_i"))

@@ -37,7 +37,7 @@ shown = [i for i in ok
          and (not f_text or f_text.lower() in (i["name"] + " " + i["token"]).lower())]
 
 if any(i["pipeline_check"] for i in shown):
-    st.warning(f"Runs marked ⚠ are pipeline checks. {data.PIPELINE_CHECK_LABEL}", icon="⚠️")
+    st.warning(f"Runs marked ⚠ are pipeline checks. {data.PIPELINE_CHECK_LABEL}", icon=":material/warning:")
 
 
 def _row(i: dict) -> dict:

@@ -51,12 +51,12 @@ except Exception as e:  # noqa: BLE001 - a damaged file or bad card.yaml is repo
 # --------------------------------------------------------------------------------------------- the review
 if card.pipeline_check:
     st.warning("This card describes a **pipeline check** (random weights). It must not be published as a model.",
-             icon="⚠️")
+             icon=":material/warning:")
 st.subheader("Limitations review")
 if card.warnings:
     for w in card.warnings:
         if w != data.PIPELINE_CHECK_LABEL:
-            st.warning(w, icon="⚠️")
+            st.warning(w, icon=":material/warning:")
 else:
     st.success("The card raises no warnings.")
 

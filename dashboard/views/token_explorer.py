@@ -24,7 +24,7 @@ except data.DataError as e:
     st.stop()
 if nb.empty:
     st.info(f"{info['name']} has no nearest-word table (neighbors.csv) yet. `python -m core train` writes it at "
-            "every checkpoint; continue or re-run training to make it:", icon="ℹ️")
+            "every checkpoint; continue or re-run training to make it:", icon=":material/info:")
     st.code(f"python -m core train --resume {data.q(path)}", language="bash")
     st.stop()
 

@@ -1,0 +1,193 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright against `streamlit run dashboard/app.py`
+served on 127.0.0.1 over fixture runs. Opens every page, checks its heading and that no exception or error shows,
+switches a run and moves the checkpoint slider. Screenshots go to $DASHBOARD_SCREENSHOTS (default /tmp).
+
+Needs /usr/bin/chromium (`apt-get install -y chromium`; Playwright's own browser download does not work here).
+Set DASHBOARD_TEST_RUNS_DIR to a runs folder (e.g. the demo's) to walk that instead of the fixture runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.test_dashboard import APP, ROOT, make_dashboard_runs
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGES = {  # url path -> heading
+    "": "Experiments",
+    "prompt_grids": "Prompt grids",
+    "clip_scores": "CLIP scores",
+    "character_vs_style": "Character vs style",
+    "token_explorer": "Token explorer",
+    "model_card": "Model card and limitations review",
+}
+SHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS", "/tmp"))
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} missing: install Debian's chromium (apt-get install -y chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    given = os.environ.get("DASHBOARD_TEST_RUNS_DIR")
+    if given:
+        return Path(given)
+    runs = make_dashboard_runs(tmp_path_factory.mktemp("browser") / "runs")
+    # the browser walk checks that no error shows: keep only the complete runs (AppTest covers damaged ones)
+    import shutil
+
+    for name in ("broken-json", "garbage-scores", "no-images"):
+        shutil.rmtree(runs / name)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def server(runs_dir, tmp_path_factory):
+    """`streamlit run dashboard/app.py` on 127.0.0.1:<free port>; killed (its whole process group) at the end."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    log = open(log_path, "wb")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+           "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none", "--", "--runs-dir", str(runs_dir)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"streamlit did not start: {log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1100})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+def settle(pg, heading: str) -> None:
+    """Wait until the page's heading shows and the script has finished running."""
+    pg.get_by_role("heading", name=heading, exact=True).first.wait_for()
+    pg.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    pg.wait_for_timeout(300)  # let the last deltas paint
+    pg.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+
+
+def assert_no_errors(pg, where: str) -> None:
+    assert pg.locator('[data-testid="stException"]').count() == 0, f"{where}: an exception is shown"
+    errors = pg.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, f"{where}: error shown: {errors.all_inner_texts()}"
+    body = pg.locator("body").inner_text()
+    assert "Traceback" not in body, f"{where}: a traceback is shown"
+
+
+def test_every_page_opens_clean(server, page):
+    for slug, heading in PAGES.items():
+        page.goto(f"{server}/{slug}")
+        settle(page, heading)
+        assert_no_errors(page, heading)
+        page.screenshot(path=str(SHOTS / f"dashboard-{slug or 'experiments'}.png"), full_page=True)
+
+
+def test_sidebar_navigation_reaches_every_page(server, page):
+    page.goto(server)
+    settle(page, "Experiments")
+    for heading in list(PAGES.values())[1:] + ["Experiments"]:
+        title = "Model card and limitations" if heading.startswith("Model card") else heading
+        page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+        settle(page, heading)
+        assert_no_errors(page, heading)
+
+
+def test_switch_run_and_move_the_checkpoint_slider(server, page):
+    page.goto(f"{server}/prompt_grids")
+    settle(page, "Prompt grids")
+
+    # the checkpoint slider: from the last checkpoint one stop to the left
+    value = page.locator('[data-testid="stSliderThumbValue"]').first
+    old_step = value.inner_text().strip()
+    page.get_by_text(f"after · step {old_step}", exact=True).first.wait_for()
+    page.locator('[data-testid="stSlider"] input[type="range"]').first.focus()
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("([sel, old]) => document.querySelector(sel).innerText.trim() !== old",
+                           arg=['[data-testid="stSliderThumbValue"]', old_step])
+    new_step = value.inner_text().strip()
+    page.get_by_text(f"after · step {new_step}", exact=True).first.wait_for()
+    settle(page, "Prompt grids")
+    assert page.get_by_text(f"after · step {old_step}", exact=True).count() == 0
+    assert_no_errors(page, "Prompt grids after moving the slider")
+
+    # switch the run: pick the second entry of the run selectbox
+    combo = page.get_by_role("combobox", name="Run", exact=True)
+    old_run = combo.input_value()
+    combo.click()
+    options = page.get_by_role("option")
+    options.first.wait_for()
+    assert options.count() >= 2
+    options.nth(1).click()
+    page.wait_for_function("([label, old]) => document.querySelector(`input[aria-label='${label}']`).value !== old",
+                           arg=["Run", old_run])
+    new_run = combo.input_value()
+    settle(page, "Prompt grids")
+    assert new_run != old_run
+    page.get_by_text(new_run.split(" (")[0]).first.wait_for()
+    assert_no_errors(page, "Prompt grids after switching the run")
+    page.screenshot(path=str(SHOTS / "dashboard-prompt_grids-switched.png"), full_page=True)
+
+
+def test_served_on_loopback_only(server):
+    assert server.startswith("http://127.0.0.1:")
