@@ -470,7 +470,7 @@ def _score_summaries(run: Run, rows: list[dict]) -> dict:
     """CLIP-I / CLIP-T summaries with confidence intervals, from core.score (the one place they are computed)."""
     out: dict[str, Any] = {"available": False}
     if not rows:
-        out["reason"] = f"no scores yet: run `python -m core score {run.path}`"
+        out["reason"] = f"no scores yet: run `python -m core score {_run_ref(run)} --references DIR`"
         return out
     try:
         from core import score as score_mod
@@ -760,6 +760,9 @@ def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | P
     # ---- metadata (YAML front matter)
     tags = ["stable-diffusion", "stable-diffusion-diffusers", "text-to-image", "textual_inversion",
             "textual-inversion", "keras-cv", token, "character" if prop == "object" else "style"]
+    slug = _a1111_name(token)
+    if slug != token and slug not in tags:  # Hub-friendly spelling of the token as a tag, too
+        tags.insert(tags.index(token) + 1, slug)
     if pipeline_check:
         tags.append("pipeline-check")
     eval_results = None
@@ -804,12 +807,12 @@ def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | P
             if isinstance(b, Table):
                 tables[f"{s.id}-{i}"] = {"section": s.title, "columns": b.columns, "rows": b.rows}
     data = {
-        "run": {"name": run.name, "path": str(run.path), "status": meta.get("status"), "kind": meta.get("kind"),
+        "run": {"name": run.name, "status": meta.get("status"), "kind": meta.get("kind"),
                 "property": prop, "token": token, "initializer": initializer, "vectors": n_vectors,
                 "final_step": final_step, "checkpoints": steps, "created": meta.get("created"),
                 "updated": meta.get("updated")},
         "weights": weights,
-        "scores_meta": run.read_scores_meta(),
+        "scores_meta": _public_scores_meta(run.read_scores_meta()),
         "scores_meaningful": not bool(unmeaningful), "scores_caveat": unmeaningful,
         "config": config, "versions": meta.get("versions"), "hardware": meta.get("hardware"),
         "timings": meta.get("timings"),
@@ -886,7 +889,8 @@ def _sections(c: dict) -> list[Section]:
                                   "for the CLIP ViT-L/14 text encoder of Stable Diffusion v1"],
             [Bold("Token:"), " ", Mono(token), f" (initialised from {c['initializer']!r}; learns a "
                                                f"{'character/object' if prop == 'object' else 'style'})"],
-            [Bold("Represents:"), " ", c["subject"] or "not stated (set `subject` in the overrides)"],
+            [Bold("Represents:"), " ", *([c["subject"]] if c["subject"] else
+                                          ["not stated (set ", Mono("subject"), " in ", Mono("card.yaml"), ")"])],
             [Bold("Copyright/trademark owner of the depicted character:"), " ", c["owner"]],
             [Bold("Language(s):"), " English prompts"],
             [Bold("License:"), " ", Link(LICENSE_NAME, LICENSE_URL), " (inherited from the base model)"],
@@ -945,7 +949,7 @@ def _sections(c: dict) -> list[Section]:
     sec("Copyright and Trademark of Generated Images", 3,
         Para([f"{token} depicts ", c["subject"] or "a character or style", ". Owner stated by the authors: ",
               Bold(c["owner"]), "."]),
-        Callout(["The owner is not stated. Set `owner` in ", Mono(run.card_overrides_path.name),
+        Callout(["The owner is not stated. Set ", Mono("owner"), " in ", Mono(run.card_overrides_path.name),
                  " (e.g. the studio that owns the character); this tool never guesses it."])
         if c["owner"] == OWNER_NOT_STATED else None,
         Bullets([
@@ -1049,7 +1053,7 @@ def _sections(c: dict) -> list[Section]:
     # ---- get started
     sec("How to Get Started with the Model", 2,
         Para(["Export the learned vectors with ",
-              Mono(f"python -m core export {run.path} --format diffusers --out learned_embeds.safetensors"),
+              Mono(f"python -m core export {_run_ref(run)} --format diffusers --out learned_embeds.safetensors"),
               " (or ", Mono("--format a1111 --out " + _a1111_name(token) + ".pt"),
               " for the AUTOMATIC1111 web UI); the final embedding of this run is ",
               Mono(run.embedding_path(c["final_step"]).relative_to(run.path).as_posix() if c["final_step"] is not None
@@ -1296,6 +1300,24 @@ def _baseline_blocks(scores_meta: Mapping) -> list:
                       f"CLIP-I {_f(init['clip_i_mean'])} [{_f(init.get('clip_i_lo'))}, {_f(init.get('clip_i_hi'))}], "
                       f"CLIP-T {_f(init.get('clip_t_mean'))} [{_f(init.get('clip_t_lo'))}, {_f(init.get('clip_t_hi'))}]"])
     return [Para(["Baselines:"]), Bullets(items)] if items else []
+
+
+def _run_ref(run: Run) -> str:
+    """How the card names the run folder in commands: runs/NAME, never the local path it was opened from (the card
+    is published, and the CLI and the dashboard open the same run by different paths but must give the same bytes)."""
+    return f"runs/{run.name}"
+
+
+def _public_scores_meta(meta: Mapping | None) -> dict | None:
+    """scores.json without local paths: CLIP provenance, baselines, reference files (names + sha256)."""
+    if not meta:
+        return None
+    keep = ("clip", "clip_label", "baselines", "pipeline_check", "pipeline_check_reasons", "n_images", "complete")
+    out = {k: meta[k] for k in keep if k in meta}
+    refs = meta.get("references") or {}
+    if refs.get("files"):
+        out["references"] = {"files": refs["files"]}
+    return out
 
 
 def _weights_sentence(w: Mapping) -> str:

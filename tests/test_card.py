@@ -505,3 +505,15 @@ def test_rebuild_removes_stale_figures_and_json_is_strict(fake_runs, tmp_path):
         raise AssertionError(f"non-standard JSON constant {name}")
 
     json.loads((out / "card.json").read_text(encoding="utf-8"), parse_constant=no_constants)
+
+
+def test_card_does_not_depend_on_how_the_run_path_is_spelled(tmp_path, monkeypatch):
+    """The CLI (relative path) and the dashboard (absolute path) must produce the same bytes, and no local path
+    may leak into a card meant for publishing."""
+    run = _fake(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    rel = Run(Path("runs") / run.name)
+    for fmt in ("md", "html", "json"):
+        a, b = C.render(run, fmt), C.render(rel, fmt)
+        assert a == b, fmt
+        assert str(tmp_path).encode() not in a, fmt
