@@ -1,0 +1,43 @@
+# The two commands a fresh machine needs (see README):  make demo   |   make test
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+RUNS    ?= demo-runs
+PORT    ?= 8501
+ADDRESS ?= 127.0.0.1
+
+.PHONY: demo test test-fast install browser dashboard clean-demo
+
+$(BIN)/.installed: requirements.txt requirements-legacy.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install --no-deps -r requirements-legacy.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+# Debian's chromium for the browser test and plotly's PNG export (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core poppler-utils; }
+
+# Build the random-weight demo experiment (once; resumes if interrupted) and serve the dashboard on it.
+demo: install
+	$(BIN)/python -m core demo --runs-dir $(RUNS)
+	$(BIN)/streamlit run dashboard/app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true \
+	    --browser.gatherUsageStats false -- --runs-dir $(RUNS)
+
+dashboard: install
+	$(BIN)/streamlit run dashboard/app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true \
+	    --browser.gatherUsageStats false -- --runs-dir $(RUNS)
+
+# Everything: fast logic tests, the real KerasCV architecture at 128 px (random weights), dashboard, browser.
+test: install browser
+	$(BIN)/python -m pytest -q
+
+# Seconds-to-minutes subset: no real architecture, no browser.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not real and not browser"
+
+clean-demo:
+	rm -rf $(RUNS)

@@ -1,0 +1,116 @@
+"""`demo`: the built-in experiment, end to end on a CPU in minutes, with RANDOM weights (a pipeline
+demonstration, labelled so everywhere): draw a character and a style image set, train a character run and a
+style run on the same prompts and budget, generate, score with CLIP, compare, and write the model cards.
+
+Train and generate share one TensorFlow process (one network build); scoring runs in its own process (torch
+must never follow TensorFlow into one process). Each stage is skipped when its output exists, so an
+interrupted demo resumes where it stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.runfolder import Run
+
+RESOLUTION = 128  # the smallest SD resolution: keeps the demo to minutes on 2 CPU cores
+STEPS = 6  # training steps per run (same budget for both runs)
+CHECKPOINT_EVERY = 3
+SEEDS = "0,1"
+SAMPLER_STEPS = 3
+DEMO_PROMPTS = [  # the same prompts for both runs, so they can be compared
+    "a 3D animation frame of {}, photorealistic",
+    "a Dungeons and Dragons character card of {}",
+    "a horror movie in the style of {}",
+]
+RUNS = {"character": ("tom-cat-character", "object"), "style": ("tom-cat-style", "style")}
+
+
+def _log(msg: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def build_data(root: Path) -> dict[str, Path]:
+    from core.cartoon import write_image_set
+
+    out = {}
+    for kind, n in (("character", 8), ("style", 6)):
+        folder = root / "data" / kind
+        if not (folder / "licenses.csv").exists():
+            write_image_set(folder, kind, n)
+        out[kind] = folder
+    prompts = root / "data" / "demo-prompts.txt"
+    if not prompts.exists():
+        prompts.write_text("\n".join(DEMO_PROMPTS) + "\n", encoding="utf-8")
+    out["prompts"] = prompts
+    return out
+
+
+def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
+    """One TF process: one random-weight build shared by both runs' training and generation."""
+    from core.components import Components
+    from core.generate import GenerateConfig, generate
+    from core.train import TrainConfig, start_run, train
+    from core.weights import WeightSpec
+
+    components = Components(WeightSpec("random", seed=0), RESOLUTION)
+    for kind, (name, prop) in RUNS.items():
+        run = Run(runs_dir / name)
+        cfg = TrainConfig.from_dict({
+            "images": str(data[kind]), "token": "<tom-cat>", "init": "cat", "property": prop, "weights": "random",
+            "resolution": RESOLUTION, "steps": STEPS, "checkpoint_every": CHECKPOINT_EVERY, "batch_size": 1,
+        })
+        if not run.exists:
+            _log(f"training {name} ({prop}, {STEPS} steps, random weights)")
+            run = train(cfg, start_run(cfg, runs_dir, name), components)
+        elif run.meta["status"] != "finished":
+            _log(f"resuming {name}")
+            run = train(cfg, run, components, resume=True)
+        gcfg = GenerateConfig.from_dict({"prompts": str(data["prompts"]), "seeds": SEEDS, "checkpoints": "all",
+                                         "steps": SAMPLER_STEPS, "batch_size": 4})
+        _log(f"generating {name}")
+        counts = generate(run, gcfg, components)
+        _log(f"{name}: {counts['generated']} generated, {counts['skipped']} already there")
+
+
+def _core(*args: str) -> None:
+    _log("python -m core " + " ".join(args))
+    subprocess.run([sys.executable, "-m", "core", *args], check=True)
+
+
+def build(runs_dir: Path) -> None:
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    marker = runs_dir / "DEMO-COMPLETE"
+    if marker.exists():
+        _log(f"demo already built in {runs_dir} (delete the folder to rebuild)")
+        return
+    t0 = time.time()
+    data = build_data(runs_dir)
+    # TensorFlow side in a child process, so this process stays free of it for the torch-side stages
+    _core("demo", "--runs-dir", str(runs_dir), "--stage", "train-generate")
+    char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
+    for run, refs in ((char, data["character"]), (style, data["style"])):
+        _core("score", str(run), "--references", str(refs), "--clip", "ViT-B-32:random", "--no-progress")
+    reports = runs_dir / "reports"
+    _core("compare", str(char), str(style), "--out", str(reports / f"{char.name}-vs-{style.name}"))
+    _core("card", str(char), "--compare", str(style), "--out", str(reports / char.name))
+    _core("card", str(style), "--compare", str(char), "--out", str(reports / style.name))
+    marker.write_text(f"built in {time.time() - t0:.0f} s with random weights (pipeline demonstration)\n")
+    _log(f"demo built in {time.time() - t0:.0f} s: {runs_dir}")
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def add_arguments(p, command: str) -> None:
+    p.add_argument("--runs-dir", type=Path, default=Path("demo-runs"), help="where the demo runs go")
+    p.add_argument("--stage", choices=("all", "train-generate"), default="all", help="internal: one stage only")
+
+
+def run(args) -> int:
+    if args.stage == "train-generate":
+        train_and_generate(Path(args.runs_dir), build_data(Path(args.runs_dir)))
+    else:
+        build(args.runs_dir)
+    return 0
