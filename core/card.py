@@ -548,15 +548,18 @@ def _environment(run: Run, meta: Mapping, env_over: Mapping) -> dict:
                          or json.dumps(d, sort_keys=True))
         else:
             names.append(str(d))
-    gpus = [n for n in names if not re.search(r"\bcpu\b", n.lower())]
+    gpus = [n for n in names if "cpu" not in n.lower()]  # TF "CPU:...", JAX "TFRT_CPU_0" / "CpuDevice"
     counted = gpus or names or ["CPU (assumed: run.json lists no devices)"]
     per_device = []
     for n in counted:
         low = n.lower()
         w = next((w for sub, w in DEVICE_POWER_W if sub in low), None)
-        if w is None:
-            w = DEFAULT_CPU_W if ("cpu" in low and not gpus) else DEFAULT_GPU_W
-        per_device.append({"device": n, "watts": w})
+        basis = "board power / TDP of this device type"
+        if w is None and "cpu" in low:
+            w, basis = DEFAULT_CPU_W, "generic CPU package power (CPU-only run)"
+        elif w is None:
+            w, basis = DEFAULT_GPU_W, "generic accelerator (model not recorded in run.json)"
+        per_device.append({"device": n, "watts": w, "basis": basis})
     power_source = "per-device board power / TDP assumption (table in core/card.py)"
     power = sum(d["watts"] for d in per_device)
     if "power_watts" in env_over:
@@ -1189,7 +1192,7 @@ def _sections(c: dict) -> list[Section]:
         Para(["Method: ", env["method"], "."]),
         Table(["assumption", "value", "source"], [
             ["power draw", f"{_f(env['power_watts'], 0)} W", env["power_source"]],
-            *[["  device: " + d["device"], f"{_f(d['watts'], 0)} W", "assumed board power / TDP"]
+            *[["device: " + d["device"], f"{_f(d['watts'], 0)} W", "assumed: " + d["basis"]]
               for d in env["devices_counted"]],
             ["PUE", _f(env["pue"], 2), "overrides" if env["pue"] != DEFAULT_PUE else "assumed 1.0 (no data-centre overhead)"],
             ["grid carbon intensity", f"{_f(env['carbon_intensity_g_per_kwh'], 0)} g CO2eq/kWh",

@@ -400,6 +400,14 @@ def test_environmental_estimate_from_run_timings_and_hardware(tmp_path):
     md = C.render(run, "md").decode("utf-8")
     assert "Estimate, not a measurement" in md and "Lacoste et al. (2019)" in md
     assert "332.50 g CO2eq" in md
+    # what train.py records under TensorFlow: device types without the model name -> the generic assumption
+    run.update_meta(hardware={"platform": "Linux", "devices": ["CPU:physical_device:CPU:0",
+                                                              "GPU:physical_device:GPU:0"]})
+    env = C.build_card(run).data["environment"]
+    assert env["power_watts"] == C.DEFAULT_GPU_W
+    assert "model not recorded" in env["devices_counted"][0]["basis"]
+    run.update_meta(hardware={"platform": "Linux", "devices": ["TFRT_CPU_0"]})
+    assert C.build_card(run).data["environment"]["power_watts"] == C.DEFAULT_CPU_W
     run.card_overrides_path.write_text("environment: {power_watts: 350, pue: 1.5}\n", encoding="utf-8")
     env = C.build_card(run).data["environment"]
     assert env["co2eq_g"] == pytest.approx(0.35 * 1.5 * C.DEFAULT_CARBON_G_PER_KWH)
