@@ -713,6 +713,8 @@ def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | P
     from huggingface_hub import EvalResult, ModelCardData
 
     meta = run.meta
+    if not isinstance(meta.get("token"), Mapping) or not meta["token"].get("placeholder"):
+        raise UserError(f"{run.meta_path}: records no token (token.placeholder); is this a run made by `train`?")
     over = load_overrides(run, overrides_path)
     config = meta.get("config") or {}
     tok = meta.get("token") or {}

@@ -525,3 +525,13 @@ def test_card_does_not_depend_on_how_the_run_path_is_spelled(tmp_path, monkeypat
         a, b = C.render(run, fmt), C.render(rel, fmt)
         assert a == b, fmt
         assert str(tmp_path).encode() not in a, fmt
+
+
+def test_bare_run_gives_a_card_and_a_run_without_token_a_clear_error(tmp_path):
+    bare = Run.create(tmp_path / "runs", "bare", {"token": {"placeholder": "<x>"}})
+    card = C.build_card(bare)
+    assert any("No training-image manifest" in w for w in card.warnings)
+    for fmt in C.FORMATS:
+        assert C.render(card, fmt)
+    with pytest.raises(UserError, match="records no token"):
+        C.build_card(Run.create(tmp_path / "runs", "no-token", {}))
