@@ -289,3 +289,43 @@ def test_cli_score_same_numbers_for_same_seed(run, refs, scorer, capsys):
     assert all(cli[p] == pytest.approx(fixture[p], abs=1e-5) for p in cli)
     assert json.loads(run.scores_meta_path.read_text())["clip"]["seed"] == 0
     assert main(["score", str(run.path), "--references", str(refs / "nope")]) == 2
+
+
+def test_clip_text_drops_the_placeholder():
+    from core.score import clip_text
+
+    for tmpl, text in EXPECTED_TEXT.items():
+        assert clip_text({"template": tmpl, "prompt": tmpl.replace("{}", "<tom-cat>")}, "<tom-cat>") == text
+    # rows without a template (e.g. a free prompt): the token is removed from the prompt
+    assert clip_text({"template": "", "prompt": "<tom-cat> surfing a wave", "token": "<tom-cat>"}, "") == \
+        "surfing a wave"
+
+
+def test_score_then_compare_end_to_end(tmp_path, scorer, direct):
+    """Done-when of issue 4: on random-weight runs, `score` then `compare` write their files, and CLIP-I / CLIP-T
+    of images recomputed with open_clip directly match."""
+    from core.__main__ import main
+    from core.compare import load_comparison
+
+    image, text = direct
+    runs = tmp_path / "runs"
+    for name, prop in (("char", "object"), ("style", "style")):
+        run = make_fake_run(runs, name, prop, with_scores=False, seeds=(0,))
+        ref_dir = tmp_path / f"refs-{name}"
+        ref_dir.mkdir()
+        for i in range(2):
+            draw_image(hash((name, i)) % 1000, 64).save(ref_dir / f"{i}.png")
+        score_run(run, ScoreConfig(references=ref_dir), scorer=scorer, progress=False)
+        ref = np.stack([image(p) for p in sorted(ref_dir.iterdir())])
+        for row in run.read_scores()[::3]:
+            e = image(run.path / row["path"])
+            assert float(row["clip_i"]) == pytest.approx(float((ref @ e).mean()), abs=1e-4)
+            assert float(row["clip_t"]) == pytest.approx(float(e @ text(EXPECTED_TEXT[row["template"]])), abs=1e-4)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(runs / "char"), str(runs / "style"), "--out", str(out)]) == 0
+    back = load_comparison(out)
+    assert back["meta"]["pipeline_check"] and back["meta"]["runs"]["b"]["clip"]["source"] == "random"
+    assert back["png"] is not None and len(back["table"]) == 10
+    char = pd.DataFrame(Run(runs / "char").read_scores()).astype({"step": int, "clip_i": float})
+    after = back["table"].set_index(["metric", "checkpoint"]).loc[("clip_i", "after")]
+    assert after["a_mean"] == pytest.approx(char[char.step == 20].clip_i.mean())
