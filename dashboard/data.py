@@ -451,6 +451,17 @@ def summary(run_path: str, by: str = "step") -> pd.DataFrame:
         raise DataError(f"{Run(run_path).scores_path}: cannot summarise ({e})") from e
 
 
+def saved_comparisons(runs_dir: str) -> list[str]:
+    """Folders under RUNS_DIR/reports/ holding a comparison written by `python -m core compare --out` (the demo
+    writes its comparison there)."""
+    from core.compare import FILES
+
+    reports = Path(runs_dir) / "reports"
+    if not reports.is_dir():
+        return []
+    return sorted(str(p) for p in reports.iterdir() if (p / FILES["meta"]).is_file())
+
+
 def saved_comparison(folder: str) -> dict[str, Any]:
     """`core.compare.load_comparison(folder)`, cached by its files' signatures. UserError when absent/damaged."""
     from core.compare import FILES
@@ -481,7 +492,8 @@ def command_score(run_path: str) -> str:
 
 
 def command_compare(a: str, b: str) -> str:
-    return f"python -m core compare {q(a)} {q(b)} --out {q(f'reports/{Path(a).name}-vs-{Path(b).name}')}"
+    out = Path(a).parent / "reports" / f"{Path(a).name}-vs-{Path(b).name}"  # where the dashboard finds it
+    return f"python -m core compare {q(a)} {q(b)} --out {q(out)}"
 
 
 def command_card(run_path: str) -> str:

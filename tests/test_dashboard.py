@@ -67,7 +67,7 @@ def dash_runs(tmp_path):
 def app_test(runs_dir: Path):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(APP), default_timeout=60)
+    at = AppTest.from_file(str(APP), default_timeout=180)
     at.session_state["runs_dir"] = str(runs_dir)
     return at
 
@@ -195,12 +195,14 @@ def test_character_vs_style_page(dash_runs):
 
 def test_character_vs_style_saved_comparison(fake_runs, tmp_path):
     compare = pytest.importorskip("core.compare")
-    out = tmp_path / "saved"
+    out = fake_runs / "reports" / "fake-object-vs-fake-style"  # where the demo writes it
     compare.compare_runs(Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")).write(out)
     at = open_page(fake_runs, "views/character_vs_style.py")
-    at.text_input(key="cmp_saved_dir").set_value(str(out)).run()
+    assert at.selectbox(key="cmp_saved_pick").value == str(out)
     assert not at.exception and not at.error, texts(at.error)
     assert len(at.dataframe) == 2  # the live table and the saved one
+    assert len(at.image) == 8 + 1  # the pairs and the saved plane PNG
+    at.selectbox(key="cmp_saved_pick").set_value("another folder...").run()
     at.text_input(key="cmp_saved_dir").set_value(str(tmp_path / "nowhere")).run()
     assert not at.exception and any("no compare.json" in e for e in texts(at.error))
 
@@ -274,7 +276,7 @@ def test_runs_dir_from_env_and_sidebar(fake_runs, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("TOMCAT_RUNS_DIR", str(fake_runs))
-    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at = AppTest.from_file(str(APP), default_timeout=180).run()
     assert at.sidebar.text_input(key="runs_dir").value == str(fake_runs)
     assert len(at.dataframe[0].value) == 2
     at.sidebar.text_input(key="runs_dir").set_value(str(tmp_path / "empty")).run()

@@ -83,26 +83,30 @@ if ga is not None and gb is not None:
 # ------------------------------------------------------------------------------------- metric differences
 st.subheader("Metric differences (A - B)")
 compare, why = data.optional_module("core.compare")
-if compare is None or not hasattr(compare, "compare_runs"):
-    st.info(f"The comparison is not available yet: {why or '`core.compare.compare_runs` is missing'}.")
-    st.stop()
-lacking = [i for i in (a, b) if not i["has_scores"]]
-for i in lacking:
-    ui.missing(f"{i['name']} has no CLIP scores yet, so there is nothing to compare.", data.command_score(i["path"]))
-if lacking:
-    st.stop()
-try:
-    cmp = data.cached_call(compare.compare_runs, [a["path"], b["path"]])
-except data.UserError as e:  # runs that cannot be compared (different prompts, seeds, budget or CLIP)
-    st.warning(f"{e}", icon=":material/warning:")
-    cmp = None
-except Exception as e:  # noqa: BLE001 - a damaged score file in either run is reported, not raised
-    st.error(f"Cannot compare {a['name']} with {b['name']}: {type(e).__name__}: {e}")
-    cmp = None
-if cmp is not None:
+
+
+def live_comparison() -> None:
+    if compare is None or not hasattr(compare, "compare_runs"):
+        st.info(f"The comparison is not available yet: {why or '`core.compare.compare_runs` is missing'}.")
+        return
+    lacking = [i for i in (a, b) if not i["has_scores"]]
+    for i in lacking:
+        ui.missing(f"{i['name']} has no CLIP scores yet, so there is nothing to compare.",
+                   data.command_score(i["path"]))
+    if lacking:
+        return
+    try:
+        cmp = data.cached_call(compare.compare_runs, [a["path"], b["path"]])
+    except data.UserError as e:  # runs that cannot be compared (different prompts, seeds, budget or CLIP)
+        st.warning(f"{e}", icon=":material/warning:")
+        return
+    except Exception as e:  # noqa: BLE001 - a damaged score file in either run is reported, not raised
+        st.error(f"Cannot compare {a['name']} with {b['name']}: {type(e).__name__}: {e}")
+        return
     if cmp.is_pipeline_check:
         reasons = "; ".join(cmp.info.get("pipeline_check_reasons") or [])
-        st.warning(f"This comparison is a pipeline check ({reasons}). {data.PIPELINE_CHECK_LABEL}", icon=":material/warning:")
+        st.warning(f"This comparison is a pipeline check ({reasons}). {data.PIPELINE_CHECK_LABEL}",
+                   icon=":material/warning:")
     st.dataframe(cmp.table, hide_index=True, width="stretch")
     st.caption("diff = A - B over the matched (template, seed) pairs, with a paired bootstrap 95% CI "
                "(diff_lo, diff_hi): an interval that excludes 0 is a difference beyond resampling noise. "
@@ -112,18 +116,34 @@ if cmp is not None:
     except Exception as e:  # noqa: BLE001
         st.warning(f"The comparison figure could not be drawn: {e}")
 
-with st.expander("Open a saved comparison (a folder written by `python -m core compare ... --out DIR`)"):
-    folder = st.text_input("Folder", key="cmp_saved_dir", placeholder="reports/fake-object-vs-fake-style")
-    if folder:
-        try:
-            saved = data.saved_comparison(folder)
-        except data.UserError as e:
-            st.error(str(e))
-        else:
-            meta = saved["meta"]
-            if meta.get("pipeline_check"):
-                st.warning(f"{data.PIPELINE_CHECK_LABEL} ({'; '.join(meta.get('pipeline_check_reasons') or [])})",
-                           icon=":material/warning:")
-            st.dataframe(saved["table"], hide_index=True, width="stretch")
-            if saved["png"] is not None:
+
+live_comparison()
+if compare is None:
+    st.stop()
+
+st.subheader("Saved comparisons")
+found = data.saved_comparisons(ui.runs_dir())
+OTHER = "another folder..."
+choice = st.selectbox(f"Written by `python -m core compare ... --out DIR` (found under `{ui.runs_dir()}/reports/`)",
+                      found + [OTHER], key="cmp_saved_pick")
+folder = (st.text_input("Folder", key="cmp_saved_dir", placeholder="reports/tom-cat-character-vs-tom-cat-style")
+          if choice == OTHER else choice)
+if folder:
+    try:
+        saved = data.saved_comparison(folder)
+    except data.UserError as e:
+        st.error(str(e))
+    else:
+        meta = saved["meta"]
+        runs = meta.get("runs") or {}
+        st.caption(" vs ".join(f"{(runs.get(k) or {}).get('name', '?')} ({(runs.get(k) or {}).get('property', '?')})"
+                               for k in ("a", "b")) + f" · {folder}")
+        if meta.get("pipeline_check"):
+            st.warning(f"{data.PIPELINE_CHECK_LABEL} ({'; '.join(meta.get('pipeline_check_reasons') or [])})",
+                       icon=":material/warning:")
+        st.dataframe(saved["table"], hide_index=True, width="stretch")
+        if saved["png"] is not None:
+            try:
                 st.image(data.file_bytes(saved["png"]), caption="reconstruction vs editability (saved)")
+            except Exception as e:  # noqa: BLE001 - a bad PNG is reported, not raised
+                st.warning(f"{saved['png']}: cannot show ({e})")
