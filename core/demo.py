@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.errors import UserError
 from core.runfolder import Run
 
 RESOLUTION = 128  # the smallest SD resolution: keeps the demo to minutes on 2 CPU cores
@@ -81,8 +82,21 @@ def _core(*args: str) -> None:
 
 
 def build(runs_dir: Path) -> None:
+    """Build the demo unless built; one builder at a time per folder (a second one is refused, not run)."""
+    import fcntl
+
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(runs_dir / ".demo.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{runs_dir}: another demo is being built there right now; wait for it to finish "
+                            "(two at once would not fit in memory)") from None
+        _build(runs_dir)
+
+
+def _build(runs_dir: Path) -> None:
     marker = runs_dir / "DEMO-COMPLETE"
     if marker.exists():
         _log(f"demo already built in {runs_dir} (delete the folder to rebuild)")
