@@ -943,11 +943,13 @@ def _sections(c: dict) -> list[Section]:
     # ---- Licence
     data_info = c["data_info"]
     sec("License and Use Restrictions", 2,
-        Para(["This embedding is a derivative of Stable Diffusion v1.4 and is distributed under the ",
-              Link(LICENSE_NAME, LICENSE_URL), " licence. The licence requires derivatives to carry its use-based "
-              "restrictions (paragraph 5 and Attachment A) and to be distributed with a copy of the licence; "
-              "anyone who redistributes this embedding must pass these restrictions on. You are responsible for "
-              "the images you generate."]))
+        Para(["This embedding was trained through Stable Diffusion v1.4 and is treated here as a Derivative of the "
+              "Model under its ", Link(LICENSE_NAME, LICENSE_URL), " licence, under which it is distributed. "
+              "Paragraph 4 of the licence requires anyone who distributes the Model or its Derivatives to include "
+              "the use-based restrictions of paragraph 5 (listed in its Attachment A, below) as an enforceable "
+              "provision, to give every recipient a copy of the licence, and to mark modified files. Whoever "
+              "redistributes this embedding must pass these restrictions on. You are responsible for the images "
+              "you generate."]))
     sec("Use Restrictions (Attachment A of the licence)", 3,
         Para(["You agree not to use the Model or Derivatives of the Model:"]),
         Bullets([[r] for r in LICENSE_USE_RESTRICTIONS]))
