@@ -103,8 +103,11 @@ def test_figure_labels_pipeline_check_only_when_random(pair):
     # real SD weights and real CLIP weights in both runs -> no label
     clip = {"model": "ViT-B-32", "pretrained": "openai", "source": "open_clip-tag", "sha256": "ab" * 32, "seed": None}
     for run in pair:
-        run.update_meta(weights={"source": "kerascv", "files": {}})
         run.write_scores_meta({**run.read_scores_meta(), "clip": clip})
+    # random Stable Diffusion weights in one run alone are enough for the label
+    b.update_meta(weights={"source": "kerascv", "files": {}})
+    assert compare_runs(a, b).is_pipeline_check and PIPELINE_TAG in compare_runs(a, b).figure().layout.title.text
+    a.update_meta(weights={"source": "kerascv", "files": {}})
     comp = compare_runs(a, b)
     assert not comp.is_pipeline_check
     fig = comp.figure()

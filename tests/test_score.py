@@ -264,6 +264,28 @@ def test_local_weights_file(tmp_path, scorer, refs):
     pics = [Image.open(p).convert("RGB") for p in sorted(refs.iterdir())]
     np.testing.assert_allclose(local.encode_images(pics), scorer.encode_images(pics), atol=1e-5)
     np.testing.assert_allclose(local.encode_texts(["a cat"]), scorer.encode_texts(["a cat"]), atol=1e-5)
+    del local
+    path.unlink()  # 600 MB: do not leave it in pytest's kept tmp folders
+
+
+def test_cached_tag_is_loaded_without_network_with_the_tags_settings(tmp_path, scorer, monkeypatch):
+    """A tag whose weights are in the cache loads from that file (no download), with the tag's QuickGELU."""
+    import open_clip.pretrained
+    from safetensors.torch import save_file
+
+    import core.clip_score as cs
+    from core.runfolder import sha256_file
+
+    path = tmp_path / "open_clip_model.safetensors"  # stands in for the cached OpenAI weights
+    save_file({k: v.contiguous() for k, v in scorer.model.state_dict().items()}, str(path))
+    monkeypatch.setattr(cs, "_cached_tag_file", lambda cfg: str(path))
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained",
+                        lambda *a, **k: pytest.fail("downloaded although the weights are cached"))
+    tagged = cs.load_clip("ViT-B-32:openai", device="cpu")
+    assert tagged.provenance == {"model": "ViT-B-32", "pretrained": "openai", "source": "open_clip-tag",
+                                 "sha256": sha256_file(path), "seed": None}
+    assert type(tagged.model.visual.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"
+    assert type(scorer.model.visual.transformer.resblocks[0].mlp.gelu).__name__ != "QuickGELU"
     path.unlink()
 
 
