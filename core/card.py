@@ -733,7 +733,7 @@ def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | P
     owner = over.get("owner", OWNER_NOT_STATED)
     if "owner" not in over:
         warnings.append(f"The owner (copyright/trademark holder) of what {token} depicts is not stated: "
-                        f"set `owner` in {run.card_overrides_path.name}.")
+                        f"set 'owner' in {run.card_overrides_path.name}.")
     subject = over.get("subject", "")
     data_info = _training_data(run)
     if not data_info["rows"]:
@@ -1216,7 +1216,9 @@ def _sections(c: dict) -> list[Section]:
     sec("Weight Provenance", 3,
         Bullets([
             [Bold("Source:"), " ", str(w.get("source", "unknown")), " - ", _weights_sentence(w)],
-            [Bold("Verified against recorded checksums:"), " ", str(w.get("verified"))],
+            [Bold("Verified against recorded checksums:"), " ",
+             {True: "yes", False: "NO - the files did not match or were not checked"}.get(
+                 w.get("verified"), "not applicable" if w.get("source") == "random" else "not recorded")],
         ]),
         Table(["file", "sha256"], [[str(k), str(v)] for k, v in files.items()]) if files else
         Para(["No weight files recorded" + (" (random initialisation)." if w.get("source") == "random" else ".")]))
