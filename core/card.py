@@ -1741,7 +1741,7 @@ def _pdf_col_widths(t: Table) -> tuple:
     lens = []
     for i, c in enumerate(t.columns):
         longest = max([len(str(c))] + [len(str(r[i])) for r in t.rows if i < len(r)])
-        lens.append(min(max(longest, 4), 45))
+        lens.append(min(max(longest, 7), 45))  # numbers such as -0.053 stay on one line
     return tuple(lens)
 
 
