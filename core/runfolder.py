@@ -54,6 +54,8 @@ PIPELINE_CHECK_LABEL = (
     "PIPELINE CHECK - random weights: these outputs test the code path only and say nothing about "
     "what Stable Diffusion learns."
 )
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _STEP_FILE = re.compile(r"^step-(\d{6,})\.(safetensors|npz)$")
 
 
@@ -68,6 +70,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would have
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
