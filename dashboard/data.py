@@ -500,4 +500,3 @@ def command_card(run_path: str) -> str:
     return f"python -m core card {q(run_path)}"
 
 
-__all__ = [name for name in dir() if not name.startswith("_")] + ["PIPELINE_CHECK_LABEL"]

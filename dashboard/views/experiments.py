@@ -86,7 +86,8 @@ with st.expander("Full resolved config of a run"):
 st.subheader("Loss and learning rate")
 names = [i["name"] for i in shown]
 chosen = st.multiselect("Runs to plot", names, default=names[:8], key="exp_plot_runs")
-smooth = st.slider("Smoothing (moving average over steps)", 1, 200, 1, key="exp_smooth")
+longest = max([i["config"].get("steps") for i in shown if isinstance(i["config"].get("steps"), int)] or [2])
+smooth = st.slider("Smoothing (moving average over steps)", 1, max(2, min(200, longest)), 1, key="exp_smooth")
 loss_fig, lr_fig = go.Figure(), go.Figure()
 by_name = {i["name"]: i for i in shown}
 for name in chosen:
