@@ -71,8 +71,8 @@ def _diff_list(name: str, a: set, b: set, na: str, nb: str) -> str | None:
 
 def _paired(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Values of `metric` for the (template, seed) keys both frames have, in the same order."""
-    m = a[[metric]].merge(b[[metric]], how="inner", left_index=True, right_index=True,
-                         suffixes=("_a", "_b")).sort_index()
+    m = (a[[metric]].rename(columns={metric: f"{metric}_a"})
+         .join(b[[metric]].rename(columns={metric: f"{metric}_b"}), how="inner").sort_index())
     return m[f"{metric}_a"].to_numpy(), m[f"{metric}_b"].to_numpy()
 
 
