@@ -31,9 +31,13 @@ dashboard: install
 	$(BIN)/streamlit run dashboard/app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true \
 	    --browser.gatherUsageStats false -- --runs-dir $(RUNS)
 
-# Everything: fast logic tests, the real KerasCV architecture at 128 px (random weights), dashboard, browser.
+# Everything: fast logic tests, dashboard, browser, then the real KerasCV architecture at 128 px (random
+# weights). Each real-architecture module runs in a process of its own: a build holds ~5-7 GB, and a process
+# does not hand freed TensorFlow memory back, so one long process would not fit a 24 GB machine.
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not real"
+	$(BIN)/python -m pytest -q -m real tests/test_real.py
+	$(BIN)/python -m pytest -q -m real tests/test_real_weights.py
 
 # Seconds-to-minutes subset: no real architecture, no browser.
 test-fast: install

@@ -39,17 +39,32 @@ class Sampler:
         self._loop = _compile(self._denoise_loop, jit_compile)
         self.alphas = alphas_cumprod().astype(np.float32)
 
-    def _denoise_loop(self, latent, context, t_embs, a_t, a_prev, guidance):
+    def _unet_variables(self):
+        """JAX: the UNet's weights go into the compiled loop as arguments (stateless_call); captured as
+        constants they would be baked into the program. TensorFlow reads its variables directly (None)."""
+        import keras
+
+        if keras.backend.backend() != "jax":
+            return None
+        return ([v.value for v in self.unet.trainable_variables],
+                [v.value for v in self.unet.non_trainable_variables])
+
+    def _denoise_loop(self, unet_vars, latent, context, t_embs, a_t, a_prev, guidance):
         from keras import ops
 
         n = ops.shape(t_embs)[0]
         b = ops.shape(latent)[0]
 
+        def unet(inputs):
+            if unet_vars is None:
+                return self.unet(inputs, training=False)
+            return self.unet.stateless_call(unet_vars[0], unet_vars[1], inputs, training=False)[0]
+
         def body(i, lat):
             j = n - 1 - i
             t_emb = ops.repeat(ops.expand_dims(t_embs[j], 0), 2 * b, axis=0)
-            eps = self.unet({"latent": ops.concatenate([lat, lat], axis=0), "timestep_embedding": t_emb,
-                             "context": context}, training=False)
+            eps = unet({"latent": ops.concatenate([lat, lat], axis=0), "timestep_embedding": t_emb,
+                        "context": context})
             eps = ops.cast(eps, "float32")
             e_uncond, e_cond = eps[:b], eps[b:]
             e = e_uncond + guidance * (e_cond - e_uncond)
@@ -86,7 +101,7 @@ class Sampler:
             ab = float(self.alphas[ts[-1]])
             latent = (np.sqrt(ab) * init_latent + np.sqrt(1.0 - ab) * noise).astype(np.float32)
         ctx = np.concatenate([uncond_context, context], axis=0).astype(np.float32)
-        out = self._loop(ops.convert_to_tensor(latent), ops.convert_to_tensor(ctx), ops.convert_to_tensor(t_embs),
+        out = self._loop(self._unet_variables(), ops.convert_to_tensor(latent), ops.convert_to_tensor(ctx), ops.convert_to_tensor(t_embs),
                          ops.convert_to_tensor(a_t), ops.convert_to_tensor(a_prev),
                          ops.convert_to_tensor(np.float32(guidance)))
         return self.decode(ops.convert_to_numpy(out))

@@ -276,10 +276,9 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
             raise UserError(f"{cfg.images}: the images changed since the run started ({changed[0][0]} ...); "
                             "restore them or start a new run")
     placeholders = placeholder_tokens(cfg.token, cfg.vectors)
-    base_te = components.text_encoder
-    vocabulary = None
     from keras import ops
 
+    base_te = components.text_encoder
     vocab_var = [l for l in base_te.layers if hasattr(l, "token_embedding")][0].token_embedding.embeddings
     vocabulary = ops.convert_to_numpy(vocab_var).astype(np.float32)
     init_vectors = np.repeat(vocabulary[init_id][None], cfg.vectors, axis=0)
@@ -363,6 +362,7 @@ def default_name(cfg: TrainConfig) -> str:
 
 
 def start_run(cfg: TrainConfig, runs_dir: Path, name: str | None) -> Run:
+    from core.tokenizer import placeholder_tokens
     from core.weights import WeightSpec
 
     spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
@@ -370,7 +370,7 @@ def start_run(cfg: TrainConfig, runs_dir: Path, name: str | None) -> Run:
         "kind": "train",
         "config": cfg.to_dict(),
         "token": {"placeholder": cfg.token, "initializer": cfg.init, "vectors": cfg.vectors,
-                  "tokens": __import__("core.tokenizer", fromlist=["x"]).placeholder_tokens(cfg.token, cfg.vectors)},
+                  "tokens": placeholder_tokens(cfg.token, cfg.vectors)},
         "property": cfg.property,
         "weights": spec.provenance(),
         "timings": {"started": time.time(), "seconds_total": 0.0, "steps_done": 0},
