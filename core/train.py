@@ -178,11 +178,14 @@ def environment() -> dict[str, Any]:
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            devices = [d.device_type + ":" + d.name.split(":", 1)[-1] for d in tf.config.list_physical_devices()]
+            devices = []
+            for d in tf.config.list_physical_devices():
+                name = tf.config.experimental.get_device_details(d).get("device_name") if d.device_type == "GPU" else None
+                devices.append(f"{d.device_type}:{name or d.name.split(':', 1)[-1]}")
         elif keras.backend.backend() == "jax":
             import jax
 
-            devices = [str(d) for d in jax.devices()]
+            devices = [f"{d.platform.upper()}:{d.device_kind}" for d in jax.devices()]
     except Exception:  # device listing is informative only
         pass
     hardware = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
