@@ -192,6 +192,26 @@ def _unwrap(result: tuple[Any, str | None]) -> Any:
     return value
 
 
+def _typed_frame(rows: list[dict[str, str]], required: Sequence[str], numeric: Sequence[str],
+                 ints: Sequence[str]) -> pd.DataFrame:
+    """CSV rows -> DataFrame: `required` columns present, `numeric` ones coerced, `ints` whole numbers.
+    Raises ValueError naming what is wrong; an empty file gives an empty frame."""
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"missing column(s) {', '.join(missing)}")
+    for c in numeric:
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    if df[list(ints)].isna().any().any():
+        raise ValueError(f"non-numeric {' or '.join(ints)}")
+    for c in ints:
+        df[c] = df[c].astype(int)
+    return df
+
+
 # ------------------------------------------------------------------------------------------------- images
 IMAGE_NUMERIC = ("seed", "step", "steps", "guidance", "width", "height", "seconds")
 
@@ -206,19 +226,9 @@ def images(run_path: str) -> pd.DataFrame:
 def _images(run_path: str, key: Any) -> tuple[Any, str | None]:
     run = Run(run_path)
     try:
-        df = pd.DataFrame(run.read_images())
+        df = _typed_frame(run.read_images(), ("path", "prompt", "seed", "step"), IMAGE_NUMERIC, ("step", "seed"))
         if df.empty:
             return df, None
-        missing = [c for c in ("path", "prompt", "seed", "step") if c not in df.columns]
-        if missing:
-            raise ValueError(f"missing column(s) {', '.join(missing)}")
-        for c in IMAGE_NUMERIC:
-            if c in df.columns:
-                df[c] = pd.to_numeric(df[c], errors="coerce")
-        if df["step"].isna().any() or df["seed"].isna().any():
-            raise ValueError("non-numeric step or seed")
-        df["step"] = df["step"].astype(int)
-        df["seed"] = df["seed"].astype(int)
         if "template" not in df.columns:
             df["template"] = df["prompt"]
         df["template"] = df["template"].fillna("").where(df["template"].fillna("") != "", df["prompt"])
@@ -334,18 +344,10 @@ def scores(run_path: str) -> pd.DataFrame:
 def _scores(run_path: str, key: Any) -> tuple[Any, str | None]:
     run = Run(run_path)
     try:
-        df = pd.DataFrame(run.read_scores())
+        df = _typed_frame(run.read_scores(), ("step", "prompt", "seed", "clip_i", "clip_t"),
+                          ("step", "seed", "clip_i", "clip_t"), ("step", "seed"))
         if df.empty:
             return df, None
-        missing = [c for c in ("step", "prompt", "seed", "clip_i", "clip_t") if c not in df.columns]
-        if missing:
-            raise ValueError(f"missing column(s) {', '.join(missing)}")
-        for c in ("step", "seed", "clip_i", "clip_t"):
-            df[c] = pd.to_numeric(df[c], errors="coerce")
-        if df[["step", "seed"]].isna().any().any():
-            raise ValueError("non-numeric step or seed")
-        df["step"] = df["step"].astype(int)
-        df["seed"] = df["seed"].astype(int)
         if "template" not in df.columns:
             df["template"] = df["prompt"]
     except Exception as e:  # noqa: BLE001
@@ -378,22 +380,13 @@ def neighbors(run_path: str) -> pd.DataFrame:
 def _neighbors(run_path: str, key: Any) -> tuple[Any, str | None]:
     run = Run(run_path)
     try:
-        df = pd.DataFrame(run.read_neighbors())
+        df = _typed_frame(run.read_neighbors(), ("step", "rank", "token", "cosine"),
+                          ("step", "vector", "rank", "token_id", "cosine", "distance_from_init"), ("step", "rank"))
         if df.empty:
             return df, None
-        missing = [c for c in ("step", "rank", "token", "cosine") if c not in df.columns]
-        if missing:
-            raise ValueError(f"missing column(s) {', '.join(missing)}")
-        for c in ("step", "vector", "rank", "token_id", "cosine", "distance_from_init"):
-            if c in df.columns:
-                df[c] = pd.to_numeric(df[c], errors="coerce")
-        if df[["step", "rank"]].isna().any().any():
-            raise ValueError("non-numeric step or rank")
         if "vector" not in df.columns:
             df["vector"] = 0
         df["vector"] = df["vector"].fillna(0).astype(int)
-        df["step"] = df["step"].astype(int)
-        df["rank"] = df["rank"].astype(int)
         df["word"] = df["token"].astype(str).str.replace("</w>", "", regex=False)
     except Exception as e:  # noqa: BLE001
         return None, str(_damaged(run.neighbors_path, e))
