@@ -108,6 +108,7 @@ loss_fig.update_layout(title="Training loss", xaxis_title="step", yaxis_title="l
                        margin=dict(t=40, b=10))
 lr_fig.update_layout(title="Learning rate", xaxis_title="step", yaxis_title="lr", height=360,
                      margin=dict(t=40, b=10))
+lr_fig.update_yaxes(rangemode="tozero", exponentformat="e")  # a constant lr must not read as 0
 c1, c2 = st.columns(2)
 c1.plotly_chart(loss_fig, key="exp_loss")
 c2.plotly_chart(lr_fig, key="exp_lr")
