@@ -537,6 +537,17 @@ def _environment(run: Run, meta: Mapping, env_over: Mapping) -> dict:
         metrics = run.read_metrics()
         seconds = max((m["seconds"] for m in metrics), default=None)
         seconds_source = "last `seconds` in metrics.csv (training only; run.json has no timings.seconds_total)"
+    training_seconds = seconds
+    generation_seconds = 0.0
+    for r in run.read_images():  # images.csv records each image's share of its sampler call
+        try:
+            generation_seconds += max(float(r.get("seconds") or 0.0), 0.0)
+        except ValueError:
+            continue
+    if generation_seconds > 0:
+        seconds = (seconds if isinstance(seconds, (int, float)) and seconds > 0 else 0.0) + generation_seconds
+        seconds_source = (seconds_source.replace(" (training only", " (training").replace("training only; ", "")
+                          + f" + generation {generation_seconds:.0f} s (sum of images.csv `seconds`)")
     hardware = meta.get("hardware") or {}
     devices = hardware.get("devices") or []
     if isinstance(devices, (str, Mapping)):
@@ -576,6 +587,7 @@ def _environment(run: Run, meta: Mapping, env_over: Mapping) -> dict:
         "devices_counted": per_device,
         "power_watts": power, "power_source": power_source,
         "seconds": seconds, "seconds_source": seconds_source,
+        "training_seconds": training_seconds, "generation_seconds": generation_seconds,
         "pue": pue, "carbon_intensity_g_per_kwh": intensity, "carbon_intensity_source": intensity_source,
         "cloud_provider": env_over.get("cloud_provider", "not stated"),
         "region": env_over.get("region", "not stated"),
