@@ -139,12 +139,14 @@ def build_model(encoder, diffusion_model, image_encoder, cfg: TrainConfig):
             self.vae.trainable = False
 
         def call(self, x, training=False):
+            # under a mixed policy Keras hands float inputs over in the compute dtype: do the noising in float32
+            f32 = {k: ops.cast(x[k], "float32") for k in ("latent_eps", "noise", "sqrt_ab", "sqrt_1mab")}
             moments = ops.stop_gradient(ops.cast(self.vae(x["images"]), "float32"))
             mean, logvar = moments[..., :4], ops.clip(moments[..., 4:], -30.0, 20.0)
-            latents = (mean + ops.exp(0.5 * logvar) * x["latent_eps"]) * VAE_SCALE
-            sa = ops.reshape(x["sqrt_ab"], (-1, 1, 1, 1))
-            s1 = ops.reshape(x["sqrt_1mab"], (-1, 1, 1, 1))
-            noisy = sa * latents + s1 * x["noise"]
+            latents = (mean + ops.exp(0.5 * logvar) * f32["latent_eps"]) * VAE_SCALE
+            sa = ops.reshape(f32["sqrt_ab"], (-1, 1, 1, 1))
+            s1 = ops.reshape(f32["sqrt_1mab"], (-1, 1, 1, 1))
+            noisy = sa * latents + s1 * f32["noise"]
             context = self.text_encoder([x["tokens"], x["positions"]])
             return self.unet({"latent": noisy, "timestep_embedding": x["t_emb"], "context": context})
 
