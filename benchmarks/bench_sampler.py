@@ -33,14 +33,14 @@ def main() -> None:
     import keras_cv
     import numpy as np
 
-    from core.components import Components, PlaceholderTextEncoder
+    from core.components import Components, PlaceholderTextEncoder, vocabulary_table
     from core.sampler import UNCONDITIONAL_TOKENS, Sampler
     from core.tokenizer import PromptTokenizer
     from core.weights import WeightSpec
 
     comps = Components(WeightSpec.parse(a.weights), a.resolution)
     tok = PromptTokenizer("<tom-cat>")
-    vocab = np.array(comps.text_encoder.get_weights()[0])
+    vocab = vocabulary_table(comps.text_encoder)
     enc = PlaceholderTextEncoder(comps.text_encoder, vocab[2368][None])
     ctx = enc.encode(np.asarray([tok.encode("a 3D animation frame of <tom-cat>")] * a.batch))
     uncond = enc.encode(np.asarray([UNCONDITIONAL_TOKENS] * a.batch))

@@ -107,36 +107,43 @@ def _layer_classes():
     return keras, PlaceholderEmbedding
 
 
+def _split_text_encoder(text_encoder):
+    """(the CLIPEmbedding layer, the layers after it) of a KerasCV-style text encoder, checked."""
+    import keras
+
+    layers = [l for l in text_encoder.layers if not isinstance(l, keras.layers.InputLayer)]
+    embedding = layers[0]
+    if not (hasattr(embedding, "token_embedding") and hasattr(embedding, "position_embedding")):
+        raise TypeError("text encoder must start with a CLIPEmbedding-like layer")
+    rows = int(embedding.token_embedding.embeddings.shape[0])
+    if rows != VOCAB_SIZE:
+        raise ValueError(f"text encoder vocabulary has {rows} rows, expected {VOCAB_SIZE}")
+    return embedding, layers[1:]
+
+
+def vocabulary_table(text_encoder) -> np.ndarray:
+    """The text encoder's (frozen) token-embedding table as float32 numpy, [VOCAB_SIZE, dim]."""
+    import keras
+
+    embedding, _ = _split_text_encoder(text_encoder)
+    return keras.ops.convert_to_numpy(embedding.token_embedding.embeddings).astype(np.float32)
+
+
 class PlaceholderTextEncoder:
     """A Keras model [tokens, positions] -> context that shares every layer of `base_text_encoder` (frozen)
     and adds the trainable placeholder rows (ids VOCAB_SIZE ...)."""
 
     def __init__(self, base_text_encoder, init_vectors: np.ndarray):
         keras, PlaceholderEmbedding = _layer_classes()
-        layers = [l for l in base_text_encoder.layers if not isinstance(l, keras.layers.InputLayer)]
-        embedding = layers[0]
-        if not (hasattr(embedding, "token_embedding") and hasattr(embedding, "position_embedding")):
-            raise TypeError("text encoder must start with a CLIPEmbedding-like layer")
-        self.table = embedding.token_embedding.embeddings  # frozen vocabulary, [VOCAB_SIZE, dim]
-        if int(self.table.shape[0]) != VOCAB_SIZE:
-            raise ValueError(f"text encoder vocabulary has {self.table.shape[0]} rows, expected {VOCAB_SIZE}")
+        embedding, layers = _split_text_encoder(base_text_encoder)
         tokens = keras.Input(shape=(MAX_LENGTH,), dtype="int32", name="tokens")
         positions = keras.Input(shape=(MAX_LENGTH,), dtype="int32", name="positions")
         self.embedding = PlaceholderEmbedding(embedding, init_vectors, name="placeholder_embedding")
         x = self.embedding([tokens, positions])
-        for layer in layers[1:]:
+        for layer in layers:
             layer.trainable = False
             x = layer(x)
         self.model = keras.Model([tokens, positions], x, name="placeholder_text_encoder")
-
-    @property
-    def dim(self) -> int:
-        return int(self.table.shape[1])
-
-    def vocabulary(self) -> np.ndarray:
-        import keras
-
-        return keras.ops.convert_to_numpy(self.table)
 
     def get_vectors(self) -> np.ndarray:
         import keras

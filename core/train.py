@@ -269,7 +269,7 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
     call (used to test resume); the run is then marked interrupted."""
     from tqdm.auto import tqdm
 
-    from core.components import PlaceholderTextEncoder
+    from core.components import PlaceholderTextEncoder, vocabulary_table
     from core.tokenizer import placeholder_tokens
 
     images, manifest, templates, tokenizer, init_id = prepare(cfg)
@@ -281,13 +281,9 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
             raise UserError(f"{cfg.images}: the images changed since the run started ({changed[0][0]} ...); "
                             "restore them or start a new run")
     placeholders = placeholder_tokens(cfg.token, cfg.vectors)
-    from keras import ops
-
-    base_te = components.text_encoder
-    vocab_var = [l for l in base_te.layers if hasattr(l, "token_embedding")][0].token_embedding.embeddings
-    vocabulary = ops.convert_to_numpy(vocab_var).astype(np.float32)
+    vocabulary = vocabulary_table(components.text_encoder)
     init_vectors = np.repeat(vocabulary[init_id][None], cfg.vectors, axis=0)
-    encoder = PlaceholderTextEncoder(base_te, init_vectors)
+    encoder = PlaceholderTextEncoder(components.text_encoder, init_vectors)
     model = build_model(encoder, components.diffusion_model, components.image_encoder, cfg)
     data = TrainingData(images, templates, tokenizer, cfg)
 
@@ -310,6 +306,8 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
     env = environment()
     run.update_meta(status="running", versions=env["versions"], hardware=env["hardware"],
                     weights=components.weights.provenance())
+    import keras
+
     old_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     t_session = time.time()
     step = start
@@ -325,7 +323,7 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
             loss = float(logs["loss"])
             step += 1
             seconds = elapsed0 + (time.time() - t_session)
-            lr = float(ops.convert_to_numpy(model.optimizer.learning_rate))
+            lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
             run.append_metrics([{"step": step, "loss": f"{loss:.6g}", "lr": f"{lr:.6g}", "seconds": f"{seconds:.3f}"}])
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
