@@ -422,7 +422,11 @@ def config_from_args(args) -> TrainConfig:
     })
 
 
+TRAINING_COMPONENTS = ("text_encoder", "diffusion_model", "image_encoder")  # the decoder is not needed to train
+
+
 def run(args) -> int:
+    from core.components import Components
     from core.weights import WeightSpec
 
     if args.resume:
@@ -435,12 +439,13 @@ def run(args) -> int:
     else:
         cfg = config_from_args(args)
         prepare(cfg)  # validate images, prompts and token before anything is built or written
+    spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
+    for name in TRAINING_COMPONENTS:  # download / hash-check the weight files before a run folder exists
+        spec.resolve(name)
+    if not args.resume:
         run_ = start_run(cfg, args.runs_dir, args.name)
     print(f"run folder: {run_.path}")
     set_precision(cfg.mixed_precision)
-    from core.components import Components
-
-    spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
     if spec.source == "random":
         print("weights: random (seeded) - this run is a PIPELINE CHECK, not a model result", file=sys.stderr)
     components = Components(spec, cfg.resolution)
