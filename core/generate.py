@@ -63,11 +63,12 @@ class Job:
     relpath: str
 
 
-def image_key(cfg: GenerateConfig, template: str, seed: int, resolution: int, init_sha: str) -> str:
-    """A short hash of everything besides the checkpoint that changes the picture."""
+def image_name(cfg: GenerateConfig, template: str, seed: int, resolution: int, init_sha: str) -> str:
+    """The PNG's file name: readable prompt and seed, plus a short hash of everything besides the checkpoint
+    that changes the picture."""
     blob = json.dumps([template, seed, cfg.steps, cfg.guidance, cfg.negative, init_sha,
                        cfg.strength if init_sha else None, resolution])
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+    return f"{slug(template)}-s{seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}.png"
 
 
 def slug(text: str, n: int = 40) -> str:
@@ -82,7 +83,7 @@ def plan(run: Run, cfg: GenerateConfig, templates: list[str], token: str, resolu
     for step in steps:
         for t in templates:
             for seed in cfg.seed_list():
-                rel = run.image_relpath(step, f"{slug(t)}-s{seed}-{image_key(cfg, t, seed, resolution, init_sha)}.png")
+                rel = run.image_relpath(step, image_name(cfg, t, seed, resolution, init_sha))
                 if rel in done:
                     skipped += 1
                     continue
@@ -234,7 +235,7 @@ def write_grids(run: Run, cfg: GenerateConfig, templates, steps, resolution, ini
     mode = "img2img" if init_sha else "txt2img"
 
     def path_of(step, t, seed):
-        return run.path / run.image_relpath(step, f"{slug(t)}-s{seed}-{image_key(cfg, t, seed, resolution, init_sha)}.png")
+        return run.path / run.image_relpath(step, image_name(cfg, t, seed, resolution, init_sha))
 
     out = []
     for step in steps:  # prompt x seed for one checkpoint

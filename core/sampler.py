@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.components import VAE_SCALE
 from core.schedule import alphas_cumprod, ddim_timesteps, timestep_embedding
 from core.tokenizer import END_OF_TEXT, MAX_LENGTH
 
@@ -117,4 +116,4 @@ def initial_noise(seed: int, resolution: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((h, h, 4)).astype(np.float32)
 
 
-__all__ = ["Sampler", "initial_noise", "UNCONDITIONAL_TOKENS", "VAE_SCALE"]
+__all__ = ["Sampler", "initial_noise", "UNCONDITIONAL_TOKENS"]

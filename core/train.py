@@ -7,7 +7,6 @@ numpy's generator seeded with (seed, k), so a resumed run draws exactly what the
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import platform
