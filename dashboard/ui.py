@@ -73,6 +73,16 @@ def pick_run(label: str, candidates: Sequence[dict[str, Any]], key: str, default
     return by_name[name]
 
 
+def single_run_page(title: str, key: str) -> dict[str, Any]:
+    """The start of a one-run page: title, stop when there is no readable run, run picker, its label."""
+    st.title(title)
+    if no_runs():
+        st.stop()
+    info = pick_run("Run", data.ok_runs(infos()), key=key)
+    pipeline_label(info)
+    return info
+
+
 def pipeline_demo_banner(all_infos: list[dict[str, Any]]) -> None:
     """Shown on every page when the runs folder holds only random-weight runs."""
     if data.only_pipeline_checks(all_infos):

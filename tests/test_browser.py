@@ -9,7 +9,6 @@ Set DASHBOARD_TEST_RUNS_DIR to a runs folder (e.g. the demo's) to walk that inst
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess

@@ -2,9 +2,7 @@
 in prompts, seeds, budget or CLIP model are refused; the files round-trip; figures carry the pipeline-check label."""
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image

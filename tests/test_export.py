@@ -8,7 +8,6 @@ import pytest
 
 from core.errors import UserError
 from core.export import export_embedding, import_embedding, read_embedding_file
-from core.runfolder import Run
 from tests.fakerun import make_fake_run
 
 

@@ -43,7 +43,6 @@ def cli(*args, **kw):
 def test_only_new_row_changes_and_loss_falls_on_one_batch(real, char_images, tmp_path):
     """Overfit one fixed batch: the loss falls; every other weight, the vocabulary included, is bit-identical."""
     from core.components import PlaceholderTextEncoder
-    from core.tokenizer import PromptTokenizer
     from core.train import TrainConfig, TrainingData, build_model, prepare
 
     cfg = TrainConfig.from_dict({"images": str(char_images), "weights": "random", "resolution": RES,

@@ -2,8 +2,6 @@
 images; bad references and offline tags give clear errors. CLIP is a random ViT-B-32 (no network here)."""
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

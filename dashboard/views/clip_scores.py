@@ -8,14 +8,10 @@ import streamlit as st
 
 from dashboard import data, ui
 
-st.title("CLIP scores")
-if ui.no_runs():
-    st.stop()
 
 METRIC_NAMES = {"clip_i": "CLIP-I (reconstruction)", "clip_t": "CLIP-T (editability)"}
+info = ui.single_run_page("CLIP scores", key="clip_run")
 ok = data.ok_runs(ui.infos())
-info = ui.pick_run("Run", ok, key="clip_run")
-ui.pipeline_label(info)
 path = info["path"]
 
 

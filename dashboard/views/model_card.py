@@ -67,7 +67,7 @@ rows = [{"item": title, "status": icons.get((ethics.get(key) or {}).get("status"
          "notes": (ethics.get(key) or {}).get("notes", "")} for key, title in card_mod.ETHICS_ITEMS.items()]
 st.dataframe(rows, hide_index=True, width="stretch")
 with st.expander("How to fill in the checklist and the owner"):
-    st.markdown(f"Write a commented `card.yaml` into the run, edit it, and the card updates here on the next rerun:")
+    st.markdown("Write a commented `card.yaml` into the run, edit it, and the card updates here on the next rerun:")
     st.code(f"python -m core card {data.q(info['path'])} --init-overrides", language="bash")
     st.code(card_mod.overrides_template(), language="yaml")
 

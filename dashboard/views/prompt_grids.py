@@ -8,13 +8,8 @@ import streamlit as st
 
 from dashboard import data, ui
 
-st.title("Prompt grids")
-if ui.no_runs():
-    st.stop()
 
-ok = data.ok_runs(ui.infos())
-info = ui.pick_run("Run", ok, key="grid_run")
-ui.pipeline_label(info)
+info = ui.single_run_page("Prompt grids", key="grid_run")
 run_path, rkey = info["path"], info["name"]
 
 try:

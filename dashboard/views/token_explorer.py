@@ -8,13 +8,8 @@ import streamlit as st
 
 from dashboard import data, ui
 
-st.title("Token explorer")
-if ui.no_runs():
-    st.stop()
 
-ok = data.ok_runs(ui.infos())
-info = ui.pick_run("Run", ok, key="tok_run")
-ui.pipeline_label(info)
+info = ui.single_run_page("Token explorer", key="tok_run")
 path = info["path"]
 
 try:
