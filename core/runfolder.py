@@ -18,6 +18,11 @@ builds paths into it. Writes are atomic (temp file + rename); metric and index l
       scores.csv                   one row per scored image (SCORE_COLUMNS)
       scores.json                  CLIP model + provenance, baselines (reference ceiling), summaries
       card.yaml                    model-card overrides the user fills (owner, intended use, ethics checklist)
+      .writer.lock                 held (flock) by the one command writing the run; holds its pid + command
+      logs/<command>.log           tracebacks of failed commands (the terminal shows one line unless --debug)
+
+Every path read from a run goes through `Run.resolve_inside` (no file outside the run, or its declared
+references folder, is ever read through a run); one writer at a time holds `Run.writer(command)`.
 
 `weights.source` in run.json is "kerascv", "local" or "random"; a "random" run is a pipeline check and
 every consumer must label it so (`Run.is_pipeline_check`).
@@ -25,14 +30,17 @@ every consumer must label it so (`Run.is_pipeline_check`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -108,31 +116,75 @@ def write_csv(path: Path, columns: list[str], rows: Iterable[Mapping[str, Any]])
 
 
 def append_csv(path: Path, columns: list[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Append rows (header first if the file is new). Each call ends with a flushed, complete line."""
+    """Append rows under an exclusive lock on the file: the header is written only by the process that finds
+    the file empty, and a torn last line (a writer killed mid-append) is cut off first, never merged with the
+    new rows. Each call ends with a flushed, complete line."""
+    import io
+
     path = Path(path)
-    new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="raise", lineterminator="\n")
-        if new:
-            w.writeheader()
-        for r in rows:
-            w.writerow({c: r.get(c, "") for c in columns})
-        f.flush()
-        os.fsync(f.fileno())
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="raise", lineterminator="\n")
+    for r in rows:
+        w.writerow({c: r.get(c, "") for c in columns})
+    body = buf.getvalue()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size:
+            end = _complete_length(fd, size)
+            if end != size:
+                print(f"{path}: cut a torn last line ({size - end} bytes, a writer was killed mid-append)",
+                      file=sys.stderr)
+                os.ftruncate(fd, end)
+                size = end
+        header = "" if size else ",".join(columns) + "\n"
+        os.lseek(fd, 0, os.SEEK_END)
+        os.write(fd, (header + body).encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # releases the lock
 
 
-def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV written by this module; a torn last line (killed mid-write) is dropped."""
+def _complete_length(fd: int, size: int) -> int:
+    """Length of the file up to and including its last newline (0 if it has none)."""
+    pos = size
+    while pos > 0:
+        step = min(1 << 16, pos)
+        pos -= step
+        chunk = os.pread(fd, step, pos)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return pos + i + 1
+    return 0
+
+
+def read_csv_rows(path: Path, columns: list[str] | None = None) -> list[dict[str, str]]:
+    """Rows of a CSV written by this module. A torn last line (killed mid-write) is dropped; with `columns`,
+    a header or a row that does not fit them is refused with a UserError naming the file and line."""
+    import io
+
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); the file is damaged") from e
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    import io
-
-    return list(csv.DictReader(io.StringIO(text)))
+    reader = csv.DictReader(io.StringIO(text))
+    rows = list(reader)
+    if columns is not None and rows:
+        if reader.fieldnames != columns:
+            raise UserError(f"{path}: header is {','.join(reader.fieldnames or [])!r}, expected "
+                            f"{','.join(columns)!r}; the file is damaged or from another version")
+        for i, r in enumerate(rows):
+            if None in r or any(v is None for v in r.values()):
+                raise UserError(f"{path}: row {i + 2} has {len(r) - (None in r) + len(r.get(None) or [])} "
+                                f"fields, expected {len(columns)}; the file is damaged (repair or delete that line)")
+    return rows
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -146,6 +198,9 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- the run
+_HELD_LOCKS: dict[str, list] = {}  # resolved run path -> [fd, depth] for the writer locks this process holds
+
+
 class Run:
     """One experiment folder. Construct with an existing path, or use `Run.create`."""
 
@@ -203,8 +258,115 @@ class Run:
         return self.path / "card.yaml"
 
     @property
+    def lock_path(self) -> Path:
+        return self.path / ".writer.lock"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    def log_path(self, command: str) -> Path:
+        return self.logs_dir / f"{command}.log"
+
+    @property
     def name(self) -> str:
         return self.path.name
+
+    # ----------------------------------------------------------------------------------------- containment
+    def resolve_inside(self, relpath: str | os.PathLike, *, also: Iterable[str | os.PathLike] = (),
+                       what: str = "file") -> Path:
+        """The real path of `relpath` (relative to the run, or absolute), which must stay inside the run folder
+        or one of the folders in `also` (e.g. the run's declared references folder) after every symlink is
+        followed. Anything else (`../x`, `/etc/passwd`, a symlink out of the run) is a one-line UserError.
+        Use it for every path that comes from a run's files or a listing of its folders."""
+        raw = Path(os.fspath(relpath))
+        if str(raw) in ("", "."):
+            raise UserError(f"{self.path}: empty {what} path")
+        try:
+            target = (raw if raw.is_absolute() else self.path / raw).resolve()
+        except (OSError, RuntimeError) as e:  # symlink loop
+            raise UserError(f"{self.path}: {what} {str(raw)!r} cannot be resolved ({e})") from e
+        roots = [self.path.resolve()] + [Path(a).resolve() for a in also if a]
+        if not any(target == r or target.is_relative_to(r) for r in roots):
+            raise UserError(f"{self.path}: {what} {str(raw)!r} leads outside the run folder (to {target}); "
+                            "refused - remove it or regenerate it inside the run")
+        return target
+
+    # -------------------------------------------------------------------------------------------- one writer
+    @contextlib.contextmanager
+    def writer(self, command: str) -> Iterator[None]:
+        """Hold the run's writer lock while `command` writes to it: `with run.writer("generate"): ...`.
+        A second writer (another process) gets a one-line UserError naming the holder's pid and command. The
+        lock is the kernel's (flock): it dies with its process, so a lock left by a killed command is taken
+        over. Re-entrant within one process."""
+        key = str(self.path.resolve())
+        held = _HELD_LOCKS.get(key)
+        if held is not None:
+            held[1] += 1
+            try:
+                yield
+            finally:
+                held[1] -= 1
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        for attempt in range(20):  # a reader's momentary shared lock (lock_holder) must not refuse a writer
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.025)
+        else:
+            os.close(fd)
+            holder = self.lock_holder()
+            who = (f"pid {holder['pid']} ({holder.get('command', '?')})" if holder else "another process")
+            raise UserError(f"{self.path}: {who} is writing this run; wait for it to end (or stop it) and retry")
+        try:
+            info = json.dumps({"pid": os.getpid(), "command": command, "argv": sys.argv[:8],
+                               "since": time.time()}).encode("utf-8")
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, info, 0)
+            except OSError:  # a full disk: the kernel lock still protects the run; the holder is just unnamed
+                pass
+            _HELD_LOCKS[key] = [fd, 1]
+            yield
+        finally:
+            _HELD_LOCKS.pop(key, None)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # the file stays (unlinking a flock file races); empty means free
+            os.close(fd)
+
+    def lock_holder(self) -> dict[str, Any] | None:
+        """{pid, command, since} of the process writing this run now, or None (read-only; a lock left by a
+        dead process is None). Use it to refuse or warn, e.g. a card built while `score` runs."""
+        if not self.lock_path.exists():
+            return None
+        key = str(self.path.resolve())
+        if key in _HELD_LOCKS:
+            fd = _HELD_LOCKS[key][0]
+        else:
+            try:
+                fd = os.open(self.lock_path, os.O_RDONLY)
+            except OSError:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+                return None  # nobody holds it
+            except BlockingIOError:
+                pass
+        try:
+            raw = os.pread(fd, 4096, 0)
+        finally:
+            if key not in _HELD_LOCKS:
+                os.close(fd)
+        try:
+            info = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            info = {}
+        return {"pid": info.get("pid", "?"), "command": info.get("command", "?"), "since": info.get("since")}
 
     # ------------------------------------------------------------------------------------------- metadata
     @classmethod
@@ -251,6 +413,19 @@ class Run:
         data["updated"] = time.time()
         atomic_write_json(self.meta_path, data)
         return data
+
+    def stale_reason(self, meta: Mapping[str, Any] | None = None) -> str | None:
+        """Why run.json's `running` is not the truth, or None. A running run is written by a process holding
+        the writer lock; when none holds it, that process died without recording its end (kill -9, a crash
+        while writing run.json, a full disk). The message says how to continue."""
+        meta = self.meta if meta is None else meta
+        if meta.get("status") != "running" or self.lock_holder() is not None:
+            return None
+        pid = meta.get("pid")
+        beat = meta.get("heartbeat") or meta.get("updated")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(beat)) if isinstance(beat, (int, float)) else "?"
+        return (f"stale: run.json says running but its process (pid {pid or '?'}) is gone (last heartbeat {when}); "
+                f"it crashed or was killed - continue with: python -m core train --resume {self.path}")
 
     @property
     def weights(self) -> dict[str, Any]:
