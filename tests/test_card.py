@@ -450,7 +450,7 @@ def test_render_matches_written_files_byte_for_byte(written):
 def test_pdf_without_unicode_fonts_transliterates(tmp_path, monkeypatch):
     assert C.latin1_safe("Tom’s “cat” 東 café") == "Tom's \"cat\" ? café"
     run = _fake(tmp_path, prompts=["a drawing of {} 東京"])
-    monkeypatch.setattr(C, "find_unicode_fonts", lambda: None)
+    monkeypatch.setattr("core.card.render_pdf.find_unicode_fonts", lambda: None)
     pdf = C.render(run, "pdf")
     text = pdf_text(pdf)
     assert "Model Details" in text and "a drawing of <tom-cat> ??" in text
@@ -537,3 +537,42 @@ def test_bare_run_gives_a_card_and_a_run_without_token_a_clear_error(tmp_path):
         assert C.render(card, fmt)
     with pytest.raises(UserError, match="records no token"):
         C.build_card(Run.create(tmp_path / "runs", "no-token", {}))
+
+
+def test_energy_text_names_exactly_the_stages_the_number_includes(tmp_path):
+    run = _fake(tmp_path)
+    run.update_meta(timings={"seconds_total": 3600.0, "steps_done": 20})
+    card = C.build_card(run)
+    env = card.data["environment"]
+    gen = sum(float(r["seconds"]) for r in run.read_images())
+    assert env["seconds"] == pytest.approx(3600.0 + gen)
+    assert env["included"] == ["training", "image generation"]
+    md = C.render(card, "md").decode("utf-8")
+    assert "recorded time (training, image generation)" in md
+    not_included = next(line for line in md.splitlines() if line.startswith("Not included:"))
+    assert "image generation" not in not_included and "training (" not in not_included
+    assert "CLIP scoring (its time is not recorded)" in not_included
+
+
+def test_html_page_wraps_exactly_the_fragment_the_dashboard_embeds(written):
+    run, paths = written
+    card = C.build_card(run)
+    fragment = C.fragment(card)
+    page = paths["html"].read_text(encoding="utf-8")
+    assert fragment in page
+    style = re.search(r"<style>(.*?)</style>", fragment, re.S).group(1)
+    selectors = [s.strip() for rule in re.findall(r"([^{}]+)\{", style) for s in rule.split(",")]
+    assert selectors and all(s.startswith(".tomcat-card") for s in selectors), selectors
+
+
+def test_card_package_has_no_long_functions():
+    """One function per section and small renderers: none over ~80 lines."""
+    import ast
+
+    root = Path(C.__file__).parent
+    too_long = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno > 80:
+                too_long.append(f"{path.name}:{node.name}")
+    assert not too_long

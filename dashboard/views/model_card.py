@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import re
 import zipfile
 
 import streamlit as st
@@ -71,24 +70,6 @@ with st.expander("How to fill in the checklist and the owner"):
     st.code(f"python -m core card {data.q(info['path'])} --init-overrides", language="bash")
     st.code(card_mod.overrides_template(), language="yaml")
 
-def card_in_page(page: str) -> str:
-    """The card's HTML page as a fragment for st.html (which sanitises it): its <body>, with its stylesheet
-    scoped to a wrapper so that the card's `body`/`table` rules do not restyle the dashboard."""
-    css = re.search(r"<style>(.*?)</style>", page, re.S)
-    body = re.search(r"<body>(.*)</body>", page, re.S)
-    scoped = ""
-    if css:
-        def scope(m: re.Match) -> str:
-            sels = [x.strip() for x in m.group(1).split(",")]
-            sels = [".tomcat-card" if x == "body" else f".tomcat-card {x}" for x in sels]
-            return ",".join(sels) + "{" + m.group(2) + "}"
-
-        scoped = re.sub(r"([^{}]+)\{([^{}]*)\}", scope, css.group(1))
-        scoped = scoped.replace("max-width:60rem;margin:2rem auto;", "")
-    inner = body.group(1) if body else page
-    return f'<style>{scoped}</style><div class="tomcat-card">{inner}</div>'
-
-
 # ----------------------------------------------------------------------------------------------- export
 st.subheader("Export")
 cols = st.columns(len(card_mod.FORMATS) + 1)
@@ -119,7 +100,7 @@ st.subheader("The card")
 tab_html, tab_md = st.tabs(["Rendered", "Markdown source"])
 with tab_html:
     try:
-        st.html(card_in_page(card_mod.render(card, "html").decode("utf-8")))
+        st.html(card_mod.fragment(card))  # the same body as card.html, its stylesheet scoped to the card
     except Exception as e:  # noqa: BLE001
         st.error(f"The HTML card could not be rendered: {e}")
 with tab_md:

@@ -1,0 +1,37 @@
+"""The card's closing sections: Ethics Checklist, Citation, More Information, authors, contact, Warnings."""
+
+from __future__ import annotations
+
+from core.card import texts
+from core.card.document import Bullets, Callout, CodeBlock, Mono, Para, Table
+from core.card.overrides import ETHICS_ITEMS, ETHICS_STATUSES
+from core.card.sections.common import section
+
+
+def ethics_checklist(facts) -> list:
+    rows = [[ETHICS_ITEMS[key], entry["status"], entry["notes"] or "-"] for key, entry in facts.ethics.items()]
+    still_open = [row[0] for row in rows if row[1] == "open"]
+    return [section("Ethics Checklist", 2,
+                    Para(["Filled in by the authors in ", Mono(facts.overrides_file),
+                          f"; statuses: {', '.join(ETHICS_STATUSES)}."]),
+                    Table(["item", "status", "notes"], rows),
+                    Callout(["Open items: " + ", ".join(still_open) + "."]) if still_open else None)]
+
+
+def citation(facts) -> list:
+    return [section("Citation", 2, Para(["BibTeX:"]), CodeBlock("bibtex", texts.CITATIONS_BIBTEX),
+                    Para(["APA:"]), Bullets([[text] for text in texts.CITATIONS_APA]))]
+
+
+def about_the_card(facts) -> list:
+    overrides = facts.overrides
+    more = [section("More Information", 2, Para([overrides["notes"]]))] if "notes" in overrides else []
+    return more + [
+        section("Model Card Authors", 2, Para([overrides.get("model_card_authors", "not stated")])),
+        section("Model Card Contact", 2, Para([overrides.get("contact", "not stated")])),
+    ]
+
+
+def warnings(facts) -> list:
+    return [section("Warnings", 2, Bullets([[text] for text in facts.warnings]) if facts.warnings
+                    else Para(["None."]))]

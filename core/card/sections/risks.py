@@ -1,0 +1,113 @@
+"""The "Bias, Risks, and Limitations" section: what was measured on this run, then the known limits of the base
+model and of KerasCV/textual inversion, then recommendations.
+
+To add a measured part (a sub-block), write `def my_blocks(facts) -> list` returning blocks (empty when there is
+nothing to say) and append it to MEASURED_BLOCKS; to add a whole subsection, write `def my_subsection(facts) ->
+Section | None` and put it in SUBSECTIONS where it should appear.
+"""
+
+from __future__ import annotations
+
+from core.card import texts
+from core.card.document import Bullets, Callout, Figure, Link, Mono, Para, Table
+from core.card.examples import SUCCESS_FAILURE_K
+from core.card.formatting import metric_label, number
+from core.card.sections.common import section
+
+
+def caveat_blocks(facts) -> list:
+    caveat = facts.scores.caveat
+    return [Callout([f"These measurements only check the pipeline: {caveat}. They say nothing about what the "
+                     "embedding learned."])] if caveat else []
+
+
+def token_movement_blocks(facts) -> list:
+    movement = facts.movement
+    last = movement.at_last_step()
+    if movement.error and not last:
+        return [Para(["Token movement: ", movement.error, "."])]
+    if not last:
+        return []
+
+    def listed(key: str) -> str:
+        return ", ".join(number(row[key]) for row in last)
+
+    return [Para(["Token movement: at step ", str(movement.steps[-1]), " the learned vector(s) lie at L2 distance ",
+                  listed("l2_from_init"), " from the initializer ", Mono(facts.run.initializer), " (cosine ",
+                  listed("cosine_to_init"), "; norm ", listed("norm"), " vs ", listed("init_norm"),
+                  " at initialisation); every checkpoint and the nearest vocabulary tokens are under Model "
+                  "Examination."])]
+
+
+def clip_blocks(facts) -> list:
+    final = facts.scores.final
+    if final is None:
+        return [Para([facts.scores.missing_reason])] if facts.scores.missing_reason else []
+    return [Para([f"CLIP at step {final.step}: mean CLIP-I {number(final.clip_i.mean)}, mean CLIP-T "
+                  f"{number(final.clip_t.mean)}. CLIP-I measures likeness to the training images, CLIP-T "
+                  "agreement with the rest of the prompt; a high CLIP-I with a low CLIP-T suggests the token "
+                  "overrides the prompt (overfitting to the training images)."])]
+
+
+def comparison_blocks(facts) -> list:
+    comparison = facts.comparison
+    if not comparison.available:
+        return []
+    other = comparison.run_b if comparison.run_a == facts.run.name else comparison.run_a
+    blocks = [Para([f"Character versus style: compared with run {other} (paired differences under Evaluation > "
+                    "Results)."])]
+    if comparison.figure_png:
+        blocks.append(Figure(comparison.figure_name, "Reconstruction (CLIP-I) vs editability (CLIP-T) per "
+                             f"checkpoint, A = {comparison.run_a}, B = {comparison.run_b} (simplified drawing; "
+                             "`python -m core compare` writes the interactive plot)"))
+    return blocks
+
+
+def example_blocks(facts) -> list:
+    examples = facts.examples
+    if not examples.sets:
+        return []
+    note = " (under random weights: pipeline check only)" if facts.scores.caveat else ""
+    blocks: list = [Para([f"Successes and failures: the {SUCCESS_FAILURE_K} highest- and lowest-scored images at "
+                          f"step {examples.step}{note}."])]
+    for chosen in examples.sets:
+        label = f"{'Highest' if chosen['kind'] == 'best' else 'Lowest'} {metric_label(chosen['metric'])}"
+        blocks.append(Figure(chosen["name"], f"{label} at step {examples.step}"))
+        blocks.append(Table(["#", "image", "prompt", "seed", "CLIP-I", "CLIP-T"],
+                            [[str(item["n"]), item["path"], item["prompt"], str(item["seed"]),
+                              number(item["clip_i"]), number(item["clip_t"])] for item in chosen["items"]]))
+    return blocks
+
+
+# the measured sub-blocks, in order (append a function here to add one)
+MEASURED_BLOCKS = (caveat_blocks, token_movement_blocks, clip_blocks, comparison_blocks, example_blocks)
+
+
+def measured_limitations(facts):
+    return section("Measured Limitations of This Run", 3, *[block for make in MEASURED_BLOCKS for block in make(facts)])
+
+
+def base_model_limitations(facts):
+    return section("Known Limitations of the Base Model", 3,
+                   Para(["From the ", Link("Stable Diffusion v1.4 model card", texts.BASE_MODEL_URL), ":"]),
+                   Bullets([[text] for text in texts.BASE_MODEL_LIMITS]))
+
+
+def pipeline_limitations(facts):
+    return section("Known Limitations of KerasCV and of Textual Inversion", 3,
+                   Bullets([[text] for text in texts.KERASCV_AND_TI_LIMITS]))
+
+
+def recommendations(facts):
+    return section("Recommendations", 3, Bullets([[text] for text in texts.RECOMMENDATIONS]))
+
+
+# the subsections, in order (put a function here to add one; it may return None to be left out)
+SUBSECTIONS = (measured_limitations, base_model_limitations, pipeline_limitations, recommendations)
+
+
+def bias_risks_limitations(facts) -> list:
+    intro = section("Bias, Risks, and Limitations", 2,
+                    Para(["Measured on this run (details under Evaluation and Model Examination), then the known "
+                          "limits of the base model and of the KerasCV pipeline."]))
+    return [intro] + [sub for make in SUBSECTIONS if (sub := make(facts)) is not None]

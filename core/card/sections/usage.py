@@ -1,0 +1,89 @@
+"""How the embedding is used and made: How to Get Started, Training Details, Technical Specifications."""
+
+from __future__ import annotations
+
+import json
+
+from core.card import texts
+from core.card.document import Bold, Bullets, Callout, CodeBlock, Mono, Para, Table
+from core.card.formatting import a1111_name, duration
+from core.card.sections.common import section
+from core.card.sections.overview import weights_sentence
+
+
+def get_started(facts) -> list:
+    token, n_vectors, word = facts.token, facts.run.n_vectors, a1111_name(facts.token)
+    export = f"python -m core export {facts.run_ref} --format diffusers --out learned_embeds.safetensors"
+    return [
+        section("How to Get Started with the Model", 2,
+                Para(["Export the learned vectors with ", Mono(export), " (or ", Mono(f"--format a1111 --out {word}.pt"),
+                      " for the AUTOMATIC1111 web UI); the final embedding of this run is ",
+                      Mono(facts.final_embedding), f", a safetensors file holding {{token: float32[{n_vectors}, 768]}}. "
+                      "Below, learned_embeds.safetensors stands for that file."]),
+                Callout(["Random weights: these snippets load a pipeline-check embedding; with the real base model "
+                         "it produces nothing meaningful."]) if facts.pipeline_check else None),
+        section("KerasCV", 3, CodeBlock("python", texts.kerascv_snippet(token, n_vectors))),
+        section("diffusers", 3, CodeBlock("python", texts.diffusers_snippet(token))),
+        section("AUTOMATIC1111 web UI", 3, Para([
+            "Copy the file into the web UI's ", Mono("embeddings/"), " folder and rename it to the word you want to "
+            "type, e.g. ", Mono(word + ".safetensors"), "; then write ", Mono(word),
+            " in a prompt. Use it with a Stable Diffusion v1.x checkpoint."])),
+    ]
+
+
+def training_details(facts) -> list:
+    run, training = facts.run, facts.training_data
+    unknown = ("Unknown licences: " + ", ".join(training.unknown_license_files) + "."
+               if training.unknown_license_files else "")
+    settings = [[str(key), value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)]
+                for key, value in run.config.items()]
+    templates = "object" if facts.is_character else "style"
+    return [
+        section("Training Details", 2),
+        section("Training Data", 3, Para([
+            f"{len(training.rows)} image(s) listed in the run's dataset.csv with their sources and licences "
+            f"(table under License and Use Restrictions). {unknown}"])),
+        section("Training Procedure", 3,
+                Para([f"Textual inversion (Gal et al. 2022): a new token {facts.token} is added to the tokenizer, its "
+                      f"embedding row initialised from {run.initializer!r}, and only that row is optimised with the "
+                      "latent-diffusion denoising loss while the text encoder, UNet and VAE stay frozen. Prompts come "
+                      f"from the {templates} templates."]),
+                Table(["setting", "value"], settings) if settings else None),
+        section("Speeds, Sizes, Times", 4, Bullets([
+            ["Training time: ", duration(run.timings.get("seconds_total")),
+             f"; steps done: {run.timings.get('steps_done', '?')}"],
+            ["Checkpoints saved: ", ", ".join(map(str, facts.movement.steps)) or "none"],
+            ["Embedding size: ", f"{run.n_vectors} x 768 float32 = {run.n_vectors * 768 * 4} bytes"],
+        ])),
+    ]
+
+
+def _verified(weights: dict) -> str:
+    answer = {True: "yes", False: "NO - the files did not match or were not checked"}.get(weights.get("verified"))
+    if answer:
+        return answer
+    return "not applicable" if weights.get("source") == "random" else "not recorded"
+
+
+def technical_specifications(facts) -> list:
+    weights = facts.run.weights
+    files = weights.get("files") or {}
+    random_note = " (random initialisation)." if weights.get("source") == "random" else "."
+    versions = facts.run.versions
+    return [
+        section("Technical Specifications", 2),
+        section("Model Architecture and Objective", 3, Para([
+            "Stable Diffusion v1.4 (latent diffusion: CLIP ViT-L/14 text encoder, UNet, VAE) as implemented by "
+            f"KerasCV; the only trained parameters are the {facts.run.n_vectors} embedding vector(s) of "
+            f"{facts.token}; objective: the denoising (noise-prediction) MSE of latent diffusion."])),
+        section("Weight Provenance", 3,
+                Bullets([
+                    [Bold("Source:"), " ", str(weights.get("source", "unknown")), " - ", weights_sentence(weights)],
+                    [Bold("Verified against recorded checksums:"), " ", _verified(weights)],
+                ]),
+                Table(["file", "sha256"], [[str(name), str(digest)] for name, digest in files.items()]) if files
+                else Para(["No weight files recorded" + random_note])),
+        section("Software", 3, Table(["package", "version"], [[str(name), str(version)]
+                                                            for name, version in versions.items()])
+                if versions else Para(["Package versions not recorded."])),
+    ]
