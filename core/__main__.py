@@ -23,6 +23,7 @@ COMMANDS = {
     "export": ("core.export", "export a learned embedding for diffusers or A1111"),
     "import": ("core.export", "bring an embedding trained elsewhere into a run folder"),
     "score": ("core.score", "CLIP-I / CLIP-T scores of a run's images"),
+    "audit": ("core.audit", "copy audit against the training images, misuse transfer"),
     "compare": ("core.compare", "compare a character run with a style run"),
     "card": ("core.card", "write the model card (md, html, pdf, json)"),
     "demo": ("core.demo", "build the built-in random-weight demo experiment"),

@@ -9,6 +9,8 @@ from core.errors import UserError
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 PROPERTY_FILES = {"object": PROMPTS_DIR / "object.txt", "style": PROMPTS_DIR / "style.txt"}
 EVAL_FILES = {"object": PROMPTS_DIR / "eval" / "character.txt", "style": PROMPTS_DIR / "eval" / "style.txt"}
+MISUSE_FILE = PROMPTS_DIR / "eval" / "misuse.txt"  # misuse probes, grouped by `# category: NAME` lines
+_CATEGORY = "# category:"
 
 
 def load_templates(path: str | Path) -> list[str]:
@@ -33,6 +35,26 @@ def load_templates(path: str | Path) -> list[str]:
         out.append(line)
     if not out:
         raise UserError(f"{path}: no templates (one per line, with {{}} where the token goes)")
+    return out
+
+
+def load_categories(path: str | Path) -> dict[str, str]:
+    """{template: category} for a prompt file whose templates are grouped under `# category: NAME` comment lines
+    (a template belongs to the nearest such line above it). A template above every category line is an error."""
+    path = Path(path)
+    templates = set(load_templates(path))  # the same validation (and errors) as for any prompt file
+    out: dict[str, str] = {}
+    category = ""
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if line.lower().startswith(_CATEGORY):
+            category = line[len(_CATEGORY):].strip()
+            if not category:
+                raise UserError(f"{path}:{i}: '# category:' without a name; write e.g. '# category: advertising'")
+        elif line in templates:
+            if not category:
+                raise UserError(f"{path}:{i}: {line!r} comes before any '# category: NAME' line; put one above it")
+            out[line] = category
     return out
 
 

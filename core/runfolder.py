@@ -17,6 +17,9 @@ builds paths into it. Writes are atomic (temp file + rename); metric and index l
       grids/*.png                  labelled prompt x seed and checkpoint x seed grids
       scores.csv                   one row per scored image (SCORE_COLUMNS)
       scores.json                  CLIP model + provenance, baselines (reference ceiling), summaries
+      audit.csv                    one row per audited image (AUDIT_COLUMNS): nearest training image per measure
+      audit.json                   copy-audit thresholds with their calibration, copy rates, misuse transfer
+      audit/pairs/*.png            the closest generated/training pairs side by side (written by `audit`)
       card.yaml                    model-card overrides the user fills (owner, intended use, ethics checklist)
       .writer.lock                 held (flock) by the one command writing the run; holds its pid + command
       logs/<command>.log           tracebacks of failed commands (the terminal shows one line unless --debug)
@@ -57,6 +60,10 @@ IMAGE_COLUMNS = [
 ]
 SCORE_COLUMNS = [
     "path", "step", "prompt", "template", "seed", "clip_i", "clip_t", "clip_model", "clip_weights",
+]
+AUDIT_COLUMNS = [
+    "path", "step", "template", "seed", "category", "phash_nearest", "phash_distance", "clip_nearest",
+    "clip_cosine", "heldout_phash_distance", "heldout_clip_cosine", "copy_phash", "copy_clip", "copy",
 ]
 PIPELINE_CHECK_LABEL = (
     "PIPELINE CHECK - random weights: these outputs test the code path only and say nothing about "
@@ -251,6 +258,21 @@ class Run:
     @property
     def scores_meta_path(self) -> Path:
         return self.path / "scores.json"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.path / "audit.csv"
+
+    @property
+    def audit_meta_path(self) -> Path:
+        return self.path / "audit.json"
+
+    @property
+    def audit_pairs_dir(self) -> Path:
+        return self.path / "audit" / "pairs"
+
+    def audit_pair_relpath(self, filename: str) -> str:
+        return f"audit/pairs/{filename}"
 
     @property
     def card_overrides_path(self) -> Path:
@@ -579,6 +601,21 @@ class Run:
         if not self.scores_meta_path.exists():
             return None
         return json.loads(self.scores_meta_path.read_text(encoding="utf-8"))
+
+    # ----------------------------------------------------------------------------------------------- audit
+    def write_audit(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        write_csv(self.audit_path, AUDIT_COLUMNS, rows)
+
+    def read_audit(self) -> list[dict[str, str]]:
+        return read_csv_rows(self.audit_path)
+
+    def write_audit_meta(self, data: Mapping[str, Any]) -> None:
+        atomic_write_json(self.audit_meta_path, data)
+
+    def read_audit_meta(self) -> dict[str, Any] | None:
+        if not self.audit_meta_path.exists():
+            return None
+        return json.loads(self.audit_meta_path.read_text(encoding="utf-8"))
 
 
 def list_runs(runs_dir: str | os.PathLike) -> list[Run]:

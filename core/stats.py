@@ -85,3 +85,18 @@ def bootstrap_diff_ci(a: Iterable[float], b: Iterable[float], n_boot: int = DEFA
     boot = _resampled_means(x, n_boot, rng) - _resampled_means(y, n_boot, rng)
     lo, hi = _interval(boot, ci)
     return diff, lo, hi
+
+
+def binomial_upper(k: int, n: int, ci: float = DEFAULT_CI) -> float:
+    """Exact (Clopper-Pearson) one-sided upper `ci` bound of a rate seen k times in n trials; nan for n = 0.
+
+    Used where a bootstrap cannot help: 0 of n resamples to [0, 0], yet 0 of 20 only says the rate is below ~14%."""
+    if n <= 0:
+        return float("nan")
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k}, n={n}: need 0 <= k <= n")
+    if k == n:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(ci, k + 1, n - k))
