@@ -1,0 +1,129 @@
+"""Checkpoint advice: the CLIP-I / CLIP-T trade-off front of a run's checkpoints and the one to ship, by a stated rule.
+
+Input: a run's score rows (scores.csv, read through core.score; the summaries are the same bootstrap means and
+95% CIs that `score` writes to scores.json). Torch-free: the dashboard, the model card and `export` use it.
+
+RULE: among trained checkpoints (step > 0), recommend the EARLIEST one whose mean CLIP-I is within the 95% CI of
+the best checkpoint's (mean >= the best's lower bound) and whose CLIP-T is not significantly below the
+initializer's (the paired bootstrap 95% CI of CLIP-T(step) - CLIP-T(step 0), over images of the same prompt and
+seed, reaches 0). If CLIP-T is significantly below the initializer at every such checkpoint, the earliest one of
+them is recommended and the reason says so. Without checkpoint-0 images the CLIP-T condition cannot be tested and
+is dropped (said so). Ties in CLIP-I go to the earlier checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from core.stats import DEFAULT_N_BOOT, bootstrap_diff_ci
+
+RULE = ("the earliest trained checkpoint whose mean CLIP-I is within the 95% CI of the best checkpoint's and whose "
+        "CLIP-T is not significantly below the initializer's (step 0; paired bootstrap 95% CI of the difference "
+        "reaches 0)")
+
+
+def pareto_front(by_step: pd.DataFrame) -> list[int]:
+    """Steps not dominated in (CLIP-I mean, CLIP-T mean): no other checkpoint is at least as good in both and
+    better in one. Equal points are all on the front."""
+    pts = by_step[["step", "clip_i_mean", "clip_t_mean"]].to_numpy()
+    front = []
+    for s, ci, ct in pts:
+        dominated = any((ci2 >= ci and ct2 >= ct) and (ci2 > ci or ct2 > ct) for _, ci2, ct2 in pts)
+        if not dominated:
+            front.append(int(s))
+    return sorted(front)
+
+
+def _clip_t_vs_initializer(df: pd.DataFrame, step: int, n_boot: int) -> tuple[float, float, float, int, bool]:
+    """(diff, lo, hi, n, paired): CLIP-T at `step` minus at step 0, paired on (template, seed) where both exist."""
+    a = df[df["step"] == step].set_index(["template", "seed"])["clip_t"]
+    b = df[df["step"] == 0].set_index(["template", "seed"])["clip_t"]
+    a = a[~a.index.duplicated(keep="last")]
+    b = b[~b.index.duplicated(keep="last")]
+    shared = a.index.intersection(b.index)
+    if len(shared):
+        d, lo, hi = bootstrap_diff_ci(a.loc[shared].to_numpy(), b.loc[shared].to_numpy(), n_boot=n_boot, paired=True)
+        return d, lo, hi, len(shared), True
+    d, lo, hi = bootstrap_diff_ci(a.to_numpy(), b.to_numpy(), n_boot=n_boot)
+    return d, lo, hi, len(a) + len(b), False
+
+
+def advise(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
+    """The front, the best CLIP-I checkpoint, every checkpoint's test results and the recommended step with a
+    one-sentence reason. `recommended` is None when no trained checkpoint is scored."""
+    from core.score import scores_frame, summarize_by_step
+
+    df = scores_frame(rows)
+    out: dict[str, Any] = {"rule": RULE, "front": [], "best": None, "recommended": None, "steps": [], "reason": ""}
+    if df.empty:
+        out["reason"] = "The run has no scores; score it first (python -m core score)."
+        return out
+    by_step = summarize_by_step(df, n_boot=n_boot)
+    out["front"] = pareto_front(by_step)
+    trained = by_step[by_step["step"] > 0].sort_values("step")
+    has_init = bool((by_step["step"] == 0).any())
+    if trained.empty:
+        out["reason"] = "Only the initializer (step 0) is scored; generate and score trained checkpoints."
+        return out
+    best = trained.loc[trained["clip_i_mean"].idxmax()]  # idxmax on step-sorted rows: the earliest of equal maxima
+    best_step, best_lo = int(best["step"]), float(best["clip_i_lo"])
+    out["best"] = best_step
+    steps = []
+    for _, r in trained.iterrows():
+        s = int(r["step"])
+        row = {"step": s, "n": int(r["n"]), "clip_i_mean": float(r["clip_i_mean"]),
+               "clip_t_mean": float(r["clip_t_mean"]), "on_front": s in out["front"],
+               "clip_i_within_best": bool(r["clip_i_mean"] >= best_lo)}
+        if has_init:
+            d, lo, hi, n, paired = _clip_t_vs_initializer(df, s, n_boot)
+            row.update(clip_t_vs_init=d, clip_t_vs_init_lo=lo, clip_t_vs_init_hi=hi, clip_t_vs_init_n=n,
+                       paired=paired, clip_t_below_init=bool(hi < 0))
+        else:
+            row.update(clip_t_vs_init=None, clip_t_vs_init_lo=None, clip_t_vs_init_hi=None, clip_t_vs_init_n=0,
+                       paired=False, clip_t_below_init=False)
+        steps.append(row)
+    out["steps"] = steps
+    near_best = [r for r in steps if r["clip_i_within_best"]]
+    keeps_text = [r for r in near_best if not r["clip_t_below_init"]]
+    ci_txt = f"{best['clip_i_mean']:.3f} [{best_lo:.3f}, {best['clip_i_hi']:.3f}]"
+    if len(trained) == 1:
+        out["recommended"] = steps[0]["step"]
+        out["reason"] = f"Step {steps[0]['step']} is the only trained checkpoint scored, so there is no choice to make."
+    elif keeps_text:
+        pick = keeps_text[0]
+        out["recommended"] = pick["step"]
+        text_part = ("its CLIP-T is not significantly below the initializer's "
+                     f"({pick['clip_t_vs_init']:+.3f} [{pick['clip_t_vs_init_lo']:+.3f}, "
+                     f"{pick['clip_t_vs_init_hi']:+.3f}])" if has_init else
+                     "CLIP-T could not be compared with the initializer (no step-0 images)")
+        out["reason"] = (f"Step {pick['step']} is the earliest checkpoint whose CLIP-I ({pick['clip_i_mean']:.3f}) is "
+                         f"within the 95% CI of the best (step {best_step}: {ci_txt}) and {text_part}.")
+    else:
+        pick = near_best[0]
+        out["recommended"] = pick["step"]
+        out["reason"] = (f"Step {pick['step']} is the earliest checkpoint whose CLIP-I ({pick['clip_i_mean']:.3f}) is "
+                         f"within the 95% CI of the best (step {best_step}: {ci_txt}); CLIP-T is significantly below "
+                         "the initializer's at every such checkpoint, so prompts are followed less than before training.")
+    return out
+
+
+def advise_run(run, n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
+    """`advise` on a run's scores.csv, with the scores' pipeline-check flag."""
+    out = advise(run.read_scores(), n_boot=n_boot)
+    meta = run.read_scores_meta() or {}
+    out["pipeline_check"] = bool(run.is_pipeline_check or meta.get("pipeline_check")
+                                 or (meta.get("clip") or {}).get("source") == "random")
+    return out
+
+
+def recommended_step(run) -> int:
+    """The recommended checkpoint of a run, or UserError saying why there is none (used by `export`)."""
+    from core.errors import UserError
+
+    adv = advise_run(run)
+    if adv["recommended"] is None:
+        raise UserError(f"--checkpoint recommended: {run.path}: {adv['reason']}")
+    return int(adv["recommended"])
+

@@ -1,0 +1,83 @@
+"""core.advice: the trade-off front and the recommended checkpoint on constructed scores, case by case (the rule in
+core.advice.RULE): a typical run, a CLIP-T collapse, ties, a single checkpoint, no initializer images, no scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.advice import advise, pareto_front
+
+N = 20  # images per checkpoint (prompt x seed)
+
+
+def scores(spec: dict[int, tuple[float, float]], noise: float = 0.03, seed: int = 0) -> list[dict]:
+    """Rows for checkpoints {step: (clip_i mean, clip_t mean)}: N images each, the same (template, seed) grid at
+    every step, per-image noise drawn from `seed` (so CIs have a width)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for step, (ci, ct) in spec.items():
+        di, dt = rng.normal(0, noise, N), rng.normal(0, noise, N)
+        di, dt = di - di.mean(), dt - dt.mean()  # the constructed means are exact
+        for k in range(N):
+            rows.append({"path": f"images/step-{step:06d}/{k}.png", "step": step, "prompt": f"p{k % 5}",
+                         "template": f"p{k % 5} {{}}", "seed": k // 5, "clip_i": ci + di[k], "clip_t": ct + dt[k]})
+    return rows
+
+
+def test_typical_run_recommends_the_earliest_checkpoint_near_the_best_that_keeps_the_prompt():
+    adv = advise(scores({0: (0.50, 0.30), 100: (0.70, 0.30), 200: (0.755, 0.295), 300: (0.76, 0.22)}), n_boot=1000)
+    st = {r["step"]: r for r in adv["steps"]}
+    assert adv["best"] == 300
+    assert not st[100]["clip_i_within_best"] and st[200]["clip_i_within_best"]
+    assert not st[200]["clip_t_below_init"] and st[300]["clip_t_below_init"] and st[200]["paired"]
+    assert adv["recommended"] == 200
+    assert adv["reason"].startswith("Step 200 is the earliest checkpoint") and "step 300" in adv["reason"]
+    assert adv["front"] == [100, 200, 300]  # step 0 is dominated by step 100 (same CLIP-T, more CLIP-I)
+
+
+def test_a_later_checkpoint_is_picked_when_the_earlier_near_best_one_loses_the_prompt():
+    adv = advise(scores({0: (0.5, 0.30), 100: (0.755, 0.20), 200: (0.76, 0.30)}), n_boot=1000)
+    assert adv["recommended"] == 200 and adv["best"] == 200
+
+
+def test_when_every_near_best_checkpoint_loses_the_prompt_the_earliest_is_named_with_that_reason():
+    adv = advise(scores({0: (0.5, 0.30), 100: (0.755, 0.20), 200: (0.76, 0.21)}), n_boot=1000)
+    assert adv["recommended"] == 100
+    assert "significantly below the initializer's at every such checkpoint" in adv["reason"]
+
+
+def test_ties_go_to_the_earlier_checkpoint():
+    rows = scores({0: (0.5, 0.3), 100: (0.7, 0.3)}, seed=1)
+    rows += [{**r, "step": 200, "path": r["path"].replace("000100", "000200")} for r in rows if r["step"] == 100]
+    adv = advise(rows, n_boot=500)
+    assert adv["best"] == 100 and adv["recommended"] == 100
+    assert adv["front"] == [100, 200]  # equal points are both on the front (step 0 is dominated)
+
+
+def test_a_single_trained_checkpoint_is_recommended_with_or_without_step_0():
+    for spec in ({0: (0.5, 0.3), 50: (0.6, 0.1)}, {50: (0.6, 0.1)}):
+        adv = advise(scores(spec), n_boot=200)
+        assert adv["recommended"] == 50 and "only trained checkpoint" in adv["reason"]
+
+
+def test_without_step_0_the_clip_t_condition_is_dropped_and_said():
+    adv = advise(scores({100: (0.7, 0.3), 200: (0.71, 0.1)}), n_boot=500)
+    assert adv["recommended"] == 100 and "no step-0 images" in adv["reason"]
+
+
+def test_nothing_to_recommend_without_trained_scores():
+    assert advise([], n_boot=10)["recommended"] is None
+    adv = advise(scores({0: (0.5, 0.3)}), n_boot=10)
+    assert adv["recommended"] is None and "Only the initializer" in adv["reason"]
+
+
+@pytest.mark.parametrize("points, front", [
+    ({1: (0.5, 0.3), 2: (0.6, 0.28), 3: (0.55, 0.25), 4: (0.6, 0.28)}, [1, 2, 4]),
+    ({1: (0.5, 0.3), 2: (0.5, 0.3)}, [1, 2]),
+    ({1: (0.9, 0.9), 2: (0.5, 0.3), 3: (0.9, 0.1)}, [1]),
+])
+def test_pareto_front(points, front):
+    df = pd.DataFrame([{"step": s, "clip_i_mean": i, "clip_t_mean": t} for s, (i, t) in points.items()])
+    assert pareto_front(df) == front
