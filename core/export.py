@@ -1,133 +1,274 @@
-"""`export` / `import`: learned embeddings in the layouts other tools load.
+"""`export` / `import`: a run's learned token as files other tools load with their default settings, and any
+tool's embedding file brought into a run folder. File layouts live in core/embedfile.py; this module decides
+what each format gets (provenance, names, the --bundle folder) and owns the two commands.
 
-- diffusers: `learned_embeds.safetensors` = {token: float32[n_vectors, 768]} (what `load_textual_inversion` reads;
-  a [n, 768] tensor becomes tokens <t>, <t>_1, ...). Identical to our run's embedding files.
-- A1111 (stable-diffusion-webui embeddings folder): `.pt` with `string_to_param: {"*": [n, 768]}` (its own
-  layout), or `.safetensors` holding the single tensor `emb_params`.
-Importing reads any of these into a new run folder (kind "import") so it can be generated from and compared.
+Formats (`--format`): diffusers (learned_embeds.safetensors), a1111 (.pt or .safetensors), comfyui, invokeai
+and kohya (all three: `emb_params` safetensors with ModelSpec metadata, which each of them loads for any number
+of vectors). The README's export table says which tool loads which file.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import os
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
+from core import __version__
+from core.embedfile import (META_PREFIX, a1111_pt_bytes, clean, diffusers_bytes, emb_params_bytes, metadata_json,
+                            read_embedding_file)
 from core.errors import UserError
-from core.runfolder import Run, atomic_write_bytes
+from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
 
 IMPORT_STEP = 1  # an imported embedding has no training history: it is stored as the run's only checkpoint
+ARCHITECTURE = "stable-diffusion-v1/textual-inversion"  # ModelSpec: kohya's ARCH_SD_V1 + ADAPTER_TEXTUAL_INVERSION
+LICENSE = "creativeml-openrail-m"  # SD v1.4's licence; its use restrictions carry over to what is made with it
+BASE_MODEL = "stable-diffusion-v1-4"
+RANDOM_CHECKPOINT_NAME = "random-weights-PIPELINE-CHECK (not stable-diffusion-v1-4)"
 
 
-def export_embedding(run: Run, fmt: str, out: Path, checkpoint: str = "final") -> Path:
-    steps = run.resolve_steps(checkpoint)
-    if len(steps) != 1:
-        raise UserError(f"--checkpoint {checkpoint!r}: pick one checkpoint (e.g. final or a step)")
-    step = steps[0]
-    token = run.token
-    vecs = run.load_embedding(step)[token].astype(np.float32)
-    md = {"token": token, "step": str(step), "run": run.name, "base_model": "CompVis/stable-diffusion-v1-4",
-          "weights_source": str(run.weights.get("source")), "format": fmt}
-    out = Path(out)
-    if fmt == "diffusers":
-        from safetensors.numpy import save
+@dataclass(frozen=True)
+class Format:
+    """One `--format`: the file suffixes it writes, its default file name, and how its bytes are made."""
 
-        if out.suffix != ".safetensors":
-            raise UserError(f"--out {out}: the diffusers layout is a .safetensors file (learned_embeds.safetensors)")
-        atomic_write_bytes(out, save({token: vecs}, metadata=md))
-    elif fmt == "a1111":
-        if out.suffix == ".safetensors":
-            from safetensors.numpy import save
+    suffixes: tuple[str, ...]
+    default_name: str  # {name} = the token's file name
+    help: str
 
-            atomic_write_bytes(out, save({"emb_params": vecs}, metadata=md))
-        elif out.suffix == ".pt":
-            import io
 
-            import torch
+FORMATS: dict[str, Format] = {
+    "diffusers": Format((".safetensors",), "learned_embeds.safetensors",
+                        "diffusers load_textual_inversion: {token: [768]} (one vector) or {token: [n, 768]}"),
+    "a1111": Format((".pt", ".safetensors"), "{name}.pt",
+                    "AUTOMATIC1111 embeddings folder: .pt (string_to_param, passes its safe unpickler) or "
+                    ".safetensors (emb_params)"),
+    "comfyui": Format((".safetensors",), "{name}.safetensors", "ComfyUI models/embeddings: emb_params safetensors"),
+    "invokeai": Format((".safetensors",), "{name}.safetensors",
+                       "InvokeAI model install: emb_params safetensors (passes its width check for any n)"),
+    "kohya": Format((".safetensors",), "{name}.safetensors", "kohya-style emb_params with ModelSpec metadata"),
+}
 
-            data = {"string_to_token": {"*": 265}, "string_to_param": {"*": torch.from_numpy(vecs.copy())},
-                    "name": token.strip("<>"), "step": step, "sd_checkpoint": None,
-                    "sd_checkpoint_name": "stable-diffusion-v1-4", "tomcat_ti": md}
-            buf = io.BytesIO()
-            torch.save(data, buf)
-            atomic_write_bytes(out, buf.getvalue())
-        else:
-            raise UserError(f"--out {out}: A1111 embeddings are .pt or .safetensors files")
+
+# ----------------------------------------------------------------------------------------------- provenance
+def file_stem(token: str) -> str:
+    """The token as a file name (A1111 and ComfyUI use the file name as the prompt word): <tom-cat> -> tom-cat."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", token.strip("<>")).strip("-.")
+    return stem or "embedding"
+
+
+def weights_hash(files: dict[str, str]) -> str | None:
+    """One hash for a set of weight files: sha256 of their `sha256sum` listing (KerasCV ships SD v1.4 as four
+    .h5 files, so there is no single-checkpoint hash to quote)."""
+    if not files:
+        return None
+    listing = "".join(f"{sha}  {name}\n" for name, sha in sorted(files.items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def provenance(run: Run, step: int, vectors: np.ndarray) -> dict[str, str]:
+    """Where the vectors came from, as str -> str (`tomcat_ti.*`), the same in every format. A random-weight run
+    says so; real weights carry their files' sha256 and the combined hash; an imported run names its source."""
+    meta = run.meta
+    w = run.weights
+    files = {str(k): str(v) for k, v in (w.get("files") or {}).items()}
+    pc = run.is_pipeline_check
+    if meta.get("kind") == "import":
+        base = f"unknown: imported from {meta.get('source_file', {}).get('path', '?')}"
+    elif pc:
+        base = f"none: {w.get('source', 'unknown')} weights (PIPELINE CHECK, not {BASE_MODEL})"
     else:
-        raise UserError(f"--format {fmt!r}: use diffusers or a1111")
+        base = f"{BASE_MODEL} (KerasCV weights{'' if w.get('verified') else ', UNVERIFIED files'})"
+    out = {
+        "token": run.token, "vectors": str(len(vectors)), "run": run.name, "step": str(step),
+        "property": str(meta.get("property", "")), "weights_source": str(w.get("source", "unknown")),
+        "pipeline_check": "true" if pc else "false", "base_model": base,
+        "base_weights_sha256": metadata_json(files), "base_weights_hash": weights_hash(files) or "",
+        "tool": f"tomcat-ti {__version__}",
+    }
+    if pc:
+        out["note"] = PIPELINE_CHECK_LABEL
+    if meta.get("kind") == "import":
+        out["imported_from"] = metadata_json(meta.get("source_file", {}))
     return out
 
 
-def read_embedding_file(path: Path) -> tuple[str | None, np.ndarray]:
-    """(token name if the file has one, float32[n, 768]) from a diffusers or A1111 file."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
+def modelspec(run: Run, token: str, prov: dict[str, str]) -> dict[str, str]:
+    """ModelSpec 1.0.0 keys, as kohya's sd-scripts write them for an SD v1 textual inversion."""
+    res = (run.meta.get("config") or {}).get("resolution", 512)
+    created = datetime.datetime.fromtimestamp(run.meta.get("created", time.time()), datetime.timezone.utc)
+    check = " - PIPELINE CHECK (random weights)" if prov["pipeline_check"] == "true" else ""
+    return {
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": ARCHITECTURE,
+        "modelspec.implementation": "diffusers",
+        "modelspec.title": f"{token} ({run.name}, step {prov['step']}){check}",
+        "modelspec.description": (f"Textual-inversion token {token} ({prov['vectors']} vector(s)) trained by "
+                                  f"tomcat-ti; base: {prov['base_model']}."
+                                  + (f" {PIPELINE_CHECK_LABEL}" if check else "")),
+        "modelspec.resolution": f"{res}x{res}",
+        "modelspec.trigger_phrase": token,
+        "modelspec.license": LICENSE,
+        "modelspec.date": created.date().isoformat(),
+        "modelspec.tags": "textual-inversion" + (",pipeline-check" if check else ""),
+    }
+
+
+def a1111_checkpoint(prov: dict[str, str]) -> tuple[str | None, str]:
+    """A1111's `sd_checkpoint` (the short hash it shows) and `sd_checkpoint_name`: the truth, never SD v1.4's name
+    for random weights."""
+    if prov["pipeline_check"] == "true":
+        return None, RANDOM_CHECKPOINT_NAME
+    if prov["base_model"].startswith("unknown"):
+        return None, "unknown (imported embedding)"
+    h = prov["base_weights_hash"]
+    return (h[:10] if h else None), f"{BASE_MODEL} (KerasCV weights, files hash {h[:10]})"
+
+
+# --------------------------------------------------------------------------------------------------- export
+def export_bytes(run: Run, fmt: str, suffix: str, step: int) -> bytes:
+    """The file `fmt` writes for checkpoint `step` (no disk writes: the dashboard offers these as downloads)."""
+    token = run.token
+    vecs = run.load_embedding(step)[token].astype(np.float32)
+    prov = provenance(run, step, vecs)
+    flat = {f"{META_PREFIX}{k}": v for k, v in prov.items()}
+    if fmt == "diffusers":
+        return diffusers_bytes(token, vecs, flat)
+    if fmt == "a1111" and suffix == ".pt":
+        sd_checkpoint, sd_name = a1111_checkpoint(prov)
+        return a1111_pt_bytes(vecs, token, step, sd_checkpoint, sd_name, prov)
+    return emb_params_bytes(vecs, {**modelspec(run, token, prov), **flat})
+
+
+def export_step(run: Run, checkpoint: str) -> int:
+    """The one checkpoint step an export uses (`final`, a step; issue 13 adds `recommended` in Run.resolve_steps)."""
+    steps = run.resolve_steps(checkpoint)
+    if len(steps) != 1:
+        raise UserError(f"--checkpoint {checkpoint!r}: pick one checkpoint (e.g. final or a step)")
+    return steps[0]
+
+
+def check_out_file(out: Path, force: bool) -> None:
+    """--out must be a file path in a writable folder, and not overwrite an existing file without --force."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {clean(out)}: is a folder; give a file name, e.g. {clean(out / 'learned_embeds.safetensors')}")
+    if out.exists() and not force:
+        raise UserError(f"--out {clean(out)}: exists; pass --force to overwrite it, or choose another name")
+    parent = out.parent if str(out.parent) else Path(".")
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"--out {clean(out)}: cannot write in {clean(probe)} (not a writable folder); choose another path")
+
+
+def _write(out: Path, data: bytes) -> None:
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.numpy import load_file
-
-            data = dict(load_file(str(path)))
-            if "emb_params" in data and len(data) == 1:
-                return None, _as_matrix(path, data["emb_params"])
-            if len(data) != 1:
-                raise UserError(f"{path}: holds {len(data)} tensors ({', '.join(list(data)[:5])}); expected one "
-                                "token's embedding")
-            (name, value), = data.items()
-            return name, _as_matrix(path, value)
-        if path.suffix in (".pt", ".bin"):
-            import torch
-
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(data, dict) and "string_to_param" in data:
-                (value,) = data["string_to_param"].values()
-                return None, _as_matrix(path, value.detach().float().numpy())
-            if isinstance(data, dict) and len(data) == 1:
-                (name, value), = data.items()
-                return name, _as_matrix(path, value.detach().float().numpy())
-            raise UserError(f"{path}: not a diffusers ({{token: tensor}}) or A1111 (string_to_param) embedding")
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(f"{path}: cannot read embedding ({type(e).__name__}: {e})") from None
-    raise UserError(f"{path}: unknown embedding file type; use .safetensors, .pt or .bin")
+        atomic_write_bytes(out, data)
+    except OSError as e:
+        raise UserError(f"--out {clean(out)}: cannot write ({clean(e.strerror or e)}); choose another path") from None
 
 
-def _as_matrix(path: Path, value) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != 768:
-        raise UserError(f"{path}: embedding shape {tuple(arr.shape)} does not fit SD v1's text encoder "
-                        "([n_vectors, 768])")
-    return arr
+def export_embedding(run: Run, fmt: str, out: Path, checkpoint: str = "final", force: bool = False) -> Path:
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    out = Path(out)
+    spec = FORMATS[fmt]
+    if out.suffix.lower() not in spec.suffixes and not out.is_dir():
+        raise UserError(f"--out {clean(out)}: the {fmt} format writes a {' or '.join(spec.suffixes)} file "
+                        f"(e.g. {spec.default_name.format(name=file_stem(run.token))})")
+    check_out_file(out, force)
+    step = export_step(run, checkpoint)
+    _write(out, export_bytes(run, fmt, out.suffix.lower(), step))
+    return out
 
 
+def best_grid(run: Run, step: int) -> Path | None:
+    """The grid that shows the exported checkpoint best: its prompt x seed grid (txt2img before img2img), else
+    the latest checkpoint grid, else any grid. Grids of random-weight runs carry the PIPELINE CHECK banner."""
+    if not run.grids_dir.is_dir():
+        return None
+    grids = sorted(run.grids_dir.glob("*.png"))
+    for mode in ("txt2img", "img2img"):
+        p = run.grid_path(f"checkpoint-{step:06d}-{mode}.png")
+        if p.exists():
+            return p
+    ckpt = [g for g in grids if g.name.startswith("checkpoint-")]
+    return (ckpt or grids or [None])[-1]
+
+
+def description(run: Run, step: int, prov: dict[str, str], stem: str) -> str:
+    lines = []
+    if prov["pipeline_check"] == "true":
+        lines += [PIPELINE_CHECK_LABEL, ""]
+    lines += [
+        f"{run.token}: textual-inversion embedding for Stable Diffusion v1 ({prov['vectors']} vector(s), "
+        f"{prov['property'] or 'object'}), trained by tomcat-ti, run {run.name}, step {step}.",
+        f"Prompt word: {stem} in AUTOMATIC1111 and InvokeAI, embedding:{stem} in ComfyUI, {run.token} in diffusers.",
+        f"Base model: {prov['base_model']}. Weights hash: {prov['base_weights_hash'] or 'none'}.",
+        f"Licence: {LICENSE} (the base model's use restrictions apply to what you make with it).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def export_bundle(run: Run, folder: Path, checkpoint: str = "final", force: bool = False) -> list[Path]:
+    """What a user drops into a web UI's embeddings folder: NAME.safetensors (emb_params: A1111, ComfyUI and
+    InvokeAI load it for any number of vectors), NAME.preview.png (A1111's card preview, from the best grid) and
+    NAME.description.txt (A1111's card description)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--bundle {clean(folder)}: exists and is not a folder; give a folder path")
+    step = export_step(run, checkpoint)
+    stem = file_stem(run.token)
+    emb = folder / f"{stem}.safetensors"
+    files: dict[Path, Callable[[], bytes]] = {emb: lambda: export_bytes(run, "kohya", ".safetensors", step)}
+    grid = best_grid(run, step)
+    if grid is not None:
+        files[folder / f"{stem}.preview.png"] = grid.read_bytes
+    vecs = run.load_embedding(step)[run.token]
+    files[folder / f"{stem}.description.txt"] = lambda: description(
+        run, step, provenance(run, step, vecs), stem).encode("utf-8")
+    for p in files:
+        check_out_file(p, force)
+    for p, make in files.items():
+        _write(p, make())
+    return list(files)
+
+
+# --------------------------------------------------------------------------------------------------- import
 def import_embedding(path: Path, runs_dir: Path, name: str | None, token: str | None, weights: str,
                      weights_seed: int, resolution: int, prop: str) -> Run:
     from core.runfolder import sha256_file
     from core.tokenizer import placeholder_tokens, validate_token
     from core.weights import WeightSpec
 
-    file_token, vecs = read_embedding_file(path)
-    token = token or file_token
+    emb = read_embedding_file(path)
+    token = token or emb.token
     if not token:
-        raise UserError(f"{path}: the file names no token; pass --token '<name>'")
+        raise UserError(f"{clean(path)}: the file names no token ({emb.layout} layout); pass --token "
+                        f"'<{file_stem(Path(path).stem)}>'")
     validate_token(token)
     spec = WeightSpec.parse(weights, weights_seed)
-    run = Run.create(runs_dir, name or f"import-{Path(path).stem}-{time.strftime('%Y%m%d-%H%M%S')}", {
+    n = int(emb.vectors.shape[0])
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-.") or "embedding"
+    run = Run.create(runs_dir, name or f"import-{stem}-{time.strftime('%Y%m%d-%H%M%S')}", {
         "kind": "import", "status": "finished",
         "config": {"weights": weights, "weights_seed": weights_seed, "resolution": resolution,
-                   "token": token, "vectors": int(vecs.shape[0]), "property": prop},
-        "token": {"placeholder": token, "initializer": None, "vectors": int(vecs.shape[0]),
-                  "tokens": placeholder_tokens(token, int(vecs.shape[0]))},
+                   "token": token, "vectors": n, "property": prop},
+        "token": {"placeholder": token, "initializer": None, "vectors": n, "tokens": placeholder_tokens(token, n)},
         "property": prop, "weights": spec.provenance(),
-        "source_file": {"path": str(path), "sha256": sha256_file(Path(path))},
+        "source_file": {"path": str(path), "sha256": sha256_file(Path(path)), "layout": emb.layout,
+                        "metadata": emb.metadata},
         "final_step": IMPORT_STEP,
         "timings": {"seconds_total": 0.0, "steps_done": 0},
     })
-    run.save_embedding(IMPORT_STEP, {token: vecs}, {"imported_from": Path(path).name})
+    run.save_embedding(IMPORT_STEP, {token: emb.vectors}, {"imported_from": Path(path).name})
     return run
 
 
@@ -135,12 +276,19 @@ def import_embedding(path: Path, runs_dir: Path, name: str | None, token: str | 
 def add_arguments(p, command: str) -> None:
     if command == "export":
         p.add_argument("run_dir", type=Path, metavar="RUN")
-        p.add_argument("--format", choices=("diffusers", "a1111"), default="diffusers")
-        p.add_argument("--out", type=Path, required=True, help="learned_embeds.safetensors | NAME.pt | NAME.safetensors")
+        p.add_argument("--format", choices=tuple(FORMATS), default="diffusers",
+                       help="; ".join(f"{k}: {v.help}" for k, v in FORMATS.items()))
+        out = p.add_mutually_exclusive_group(required=True)
+        out.add_argument("--out", type=Path, help="file to write (learned_embeds.safetensors | NAME.pt | NAME.safetensors)")
+        out.add_argument("--bundle", type=Path, metavar="DIR",
+                         help="write NAME.safetensors + NAME.preview.png + NAME.description.txt into DIR "
+                              "(a web UI's embeddings folder); --format is ignored")
         p.add_argument("--checkpoint", default="final", help="'final' or a step")
+        p.add_argument("--force", action="store_true", help="overwrite existing files")
     else:
-        p.add_argument("file", type=Path, help="diffusers learned_embeds.safetensors/.bin or A1111 .pt/.safetensors")
-        p.add_argument("--token", help="placeholder token (default: the name stored in the file)")
+        p.add_argument("file", type=Path, help="diffusers learned_embeds.safetensors/.bin, A1111 .pt/.safetensors, "
+                                               "kohya/ComfyUI/InvokeAI emb_params .safetensors, original TI .pt")
+        p.add_argument("--token", help="placeholder token (default: the token the file names)")
         p.add_argument("--property", choices=("object", "style"), default="object")
         p.add_argument("--weights", default="kerascv", help="SD weights to generate with: kerascv | random | DIR")
         p.add_argument("--weights-seed", type=int, default=0)
@@ -149,12 +297,18 @@ def add_arguments(p, command: str) -> None:
         p.add_argument("--name")
 
 
-def run(args) -> int:
+def run(args: Any) -> int:
     if args.command == "export":
-        out = export_embedding(Run(args.run_dir), args.format, args.out, args.checkpoint)
-        print(f"wrote {out}")
+        r = Run(args.run_dir)
+        if args.bundle is not None:
+            for p in export_bundle(r, args.bundle, args.checkpoint, args.force):
+                print(f"wrote {clean(p)}")
+        else:
+            print(f"wrote {clean(export_embedding(r, args.format, args.out, args.checkpoint, args.force))}")
+        if r.is_pipeline_check:
+            print("note: random-weight run: the files say PIPELINE CHECK in their metadata")
     else:
         r = import_embedding(args.file, args.runs_dir, args.name, args.token, args.weights, args.weights_seed,
                              args.resolution, args.property)
-        print(f"imported into {r.path} (checkpoint {IMPORT_STEP}); generate with --checkpoints final")
+        print(f"imported {r.token} into {clean(r.path)} (checkpoint {IMPORT_STEP}); generate with --checkpoints final")
     return 0

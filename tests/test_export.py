@@ -1,14 +1,25 @@
-"""Export for diffusers / A1111 and import: diffusers' own loader reads our file; round trips are exact."""
+"""Export: every format loads with each tool's default settings and exact vectors (the installed diffusers
+loader on a tiny CLIPTextModel; A1111, ComfyUI and InvokeAI through their loaders' rules in tests/toolrules.py),
+for one and five vectors; provenance tells the truth; --bundle; no overwriting without --force."""
 
 import gzip
+import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 from core.errors import UserError
-from core.export import export_embedding, import_embedding, read_embedding_file
+from core.export import export_bundle, export_embedding, weights_hash
+from tests import toolrules
 from tests.fakerun import make_fake_run
+
+TOKEN = "<tom-cat>"
+# (format, file name): every file `export` writes
+EXPORTS = [("diffusers", "learned_embeds.safetensors"), ("a1111", "tom-cat.pt"), ("a1111", "tom-cat.safetensors"),
+           ("comfyui", "tom-cat.safetensors"), ("invokeai", "tom-cat.safetensors"), ("kohya", "tom-cat.safetensors")]
 
 
 def clip_tokenizer_files(folder):
@@ -32,59 +43,236 @@ def clip_tokenizer_files(folder):
     return folder
 
 
-@pytest.fixture
-def run(tmp_path):
-    return make_fake_run(tmp_path / "runs", "exp", with_images=False)
+def make_run(runs_dir, name, vectors=1, real=False):
+    """A fake finished run (tests/fakerun.py) with `vectors` vectors per checkpoint; `real` gives it KerasCV
+    weight provenance (file hashes) instead of random weights."""
+    run = make_fake_run(runs_dir, name, with_images=False)
+    if vectors != 1:
+        rng = np.random.default_rng(vectors)
+        for s in run.embedding_steps():
+            run.save_embedding(s, {TOKEN: rng.normal(size=(vectors, 768)).astype(np.float32)})
+        run.update_meta(token={"placeholder": TOKEN, "initializer": "cat", "vectors": vectors,
+                               "tokens": [TOKEN] + [f"{TOKEN}_{i}" for i in range(1, vectors)]})
+    if real:
+        run.update_meta(weights={"source": "kerascv", "verified": True,
+                                 "files": {"kcv_encoder.h5": "4789" + "0" * 60, "kcv_decoder.h5": "ad35" + "1" * 60}})
+    return run
 
 
-def test_diffusers_load_textual_inversion_reads_our_export(run, tmp_path):
-    import torch
-    from diffusers.loaders import TextualInversionLoaderMixin
+@pytest.fixture(params=[1, 5], ids=["1vec", "5vec"])
+def run(request, tmp_path):
+    return make_run(tmp_path / "runs", f"exp{request.param}", request.param)
+
+
+def final_vectors(run):
+    return run.load_embedding(run.embedding_steps()[-1])[TOKEN]
+
+
+# ------------------------------------------------------------------------------------------------ diffusers
+def tiny_text_encoder(tmp_path):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    out = export_embedding(run, "diffusers", tmp_path / "learned_embeds.safetensors")
     tok = CLIPTokenizer.from_pretrained(str(clip_tokenizer_files(tmp_path)))
     assert tok("a photo of a cat").input_ids[:5] == [49406, 320, 1125, 539, 320]  # same ids as SD's tokenizer
     torch.manual_seed(0)
     te = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=32, num_hidden_layers=1,
                                       num_attention_heads=2, max_position_embeddings=77))
+    return tok, te
+
+
+@pytest.mark.parametrize("fmt,name", EXPORTS)
+def test_diffusers_load_textual_inversion_reads_every_format(run, tmp_path, fmt, name):
+    """diffusers loaders/textual_inversion.py (installed): default settings; the emb_params layout names no
+    token diffusers can see (its key is 'emb_params'), so that one is loaded with token= as its docs say."""
+    from diffusers.loaders import TextualInversionLoaderMixin
+
+    out = export_embedding(run, fmt, tmp_path / name)
+    tok, te = tiny_text_encoder(tmp_path)
 
     class Loader(TextualInversionLoaderMixin):  # the two attributes a DiffusionPipeline would provide
         hf_device_map = None
         components = {"text_encoder": te}
 
-    Loader().load_textual_inversion(str(out), tokenizer=tok, text_encoder=te)
-    tid = tok.convert_tokens_to_ids("<tom-cat>")
-    assert tid == 49408
-    loaded = te.get_input_embeddings().weight[tid].detach().numpy()
-    np.testing.assert_array_equal(loaded, run.load_embedding(20)["<tom-cat>"][0])
+    names_token = fmt == "diffusers" or name.endswith(".pt")
+    loader = Loader()
+    loader.load_textual_inversion(str(out), tokenizer=tok, text_encoder=te, token=None if names_token else TOKEN)
+    want = final_vectors(run)
+    names = [TOKEN] + [f"{TOKEN}_{i}" for i in range(1, len(want))]
+    ids = tok.convert_tokens_to_ids(names)
+    assert ids == list(range(49408, 49408 + len(want)))
+    np.testing.assert_array_equal(te.get_input_embeddings().weight[ids].detach().numpy(), want)
+    prompt = loader.maybe_convert_prompt(f"a {TOKEN} cat", tok)  # what the pipeline does: expand to n tokens
+    assert tok(prompt).input_ids[2:2 + len(want)] == ids
 
 
-@pytest.mark.parametrize("fmt,name", [("diffusers", "e.safetensors"), ("a1111", "e.pt"), ("a1111", "e.safetensors")])
-def test_export_import_round_trip(run, tmp_path, fmt, name):
-    out = export_embedding(run, fmt, tmp_path / name, "final")
-    imp = import_embedding(out, tmp_path / "runs", f"imp-{fmt}-{name.replace('.', '-')}", "<tom-cat>", "random", 0,
-                           512, "object")
-    np.testing.assert_array_equal(imp.load_embedding(1)["<tom-cat>"], run.load_embedding(20)["<tom-cat>"])
-    assert imp.meta["kind"] == "import" and imp.is_pipeline_check
+def test_diffusers_single_vector_file_is_1d(tmp_path):
+    """issue 12: InvokeAI reads shape[0] of a diffusers tensor as its width, so one vector is stored as [768]."""
+    from safetensors.numpy import load_file
+
+    one = make_run(tmp_path / "r", "one", 1)
+    five = make_run(tmp_path / "r", "five", 5)
+    assert load_file(str(export_embedding(one, "diffusers", tmp_path / "a.safetensors")))[TOKEN].shape == (768,)
+    assert load_file(str(export_embedding(five, "diffusers", tmp_path / "b.safetensors")))[TOKEN].shape == (5, 768)
 
 
-def test_a1111_pt_layout(run, tmp_path):
-    import torch
+# -------------------------------------------------------------------------------------------------- A1111
+@pytest.mark.parametrize("fmt,name", [e for e in EXPORTS if e[0] in ("a1111", "diffusers")])
+def test_a1111_loads_exact_vectors(run, tmp_path, fmt, name):
+    vec, fields = toolrules.a1111_load(export_embedding(run, fmt, tmp_path / name))
+    np.testing.assert_array_equal(vec, final_vectors(run))
 
-    out = export_embedding(run, "a1111", tmp_path / "tom.pt")
+
+def test_a1111_pt_passes_safe_unpickler_where_torch_save_does_not(tmp_path):
+    """modules/safe.py check_zip_filenames: our members match `allowed_zip_names_re`; torch.save's own output
+    (the torch in requirements.txt) has members it rejects: the reason we write the zip ourselves."""
+    out = export_embedding(make_run(tmp_path / "r", "x"), "a1111", tmp_path / "tom-cat.pt")
+    names = zipfile.ZipFile(out).namelist()
+    assert names == ["archive/data.pkl", "archive/data/0", "archive/version"]
+    assert all(toolrules.A1111_ALLOWED_ZIP_NAMES.match(n) for n in names)
+    toolrules.a1111_check_pt(out)
+    torch.save({"string_to_param": {"*": torch.zeros(1, 768)}}, tmp_path / "torch.pt")
+    with pytest.raises(ValueError, match="bad file inside"):
+        toolrules.a1111_check_pt(tmp_path / "torch.pt")
+    # RestrictedUnpickler.find_class: only allow-listed globals
+    pkl = zipfile.ZipFile(out).read("archive/data.pkl")
+    assert toolrules.pickle_globals(pkl) <= toolrules.A1111_ALLOWED_GLOBALS
+    assert ("torch._utils", "_rebuild_tensor_v2") in toolrules.pickle_globals(pkl)
+
+
+def test_a1111_pt_fields_tell_the_truth(tmp_path):
+    rnd = make_run(tmp_path / "r", "rnd")
+    _, fields = toolrules.a1111_load(export_embedding(rnd, "a1111", tmp_path / "rnd.pt"))
+    assert fields["sd_checkpoint"] is None and fields["step"] == 20
+    assert "stable-diffusion-v1-4" != fields["sd_checkpoint_name"] and "PIPELINE-CHECK" in fields["sd_checkpoint_name"]
+    real = make_run(tmp_path / "r", "real", real=True)
+    out = export_embedding(real, "a1111", tmp_path / "real.pt")
+    _, fields = toolrules.a1111_load(out)
+    files = real.weights["files"]
+    assert fields["sd_checkpoint"] == weights_hash(files)[:10]
+    assert fields["sd_checkpoint_name"].startswith("stable-diffusion-v1-4 (KerasCV weights")
     data = torch.load(out, weights_only=True)
-    assert set(data["string_to_param"]) == {"*"} and tuple(data["string_to_param"]["*"].shape) == (1, 768)
+    assert data["name"] == TOKEN and json.loads(data["tomcat_ti"]["base_weights_sha256"]) == files
+    assert data["tomcat_ti"]["pipeline_check"] == "false"
 
 
-def test_bad_embedding_files(tmp_path):
+# ------------------------------------------------------------------------------------------------- ComfyUI
+@pytest.mark.parametrize("fmt,name", EXPORTS)
+def test_comfyui_loads_exact_vectors(run, tmp_path, fmt, name):
+    np.testing.assert_array_equal(toolrules.comfyui_load(export_embedding(run, fmt, tmp_path / name)),
+                                  final_vectors(run))
+
+
+def test_comfyui_takes_the_first_tensor_so_files_hold_one(tmp_path):
+    """comfy/sd1_clip.py load_embed uses next(iter(values)): with a second tensor in the file it could take the
+    wrong one; every safetensors export holds exactly one."""
+    from safetensors import safe_open
+
+    r = make_run(tmp_path / "r", "x", 5)
+    for fmt, name in EXPORTS:
+        if name.endswith(".safetensors"):
+            with safe_open(str(export_embedding(r, fmt, tmp_path / f"{fmt}-{name}")), "np") as f:
+                assert len(list(f.keys())) == 1
+
+
+# ------------------------------------------------------------------------------------------------- InvokeAI
+@pytest.mark.parametrize("fmt,name", EXPORTS)
+def test_invokeai_install_check_and_loader(run, tmp_path, fmt, name):
+    out = export_embedding(run, fmt, tmp_path / name)
+    if fmt == "diffusers" and len(final_vectors(run)) > 1:
+        # InvokeAI cannot accept any [n>1, 768] diffusers file (README export table says so)
+        with pytest.raises(ValueError, match=f"unrecognized token dimension {len(final_vectors(run))}"):
+            toolrules.invokeai_probe(out)
+        return
+    assert toolrules.invokeai_probe(out) == "sd-1"
+    np.testing.assert_array_equal(toolrules.invokeai_load(out), final_vectors(run))
+
+
+def test_invokeai_rule_rejects_the_old_2d_single_vector_file(tmp_path):
+    """The bug of issue 12: {token: [1, 768]} reads as width 1 in the install check."""
     from safetensors.numpy import save_file
 
-    save_file({"a": np.zeros((1, 512), np.float32)}, str(tmp_path / "sd2.safetensors"))
-    with pytest.raises(UserError, match=r"shape \(1, 512\) does not fit"):
-        read_embedding_file(tmp_path / "sd2.safetensors")
-    (tmp_path / "junk.pt").write_bytes(b"not a pickle")
-    with pytest.raises(UserError, match="junk.pt: cannot read embedding"):
-        read_embedding_file(tmp_path / "junk.pt")
+    save_file({TOKEN: np.zeros((1, 768), np.float32)}, str(tmp_path / "learned_embeds.safetensors"))
+    with pytest.raises(ValueError, match="unrecognized token dimension 1"):
+        toolrules.invokeai_probe(tmp_path / "learned_embeds.safetensors")
+
+
+# ------------------------------------------------------------------------------------------ kohya / ModelSpec
+def test_kohya_modelspec_metadata(tmp_path):
+    from safetensors import safe_open
+
+    for real in (False, True):
+        r = make_run(tmp_path / "r", f"k{real}", 5, real=real)
+        with safe_open(str(export_embedding(r, "kohya", tmp_path / f"k{real}.safetensors")), "np") as f:
+            md = f.metadata()
+            assert list(f.keys()) == ["emb_params"] and f.get_tensor("emb_params").shape == (5, 768)
+        assert md["modelspec.architecture"] == "stable-diffusion-v1/textual-inversion"
+        assert md["modelspec.trigger_phrase"] == TOKEN and md["modelspec.license"] == "creativeml-openrail-m"
+        assert md["modelspec.sai_model_spec"] == "1.0.0" and md["modelspec.date"][:2] == "20"
+        assert md["tomcat_ti.token"] == TOKEN and md["tomcat_ti.run"] == r.name and md["tomcat_ti.step"] == "20"
+        assert md["tomcat_ti.pipeline_check"] == str(not real).lower()
+        if real:
+            assert md["tomcat_ti.base_weights_hash"] == weights_hash(r.weights["files"])
+            assert "PIPELINE" not in md["modelspec.title"]
+        else:
+            assert "PIPELINE CHECK" in md["modelspec.title"] and "PIPELINE CHECK" in md["tomcat_ti.note"]
+            assert "stable-diffusion-v1-4 (" not in md["tomcat_ti.base_model"]
+
+
+# --------------------------------------------------------------------------------------------- bundle, CLI
+def test_bundle(tmp_path):
+    from PIL import Image
+
+    r = make_fake_run(tmp_path / "runs", "b", with_images=True)
+    grid = r.grid_path("checkpoint-000020-txt2img.png")
+    grid.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", (300, 200), "white")
+    img.paste((200, 30, 30), (0, 0, 300, 20))  # the red PIPELINE CHECK banner write_grids draws
+    img.save(grid)
+    r.grid_path("checkpoint-000000-txt2img.png").write_bytes(b"not this one")
+    paths = export_bundle(r, tmp_path / "emb")
+    assert sorted(p.name for p in paths) == ["tom-cat.description.txt", "tom-cat.preview.png", "tom-cat.safetensors"]
+    assert (tmp_path / "emb/tom-cat.preview.png").read_bytes() == grid.read_bytes()
+    desc = (tmp_path / "emb/tom-cat.description.txt").read_text()
+    assert desc.startswith("PIPELINE CHECK") and "embedding:tom-cat" in desc
+    np.testing.assert_array_equal(toolrules.a1111_load(tmp_path / "emb/tom-cat.safetensors")[0], final_vectors(r))
+    with pytest.raises(UserError, match="exists; pass --force"):
+        export_bundle(r, tmp_path / "emb")
+    export_bundle(r, tmp_path / "emb", force=True)
+
+
+def test_random_weight_grids_carry_the_banner(tmp_path):
+    """The preview comes from a grid; core/generate.py draws the PIPELINE CHECK banner on random-weight grids."""
+    from core.generate import labelled_grid
+
+    g = labelled_grid([[None]], ["p"], ["seed 0"], "t", "PIPELINE CHECK - random weights, not a model result")
+    assert g.getpixel((1, 1)) == (200, 30, 30)
+    assert labelled_grid([[None]], ["p"], ["seed 0"], "t", None).getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_export_refuses_overwrite_and_bad_out(tmp_path, capsys):
+    import os
+
+    from core.__main__ import main
+
+    r = make_run(tmp_path / "runs", "x")
+    out = tmp_path / "learned_embeds.safetensors"
+    assert main(["export", str(r.path), "--out", str(out)]) == 0
+    before = out.read_bytes()
+    assert main(["export", str(r.path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "exists; pass --force" in err and err.count("\n") == 1
+    assert out.read_bytes() == before
+    assert main(["export", str(r.path), "--out", str(out), "--force"]) == 0
+    assert main(["export", str(r.path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and err.count("\n") == 1
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root may write anywhere
+        assert main(["export", str(r.path), "--out", str(locked / "e.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert "cannot write" in err and err.count("\n") == 1
+    with pytest.raises(UserError, match="writes a .safetensors"):
+        export_embedding(r, "diffusers", tmp_path / "e.pt")
     with pytest.raises(UserError, match="no such checkpoint"):
-        export_embedding(make_fake_run(tmp_path / "r", "x", with_images=False), "diffusers", tmp_path / "o.safetensors", "5")
+        export_embedding(r, "diffusers", tmp_path / "o.safetensors", "5")
