@@ -28,7 +28,8 @@ import pandas as pd
 
 from core.clip_score import describe, provenance_key
 from core.errors import UserError
-from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes, atomic_write_json, atomic_write_text
+from core.runfolder import (PIPELINE_CHECK_LABEL, JsonFields, Run, WeightsProvenance, atomic_write_bytes,
+                            atomic_write_json, atomic_write_text, sha256_file)
 from core.score import METRICS, scores_frame, summarize_by_step
 from core.stats import DEFAULT_N_BOOT, bootstrap_diff_ci
 
@@ -137,7 +138,8 @@ class Comparison:
         fig = self.figure()
         atomic_write_text(out / FILES["html"], fig.to_html(include_plotlyjs=True, full_html=True))
         png = _write_png(fig, self, out / FILES["png"])
-        meta = {**self.info, "png": png, "files": dict(FILES), "written": time.time(),
+        inputs = {key: sha256_file(run.scores_path) for key, run in (("a", self.run_a), ("b", self.run_b))}
+        meta = {**self.info, "png": png, "files": dict(FILES), "written": time.time(), "inputs": inputs,
                 "table": _records(self.table)}
         atomic_write_json(out / FILES["meta"], meta)
         return meta
@@ -335,8 +337,77 @@ def render_plane_pil(comp: Comparison, size: tuple[int, int] = (900, 650)) -> by
     return buf.getvalue()
 
 
-def load_comparison(out_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read a comparison written by `Comparison.write`: {"meta", "table", "plane", "html", "png" (None if absent)}."""
+@dataclass(frozen=True)
+class ComparedRun:
+    """One side of a saved comparison, as compare.json records it."""
+
+    name: str
+    path: str
+    property: str
+    budget_steps: int | None
+    weights: WeightsProvenance
+    clip: dict[str, Any]
+    clip_label: str
+    scored_steps: tuple[int, ...]
+    reference_ceiling_clip_i: float | None
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    """A comparison folder written by `compare` (`Comparison.write`), validated once where it is read: what the
+    card and the dashboard show instead of running `compare_runs` again. `stale_reason()` says when either run was
+    rescored since (compare.json records the sha256 of both scores.csv files; folders written before 0.2 did not,
+    and are taken as they are)."""
+
+    folder: Path
+    a: ComparedRun
+    b: ComparedRun
+    table: pd.DataFrame  # TABLE_COLUMNS
+    plane: pd.DataFrame  # PLANE_COLUMNS
+    is_pipeline_check: bool
+    pipeline_check_reasons: tuple[str, ...]
+    label: str
+    n_boot: int
+    notes: tuple[str, ...]
+    html: Path | None
+    png: Path | None
+    png_renderer: str | None
+    png_warning: str | None
+    inputs: dict[str, str] | None  # {"a": sha256 of A's scores.csv, "b": ...}
+    written: float | None
+
+    def stale_reason(self) -> str | None:
+        """Why the saved numbers no longer match the runs' scores, with the command that remakes them; or None."""
+        if self.inputs is None:
+            return None
+        for key, side in (("a", self.a), ("b", self.b)):
+            scores = Run(side.path).scores_path
+            now = sha256_file(scores) if scores.exists() else None
+            if now != self.inputs.get(key):
+                return (f"stale: {scores} changed since {self.folder / FILES['meta']} was written; rerun "
+                        f"`python -m core compare {self.a.path} {self.b.path} --out {self.folder}`")
+        return None
+
+
+def _compared_run(path: Path, data: Any, key: str) -> ComparedRun:
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: key 'runs.{key}' is missing; run `compare` again")
+    missing = [k for k in ("name", "path", "property", "weights") if k not in data]
+    if missing:
+        raise UserError(f"{path}: key 'runs.{key}.{missing[0]}' is missing; run `compare` again")
+    weights = data["weights"] if isinstance(data["weights"], dict) else {}
+    return ComparedRun(
+        name=str(data["name"]), path=str(data["path"]), property=str(data["property"]),
+        budget_steps=data.get("budget_steps"),
+        weights=WeightsProvenance.parse(JsonFields(path, weights, f"runs.{key}.weights.")),
+        clip=dict(data.get("clip") or {}), clip_label=str(data.get("clip_label") or describe(data.get("clip"))),
+        scored_steps=tuple(int(x) for x in data.get("scored_steps") or ()),
+        reference_ceiling_clip_i=data.get("reference_ceiling_clip_i"))
+
+
+def read_comparison(out_dir: str | os.PathLike) -> ComparisonRecord:
+    """Read a comparison folder written by `Comparison.write`. A missing or damaged file is a UserError naming it
+    and the command that makes it."""
     out = Path(out_dir)
     meta_path = out / FILES["meta"]
     if not meta_path.exists():
@@ -345,15 +416,41 @@ def load_comparison(out_dir: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{meta_path}: damaged ({e}); run `compare` again") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("runs"), dict):
+        raise UserError(f"{meta_path}: key 'runs' is missing; run `compare` again")
     tables = {}
-    for key in ("table", "plane"):
+    for key, columns in (("table", TABLE_COLUMNS), ("plane", PLANE_COLUMNS)):
         p = out / FILES[key]
         if not p.exists():
             raise UserError(f"{p}: missing; run `compare` again")
-        tables[key] = pd.read_csv(p)
-    png = out / FILES["png"]
-    return {"meta": meta, "table": tables["table"], "plane": tables["plane"], "html": out / FILES["html"],
-            "png": png if png.exists() else None}
+        try:
+            df = pd.read_csv(p)
+        except Exception as e:  # noqa: BLE001 - pandas raises many kinds for a damaged CSV
+            raise UserError(f"{p}: damaged ({type(e).__name__}: {e}); run `compare` again") from e
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise UserError(f"{p}: lacks column(s) {', '.join(missing)}; run `compare` again")
+        tables[key] = df
+    png, html = out / FILES["png"], out / FILES["html"]
+    png_info = meta.get("png") if isinstance(meta.get("png"), dict) else {}
+    inputs = meta.get("inputs")
+    return ComparisonRecord(
+        folder=out, a=_compared_run(meta_path, meta["runs"].get("a"), "a"),
+        b=_compared_run(meta_path, meta["runs"].get("b"), "b"), table=tables["table"], plane=tables["plane"],
+        is_pipeline_check=bool(meta.get("pipeline_check", True)),
+        pipeline_check_reasons=tuple(meta.get("pipeline_check_reasons") or ()), label=str(meta.get("label") or ""),
+        n_boot=int(meta.get("n_boot") or DEFAULT_N_BOOT), notes=tuple(meta.get("notes") or ()),
+        html=html if html.exists() else None, png=png if png.exists() else None,
+        png_renderer=png_info.get("renderer"), png_warning=png_info.get("warning"),
+        inputs=dict(inputs) if isinstance(inputs, dict) else None, written=meta.get("written"))
+
+
+def load_comparison(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Deprecated (core/card.py still uses it): {"meta", "table", "plane", "html", "png"}; use `read_comparison`."""
+    rec = read_comparison(out_dir)
+    meta = json.loads((Path(out_dir) / FILES["meta"]).read_text(encoding="utf-8"))
+    return {"meta": meta, "table": rec.table, "plane": rec.plane, "html": Path(out_dir) / FILES["html"],
+            "png": rec.png}
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

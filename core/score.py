@@ -286,6 +286,7 @@ def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True,
         "n_images": len(rows),
         "n_scored_now": len(todo),
         "n_kept": len(keep),
+        "inputs": run.scores_inputs(),  # what the summaries were computed from (Run.scores_stale compares)
         "complete": True,
         "updated": time.time(),
     }

@@ -35,7 +35,7 @@ def make_fake_run(runs_dir: Path, name: str = "fake-object", prop: str = "object
         "status": status,
         "config": {"token": token, "init": "cat", "vectors": 1, "property": prop, "steps": steps,
                    "checkpoint_every": checkpoint_every, "resolution": 128, "batch_size": 1, "lr": 2e-3,
-                   "seed": 0, "weights": "random"},
+                   "seed": 0, "weights": "random", "weights_seed": 0},
         "token": {"placeholder": token, "initializer": "cat", "vectors": 1, "tokens": [token]},
         "property": prop,
         "weights": {"source": "random", "seed": 0, "files": {}, "verified": None},

@@ -1,0 +1,152 @@
+"""Typed records at the boundary: run.json, scores.json and comparison folders are validated once where they are
+read (core.runfolder, core.compare.read_comparison); damaged keys are one-line errors naming file and key."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.errors import UserError
+from core.runfolder import Run, RunRecord, comparison_dir, reports_dir
+from tests.fakerun import make_fake_run
+
+LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy-runs-v0.1" / "runs"
+
+
+def test_legacy_run_json_reads_as_a_record():
+    rec = Run(LEGACY / "tom-object").record
+    assert (rec.kind, rec.status, rec.property) == ("train", "finished", "object")
+    assert rec.token.placeholder == "<tom-cat>" and rec.token.initializer == "cat" and rec.token.vectors == 1
+    assert rec.token.tokens == ("<tom-cat>",)
+    assert rec.weights.source == "random" and rec.weights.is_pipeline_check and rec.is_pipeline_check
+    assert rec.weights.describe() == "random (PIPELINE CHECK)"
+    assert (rec.resolution, rec.steps, rec.final_step, rec.last_checkpoint) == (128, 4, 4, 4)
+    assert rec.weights_arg == "random" and rec.weights_seed == 0 and rec.mixed_precision == "no"
+    assert rec.timings.steps_done == 4 and rec.timings.seconds_total > 0
+    assert rec.versions["core"] == "0.1.0" and rec.hardware["cpu_count"] >= 1
+    assert rec.config["lr"] == 0.002 and rec.message is None
+
+
+def test_legacy_scores_json_reads_as_a_record():
+    run = Run(LEGACY / "tom-style")
+    sc = run.scores_record()
+    assert sc.n_boot == 500 and sc.complete and sc.is_pipeline_check
+    assert sc.clip["model"] == "ViT-B-32" and sc.clip["source"] == "random"
+    by_step = sc.by_step_frame()
+    assert list(by_step["step"]) == [0, 4] and list(by_step["n"]) == [4, 4]
+    assert len(sc.by_prompt_frame()) == 4
+    assert 0 < sc.reference_ceiling_clip_i < 1
+    assert sc.inputs is None and run.scores_stale() is None  # written before inputs were recorded
+
+
+def test_legacy_comparison_reads_as_a_record():
+    from core.compare import read_comparison
+
+    cmp = read_comparison(LEGACY / "reports" / "tom-object-vs-tom-style")
+    assert (cmp.a.name, cmp.b.name) == ("tom-object", "tom-style")
+    assert (cmp.a.property, cmp.b.property) == ("object", "style")
+    assert cmp.a.weights.is_pipeline_check and cmp.is_pipeline_check and cmp.n_boot == 500
+    assert len(cmp.table) == 10 and set(cmp.plane["run"]) == {"tom-object", "tom-style"}
+    assert cmp.html is None and cmp.png is not None and cmp.inputs is None and cmp.stale_reason() is None
+
+
+def _edit(run: Run, edit) -> None:
+    data = json.loads(run.meta_path.read_text())
+    edit(data)
+    run.meta_path.write_text(json.dumps(data))
+    run.reload()
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda d: d.pop("property"), "'property' is missing"),
+    (lambda d: d.update(property="face"), "'property' is 'face', expected one of object, style"),
+    (lambda d: d["token"].pop("placeholder"), "'token.placeholder' is missing"),
+    (lambda d: d["token"].update(vectors="two"), "'token.vectors' must be int, found str 'two'"),
+    (lambda d: d["config"].pop("resolution"), "'config.resolution' is missing"),
+    (lambda d: d["weights"].pop("source"), "'weights.source' is missing"),
+    (lambda d: d.update(status="done"), "'status' is 'done'"),
+    (lambda d: d.update(final_step=True), "'final_step' must be int, found bool"),
+])
+def test_damaged_key_is_one_line_naming_file_and_key(tmp_path, edit, key):
+    run = make_fake_run(tmp_path, with_images=False)
+    _edit(run, edit)
+    with pytest.raises(UserError) as e:
+        run.record
+    msg = str(e.value)
+    assert "\n" not in msg and str(run.meta_path) in msg and key in msg, msg
+
+
+def test_run_json_is_read_once_per_instance_until_reload(tmp_path):
+    run = make_fake_run(tmp_path, with_images=False)
+    assert run.record.status == "finished"
+    data = json.loads(run.meta_path.read_text())
+    data["status"] = "failed"
+    run.meta_path.write_text(json.dumps(data))
+    assert run.record.status == "finished"  # cached
+    assert run.reload().record.status == "failed"
+    run.update_meta(status="interrupted", message="stopped")
+    assert run.record.status == "interrupted" and run.record.message == "stopped"
+    assert Run(run.path).record.status == "interrupted"  # written in the same JSON format
+
+
+def test_import_run_values_not_written_are_stated_once(tmp_path):
+    run = Run.create(tmp_path, "imp", {
+        "kind": "import", "status": "finished", "property": "style",
+        "config": {"weights": "random", "weights_seed": 3, "resolution": 512, "token": "<x>", "vectors": 2,
+                   "property": "style"},
+        "token": {"placeholder": "<x>", "initializer": None, "vectors": 2, "tokens": ["<x>", "<x>_1"]},
+        "weights": {"source": "random", "seed": 3}, "final_step": 1})
+    rec = run.record
+    assert rec.steps is None and rec.mixed_precision == "no" and rec.allow_unverified is False
+    assert rec.token.initializer is None and rec.versions == {} and rec.timings.seconds_total == 0.0
+
+
+def test_scores_stale_names_the_command(tmp_path):
+    run = make_fake_run(tmp_path)
+    meta = json.loads(run.scores_meta_path.read_text())
+    meta.update(complete=True, inputs=run.scores_inputs(), config={"n_boot": 100},
+                summaries={"by_step": [], "by_prompt": []})
+    run.write_scores_meta(meta)
+    assert run.scores_stale() is None
+    run.append_images([{"path": "images/x.png", "prompt": "p", "seed": 0, "step": 0}])
+    reason = run.scores_stale()
+    assert reason.startswith("stale: images.csv changed") and f"python -m core score {run.path}" in reason
+
+
+def test_damaged_scores_json_names_file_and_key(tmp_path):
+    run = make_fake_run(tmp_path)
+    run.write_scores_meta({"clip": {"model": "ViT-B-32", "source": "random"}, "complete": True,
+                           "summaries": {"by_step": [{"step": 0}], "by_prompt": []}})
+    with pytest.raises(UserError, match=r"scores.json: key 'summaries.by_step\[0\]' lacks n, clip_i_mean"):
+        run.scores_record()
+    run.scores_meta_path.write_text("{not json")
+    with pytest.raises(UserError, match="scores.json: damaged"):
+        run.scores_record()
+
+
+def test_comparison_records_its_inputs_and_goes_stale(fake_runs):
+    from core.compare import compare_runs, read_comparison
+
+    a, b = Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")
+    out = comparison_dir(a, b)
+    assert out == reports_dir(fake_runs) / "fake-object-vs-fake-style"
+    compare_runs(a, b, n_boot=50).write(out)
+    cmp = read_comparison(out)
+    assert cmp.n_boot == 50 and cmp.stale_reason() is None
+    rows = b.read_scores()
+    b.write_scores(rows[:-1])
+    assert "python -m core compare" in cmp.stale_reason()
+    shutil.rmtree(out / "compare.csv", ignore_errors=True)
+    (out / "compare.csv").unlink()
+    with pytest.raises(UserError, match="compare.csv: missing"):
+        read_comparison(out)
+
+
+def test_record_type_is_frozen():
+    rec = Run(LEGACY / "tom-object").record
+    assert isinstance(rec, RunRecord)
+    with pytest.raises(Exception):
+        rec.status = "running"
