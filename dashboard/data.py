@@ -493,3 +493,42 @@ def command_card(run_path: str) -> str:
     return f"python -m core card {q(run_path)}"
 
 
+
+
+# ------------------------------------------------------------------------------------------------- export
+# (format, suffix, what loads it with default settings): the files `python -m core export` writes, one per layout
+EXPORT_DOWNLOADS = (
+    ("diffusers", ".safetensors", "diffusers load_textual_inversion (InvokeAI too for one vector)"),
+    ("a1111", ".pt", "AUTOMATIC1111, ComfyUI, InvokeAI, diffusers"),
+    ("kohya", ".safetensors", "AUTOMATIC1111, ComfyUI, InvokeAI (any number of vectors), kohya"),
+)
+
+
+def export_downloads(run_path: str) -> list[dict[str, Any]]:
+    """The final checkpoint's embedding in each export layout: [{format, file_name, data, tools}], the same bytes
+    `python -m core export` writes. Cached by the run's file signatures; UserError if the run has no embedding."""
+    return _unwrap(_export_downloads(run_path, _run_sig(Run(run_path))))
+
+
+@st.cache_data(show_spinner=False, max_entries=100)
+def _export_downloads(run_path: str, key: tuple) -> tuple[Any, str | None]:
+    from core import export
+
+    run = Run(run_path)
+    try:
+        step = export.export_step(run, "final")
+        stem = export.file_stem(run.token)
+        out = []
+        for fmt, suffix, tools in EXPORT_DOWNLOADS:
+            name = export.FORMATS[fmt].default_name.format(name=stem)
+            out.append({"format": fmt, "file_name": str(Path(name).with_suffix(suffix)), "tools": tools,
+                        "data": export.export_bytes(run, fmt, suffix, step), "step": step})
+        return out, None
+    except UserError as e:
+        return None, str(e)
+    except (OSError, ValueError, KeyError) as e:
+        return None, str(_damaged(run.embeddings_dir, e))
+
+
+def command_export(run_path: str) -> str:
+    return f"python -m core export {q(run_path)} --bundle EMBEDDINGS_DIR"

@@ -217,6 +217,26 @@ def test_token_explorer_page(dash_runs):
     at.select_slider(key="tok_step_fake-object").set_value(0).run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2
+    # export downloads: the bytes `python -m core export` writes, for the final checkpoint
+    from core.export import export_embedding
+    from dashboard import data
+
+    buttons = at.get("download_button")
+    assert len(buttons) == 3
+    run = Run(dash_runs / "fake-object")
+    files = data.export_downloads(str(run.path))
+    assert [f["file_name"] for f in files] == ["learned_embeds.safetensors", "tom-cat.pt", "tom-cat.safetensors"]
+    for f in files:
+        out = export_embedding(run, f["format"], dash_runs.parent / f["format"] / f["file_name"])
+        if out.suffix == ".pt":
+            assert out.read_bytes() == f["data"]
+        else:  # safetensors writes its metadata map in hash order: compare what the files hold
+            from safetensors import safe_open
+
+            (dash_runs.parent / "dl.safetensors").write_bytes(f["data"])
+            with safe_open(str(out), "np") as a, safe_open(str(dash_runs.parent / "dl.safetensors"), "np") as b:
+                assert a.metadata() == b.metadata() and list(a.keys()) == list(b.keys())
+                assert all((a.get_tensor(k) == b.get_tensor(k)).all() for k in a.keys())
 
 
 def test_model_card_page(dash_runs):

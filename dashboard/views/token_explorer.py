@@ -12,6 +12,22 @@ from dashboard import data, ui
 info = ui.single_run_page("Token explorer", key="tok_run")
 path = info["path"]
 
+with st.expander("Download the learned embedding (AUTOMATIC1111, ComfyUI, InvokeAI, diffusers)"):
+    try:
+        files = data.export_downloads(path)
+    except data.DataError as e:
+        st.info(f"Nothing to export yet: {e}", icon=":material/info:")
+    else:
+        st.caption(f"Final checkpoint (step {files[0]['step']}); the same files `python -m core export` writes. "
+                   "Put one into the tool's embeddings folder and use its file name in the prompt. Which tool "
+                   "loads which file: the README's export table.")
+        cols = st.columns(len(files))
+        for col, f in zip(cols, files):
+            col.download_button(f["file_name"], data=f["data"], file_name=f["file_name"],
+                                mime="application/octet-stream", key=f"export_dl_{f['format']}_{info['name']}")
+            col.caption(f["tools"])
+        st.code(data.command_export(path), language="bash")
+
 try:
     nb = data.neighbors(path)
 except data.DataError as e:
