@@ -20,7 +20,7 @@ COMMANDS = {
     "check-images": ("core.images", "validate every image in a folder; one line per bad file"),
     "train": ("core.train", "learn a new token by textual inversion"),
     "generate": ("core.generate", "generate prompt grids from a run's checkpoints"),
-    "export": ("core.export", "export a learned embedding for diffusers or A1111"),
+    "export": ("core.export", "export a learned embedding for A1111, ComfyUI, InvokeAI, kohya or diffusers"),
     "import": ("core.export", "bring an embedding trained elsewhere into a run folder"),
     "score": ("core.score", "CLIP-I / CLIP-T scores of a run's images"),
     "audit": ("core.audit", "copy audit against the training images, misuse transfer"),

@@ -74,44 +74,45 @@ def weights_hash(files: dict[str, str]) -> str | None:
 def provenance(run: Run, step: int, vectors: np.ndarray) -> dict[str, str]:
     """Where the vectors came from, as str -> str (`tomcat_ti.*`), the same in every format. A random-weight run
     says so; real weights carry their files' sha256 and the combined hash; an imported run names its source."""
-    meta = run.meta
-    w = run.weights
-    files = {str(k): str(v) for k, v in (w.get("files") or {}).items()}
-    pc = run.is_pipeline_check
-    if meta.get("kind") == "import":
-        base = f"unknown: imported from {meta.get('source_file', {}).get('path', '?')}"
+    rec = run.record
+    w = rec.weights
+    files = {str(k): str(v) for k, v in w.files.items()}
+    pc = rec.is_pipeline_check
+    source_file = dict(rec.source_file or {})
+    if rec.kind == "import":
+        base = f"unknown: imported from {source_file.get('path', '?')}"
     elif pc:
-        base = f"none: {w.get('source', 'unknown')} weights (PIPELINE CHECK, not {BASE_MODEL})"
+        base = f"none: {w.source} weights (PIPELINE CHECK, not {BASE_MODEL})"
     else:
-        base = f"{BASE_MODEL} (KerasCV weights{'' if w.get('verified') else ', UNVERIFIED files'})"
+        base = f"{BASE_MODEL} (KerasCV weights{'' if w.verified else ', UNVERIFIED files'})"
     out = {
-        "token": run.token, "vectors": str(len(vectors)), "run": run.name, "step": str(step),
-        "property": str(meta.get("property", "")), "weights_source": str(w.get("source", "unknown")),
+        "token": rec.token.placeholder, "vectors": str(len(vectors)), "run": rec.name, "step": str(step),
+        "property": rec.property, "weights_source": w.source,
         "pipeline_check": "true" if pc else "false", "base_model": base,
         "base_weights_sha256": metadata_json(files), "base_weights_hash": weights_hash(files) or "",
         "tool": f"tomcat-ti {__version__}",
     }
     if pc:
         out["note"] = PIPELINE_CHECK_LABEL
-    if meta.get("kind") == "import":
-        out["imported_from"] = metadata_json(meta.get("source_file", {}))
+    if rec.kind == "import":
+        out["imported_from"] = metadata_json({k: source_file.get(k) for k in ("path", "sha256", "layout")})
     return out
 
 
 def modelspec(run: Run, token: str, prov: dict[str, str]) -> dict[str, str]:
     """ModelSpec 1.0.0 keys, as kohya's sd-scripts write them for an SD v1 textual inversion."""
-    res = (run.meta.get("config") or {}).get("resolution", 512)
-    created = datetime.datetime.fromtimestamp(run.meta.get("created", time.time()), datetime.timezone.utc)
+    rec = run.record
+    created = datetime.datetime.fromtimestamp(rec.created or time.time(), datetime.timezone.utc)
     check = " - PIPELINE CHECK (random weights)" if prov["pipeline_check"] == "true" else ""
     return {
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.architecture": ARCHITECTURE,
         "modelspec.implementation": "diffusers",
-        "modelspec.title": f"{token} ({run.name}, step {prov['step']}){check}",
+        "modelspec.title": f"{token} ({rec.name}, step {prov['step']}){check}",
         "modelspec.description": (f"Textual-inversion token {token} ({prov['vectors']} vector(s)) trained by "
                                   f"tomcat-ti; base: {prov['base_model']}."
                                   + (f" {PIPELINE_CHECK_LABEL}" if check else "")),
-        "modelspec.resolution": f"{res}x{res}",
+        "modelspec.resolution": f"{rec.resolution}x{rec.resolution}",
         "modelspec.trigger_phrase": token,
         "modelspec.license": LICENSE,
         "modelspec.date": created.date().isoformat(),
@@ -133,7 +134,7 @@ def a1111_checkpoint(prov: dict[str, str]) -> tuple[str | None, str]:
 # --------------------------------------------------------------------------------------------------- export
 def export_bytes(run: Run, fmt: str, suffix: str, step: int) -> bytes:
     """The file `fmt` writes for checkpoint `step` (no disk writes: the dashboard offers these as downloads)."""
-    token = run.token
+    token = run.record.token.placeholder
     vecs = run.load_embedding(step)[token].astype(np.float32)
     prov = provenance(run, step, vecs)
     flat = {f"{META_PREFIX}{k}": v for k, v in prov.items()}
@@ -182,7 +183,7 @@ def export_embedding(run: Run, fmt: str, out: Path, checkpoint: str = "final", f
     spec = FORMATS[fmt]
     if out.suffix.lower() not in spec.suffixes and not out.is_dir():
         raise UserError(f"--out {clean(out)}: the {fmt} format writes a {' or '.join(spec.suffixes)} file "
-                        f"(e.g. {spec.default_name.format(name=file_stem(run.token))})")
+                        f"(e.g. {spec.default_name.format(name=file_stem(run.record.token.placeholder))})")
     check_out_file(out, force)
     step = export_step(run, checkpoint)
     _write(out, export_bytes(run, fmt, out.suffix.lower(), step))
@@ -208,9 +209,9 @@ def description(run: Run, step: int, prov: dict[str, str], stem: str) -> str:
     if prov["pipeline_check"] == "true":
         lines += [PIPELINE_CHECK_LABEL, ""]
     lines += [
-        f"{run.token}: textual-inversion embedding for Stable Diffusion v1 ({prov['vectors']} vector(s), "
-        f"{prov['property'] or 'object'}), trained by tomcat-ti, run {run.name}, step {step}.",
-        f"Prompt word: {stem} in AUTOMATIC1111 and InvokeAI, embedding:{stem} in ComfyUI, {run.token} in diffusers.",
+        f"{prov['token']}: textual-inversion embedding for Stable Diffusion v1 ({prov['vectors']} vector(s), "
+        f"{prov['property']}), made by tomcat-ti, run {run.name}, step {step}.",
+        f"Prompt word: {stem} in AUTOMATIC1111 and InvokeAI, embedding:{stem} in ComfyUI, {prov['token']} in diffusers.",
         f"Base model: {prov['base_model']}. Weights hash: {prov['base_weights_hash'] or 'none'}.",
         f"Licence: {LICENSE} (the base model's use restrictions apply to what you make with it).",
     ]
@@ -225,13 +226,14 @@ def export_bundle(run: Run, folder: Path, checkpoint: str = "final", force: bool
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--bundle {clean(folder)}: exists and is not a folder; give a folder path")
     step = export_step(run, checkpoint)
-    stem = file_stem(run.token)
+    token = run.record.token.placeholder
+    stem = file_stem(token)
     emb = folder / f"{stem}.safetensors"
     files: dict[Path, Callable[[], bytes]] = {emb: lambda: export_bytes(run, "kohya", ".safetensors", step)}
     grid = best_grid(run, step)
     if grid is not None:
         files[folder / f"{stem}.preview.png"] = grid.read_bytes
-    vecs = run.load_embedding(step)[run.token]
+    vecs = run.load_embedding(step)[token]
     files[folder / f"{stem}.description.txt"] = lambda: description(
         run, step, provenance(run, step, vecs), stem).encode("utf-8")
     for p in files:
@@ -305,10 +307,10 @@ def run(args: Any) -> int:
                 print(f"wrote {clean(p)}")
         else:
             print(f"wrote {clean(export_embedding(r, args.format, args.out, args.checkpoint, args.force))}")
-        if r.is_pipeline_check:
+        if r.record.is_pipeline_check:
             print("note: random-weight run: the files say PIPELINE CHECK in their metadata")
     else:
         r = import_embedding(args.file, args.runs_dir, args.name, args.token, args.weights, args.weights_seed,
                              args.resolution, args.property)
-        print(f"imported {r.token} into {clean(r.path)} (checkpoint {IMPORT_STEP}); generate with --checkpoints final")
+        print(f"imported {r.record.token.placeholder} into {clean(r.path)} (checkpoint {IMPORT_STEP}); generate with --checkpoints final")
     return 0

@@ -52,12 +52,13 @@ def write_pt(obj: dict[str, Any]) -> bytes:
     out.write(b"\x80\x02")  # PROTO 2, as torch writes
     _emit(out, obj, storages)
     out.write(b".")  # STOP
+    members = [("data.pkl", out.getvalue())]
+    members += [(f"data/{i}", arr.astype("<f4").tobytes()) for i, arr in enumerate(storages)]
+    members.append(("version", b"3\n"))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr(f"{ARCHIVE}/data.pkl", out.getvalue())
-        for i, arr in enumerate(storages):
-            z.writestr(f"{ARCHIVE}/data/{i}", arr.astype("<f4").tobytes())
-        z.writestr(f"{ARCHIVE}/version", b"3\n")
+        for name, data in members:  # fixed timestamps (as torch writes): the same embedding gives the same bytes
+            z.writestr(zipfile.ZipInfo(f"{ARCHIVE}/{name}", date_time=(1980, 1, 1, 0, 0, 0)), data)
     return buf.getvalue()
 
 

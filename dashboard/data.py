@@ -517,7 +517,7 @@ def _export_downloads(run_path: str, key: tuple) -> tuple[Any, str | None]:
     run = Run(run_path)
     try:
         step = export.export_step(run, "final")
-        stem = export.file_stem(run.token)
+        stem = export.file_stem(run.record.token.placeholder)
         out = []
         for fmt, suffix, tools in EXPORT_DOWNLOADS:
             name = export.FORMATS[fmt].default_name.format(name=stem)

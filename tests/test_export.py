@@ -69,10 +69,15 @@ def final_vectors(run):
 
 
 # ------------------------------------------------------------------------------------------------ diffusers
-def tiny_text_encoder(tmp_path):
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    return clip_tokenizer_files(tmp_path_factory.mktemp("clip_tokenizer"))
+
+
+def tiny_text_encoder(folder):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    tok = CLIPTokenizer.from_pretrained(str(clip_tokenizer_files(tmp_path)))
+    tok = CLIPTokenizer.from_pretrained(str(folder))
     assert tok("a photo of a cat").input_ids[:5] == [49406, 320, 1125, 539, 320]  # same ids as SD's tokenizer
     torch.manual_seed(0)
     te = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=32, num_hidden_layers=1,
@@ -81,13 +86,13 @@ def tiny_text_encoder(tmp_path):
 
 
 @pytest.mark.parametrize("fmt,name", EXPORTS)
-def test_diffusers_load_textual_inversion_reads_every_format(run, tmp_path, fmt, name):
+def test_diffusers_load_textual_inversion_reads_every_format(run, tmp_path, tokenizer_dir, fmt, name):
     """diffusers loaders/textual_inversion.py (installed): default settings; the emb_params layout names no
     token diffusers can see (its key is 'emb_params'), so that one is loaded with token= as its docs say."""
     from diffusers.loaders import TextualInversionLoaderMixin
 
     out = export_embedding(run, fmt, tmp_path / name)
-    tok, te = tiny_text_encoder(tmp_path)
+    tok, te = tiny_text_encoder(tokenizer_dir)
 
     class Loader(TextualInversionLoaderMixin):  # the two attributes a DiffusionPipeline would provide
         hf_device_map = None
@@ -147,7 +152,7 @@ def test_a1111_pt_fields_tell_the_truth(tmp_path):
     real = make_run(tmp_path / "r", "real", real=True)
     out = export_embedding(real, "a1111", tmp_path / "real.pt")
     _, fields = toolrules.a1111_load(out)
-    files = real.weights["files"]
+    files = dict(real.record.weights.files)
     assert fields["sd_checkpoint"] == weights_hash(files)[:10]
     assert fields["sd_checkpoint_name"].startswith("stable-diffusion-v1-4 (KerasCV weights")
     data = torch.load(out, weights_only=True)
@@ -211,7 +216,7 @@ def test_kohya_modelspec_metadata(tmp_path):
         assert md["tomcat_ti.token"] == TOKEN and md["tomcat_ti.run"] == r.name and md["tomcat_ti.step"] == "20"
         assert md["tomcat_ti.pipeline_check"] == str(not real).lower()
         if real:
-            assert md["tomcat_ti.base_weights_hash"] == weights_hash(r.weights["files"])
+            assert md["tomcat_ti.base_weights_hash"] == weights_hash(dict(r.record.weights.files))
             assert "PIPELINE" not in md["modelspec.title"]
         else:
             assert "PIPELINE CHECK" in md["modelspec.title"] and "PIPELINE CHECK" in md["tomcat_ti.note"]
