@@ -27,6 +27,7 @@ COMMANDS = {
     "compare": ("core.compare", "compare a character run with a style run"),
     "card": ("core.card", "write the model card (md, html, pdf, json)"),
     "demo": ("core.demo", "build the built-in random-weight demo experiment"),
+    "sweep": ("core.sweep", "many runs from one spec (grid/random search) on Ray, local or a cluster"),
 }
 
 

@@ -44,3 +44,8 @@ def tiny_components(resolution: int = 64, seed: int = 0) -> Components:
     ])
     return Components.from_models(WeightSpec("random", seed=seed), resolution, text_encoder=text_encoder,
                                   diffusion_model=diffusion_model, image_encoder=image_encoder, decoder=decoder)
+
+
+def sweep_components(weights: WeightSpec, resolution: int) -> Components:
+    """The sweep's components factory (`components = "tests.tiny:sweep_components"` in a spec's [sweep])."""
+    return tiny_components(resolution, weights.seed)
