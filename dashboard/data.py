@@ -532,3 +532,93 @@ def _export_downloads(run_path: str, key: tuple) -> tuple[Any, str | None]:
 
 def command_export(run_path: str) -> str:
     return f"python -m core export {q(run_path)} --bundle EMBEDDINGS_DIR"
+
+
+# ------------------------------------------------------------------------------------------------- sweeps
+def sweep_names(runs_dir: str) -> list[str]:
+    """Names of the sweeps recorded under RUNS/sweeps/ (see core.sweeprecord)."""
+    from core.sweeprecord import list_sweeps
+
+    return [s.name for s in list_sweeps(runs_dir)]
+
+
+def sweep(runs_dir: str, name: str) -> dict[str, Any]:
+    """A sweep's record plus one row per trial: `trials` (DataFrame: trial, the varied parameters, status, run
+    status, pipeline_check, final step, final CLIP-I/CLIP-T means and 95% CIs as `score` wrote them in scores.json
+    (read, not recomputed), recommended checkpoint (core.advice, when available)), `varied`, `record`."""
+    from core.sweeprecord import SweepRecord
+
+    rec = SweepRecord(runs_dir, name)
+    record = _unwrap(_sweep_record(str(rec.record_path), _sig(rec.record_path)))
+    rows = []
+    for t in record.get("trials", []):
+        run = rec.run(t["name"])
+        rows.append(_trial_row(str(run.path), (_sig(run.meta_path), _sig(run.scores_meta_path),
+                                                _sig(run.scores_path)), json_key(t)))
+    params = list(record.get("varied") or [])
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        for p in params:
+            df[p] = [r["params"].get(p) for r in rows]
+        df = df.drop(columns=["params"])
+    return {"record": record, "varied": params, "trials": df}
+
+
+def json_key(d: Any) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+@st.cache_data(show_spinner=False, max_entries=50)
+def _sweep_record(path: str, key: Any) -> tuple[Any, str | None]:
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
+            raise ValueError("no trial list")
+        return data, None
+    except Exception as e:  # noqa: BLE001
+        return None, str(_damaged(Path(path), e))
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _trial_row(run_path: str, key: Any, trial_json: str) -> dict[str, Any]:
+    import json
+
+    t = json.loads(trial_json)
+    run = Run(run_path)
+    row: dict[str, Any] = {"trial": t["name"], "path": run_path, "params": t.get("params", {}),
+                           "status": t.get("status", "?"), "attempts": t.get("attempts"),
+                           "resumed_from": t.get("resumed_from"), "message": t.get("message", ""),
+                           "run_status": "not started", "pipeline_check": True, "final_step": None,
+                           "recommended": None, "error": None}
+    for m in ("clip_i", "clip_t"):
+        row.update({f"{m}_mean": None, f"{m}_lo": None, f"{m}_hi": None})
+    if not run.exists:
+        return row
+    try:
+        meta = run.meta
+        row.update(run_status=str(meta.get("status", "?")), pipeline_check=run.is_pipeline_check,
+                   final_step=meta.get("final_step"))
+        smeta = run.read_scores_meta()
+    except Exception as e:  # noqa: BLE001 - one damaged trial must not hide the others
+        row["error"] = str(e)
+        return row
+    if smeta:
+        by_step = (smeta.get("summaries") or {}).get("by_step") or []
+        if by_step:
+            last = max(by_step, key=lambda r: r["step"])
+            row["scored_step"] = last["step"]
+            for m in ("clip_i", "clip_t"):
+                for s in ("mean", "lo", "hi"):
+                    row[f"{m}_{s}"] = last.get(f"{m}_{s}")
+        row["pipeline_check"] = bool(row["pipeline_check"] or smeta.get("pipeline_check"))
+        advice, _ = optional_module("core.advice")
+        if advice is not None:
+            try:
+                row["recommended"] = advice.advise_run(run).get("recommended")
+            except Exception:  # noqa: BLE001 - advice is optional on this page
+                row["recommended"] = None
+    return row

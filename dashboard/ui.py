@@ -78,7 +78,11 @@ def single_run_page(title: str, key: str) -> dict[str, Any]:
     st.title(title)
     if no_runs():
         st.stop()
-    info = pick_run("Run", data.ok_runs(infos()), key=key)
+    candidates = data.ok_runs(infos())
+    linked = st.query_params.get("run")  # a link such as the Sweeps page's `?run=NAME` picks the run once
+    if key not in st.session_state and linked in {c["name"] for c in candidates}:
+        st.session_state[key] = linked
+    info = pick_run("Run", candidates, key=key)
     pipeline_label(info)
     return info
 

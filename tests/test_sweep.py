@@ -308,8 +308,10 @@ def test_killed_worker_resumes_and_ctrl_c_leaves_true_status(char_images, tmp_pa
         _wait_for(lambda: len(_steps(run)) >= 7, p)  # past the step-5 checkpoint
         pids = _worker_pids("ray::train ")
         assert len(pids) == 1, pids
+        kept = run.checkpoint_steps()[-1]
+        killed_at = time.time()
         os.kill(pids[0], signal.SIGKILL)  # the worker dies mid-training (like an OOM kill)
-        # Ray retries the task in a fresh worker, which resumes from step 5 and carries on
+        # Ray retries the task in a fresh worker, which resumes from that checkpoint and carries on
         _wait_for(lambda: _steps(run) and _steps(run)[-1] >= 20 and _worker_pids("ray::train "), p)
         p.send_signal(signal.SIGINT)  # Ctrl-C on the sweep
         out, _ = p.communicate(timeout=180)
@@ -319,14 +321,20 @@ def test_killed_worker_resumes_and_ctrl_c_leaves_true_status(char_images, tmp_pa
     assert p.returncode == 130, out
     assert run.meta["status"] == "interrupted", out
     trial = SweepRecord(runs, "k").trials()[0]
-    assert trial["status"] == "interrupted" and trial["resumed_from"] == 5, trial
+    assert trial["status"] == "interrupted", trial
     steps = _steps(run)
     assert steps == list(range(1, len(steps) + 1)) and 20 <= len(steps) < 40
+    # the retry resumed from the last checkpoint before the kill (kept as it was) instead of starting over
+    assert kept >= 5 and run.checkpoint_path(kept).stat().st_mtime < killed_at
+    assert run.checkpoint_path(kept + 5).stat().st_mtime > killed_at
+    last_ckpt = run.checkpoint_steps()[-1]
 
     p = sweep_cli(spec, runs)  # the rerun resumes from the last checkpoint and finishes
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
-    assert run.meta["status"] == "finished" and SweepRecord(runs, "k").trials()[0]["status"] == "finished"
+    trial = SweepRecord(runs, "k").trials()[0]
+    assert run.meta["status"] == "finished" and trial["status"] == "finished"
+    assert trial["resumed_from"] == last_ckpt >= 20
     metrics = run.read_metrics()
     assert [m["step"] for m in metrics] == list(range(1, 41))  # every step exactly once
     cfg = TrainConfig.from_dict(run.meta["config"])  # uninterrupted, by hand: the same losses
