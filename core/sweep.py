@@ -19,7 +19,8 @@ the current folder, as on the command line, and stored absolute so every worker 
     checkpoints = "0,final"
     [score]                    # after generating: `score`'s options (ScoreConfig); `references` is required
     references = "my-tom-pictures"
-    [audit]                    # the risk audit (needs core.audit); omit to skip
+    [audit]                    # the risk audit: `audit`'s options (AuditConfig; references default to the
+                               # trial's training images); omit to skip
     [sweep]                    # how the sweep runs (SWEEP_DEFAULTS)
 
 Every trial is an ordinary run folder in --runs-dir named from its parameters (`trial_name`), plus the sweep's
@@ -62,7 +63,8 @@ SWEEP_DEFAULTS: dict[str, Any] = {
     "retry_exceptions": False,  # also retry a stage that raised (a bad-input UserError is never retried)
     "components": DEFAULT_COMPONENTS,  # factory(weight_spec, resolution) of the networks; for tests/custom models
 }
-PATH_KEYS = {"train": ("images", "prompts"), "generate": ("prompts", "init_image"), "score": ("references",)}
+PATH_KEYS = {"train": ("images", "prompts"), "generate": ("prompts", "init_image"), "score": ("references",),
+             "audit": ("references", "held_out", "misuse")}
 OBJECT_STORE_MB = 200  # trials exchange only small dicts; keep Ray's shared memory small
 
 
@@ -260,11 +262,19 @@ def load_spec(path: str | os.PathLike, runs_dir: str | os.PathLike) -> SweepSpec
         if generate is None:
             raise _err(spec_path, "[audit]", "needs [generate] (the audit reads a trial's generated images)")
         try:
-            import core.audit  # noqa: F401  (helper iss13's module; optional)
+            from core.audit import AuditConfig
         except ImportError:
             raise _err(spec_path, "[audit]", "the risk audit (core.audit) is not in this version; remove the "
                                              "table") from None
-        audit = _norm_keys(raw["audit"])
+        audit = _resolve_paths(strict("audit", AuditConfig, raw["audit"]), "audit")
+        try:  # references default to each trial's training images (checked with them below)
+            AuditConfig(**{"references": base.get("images") or ".", **audit})
+            if audit.get("held_out"):
+                from core.images import validate_images
+
+                validate_images(Path(audit["held_out"]))
+        except UserError as e:
+            raise _err(spec_path, "[audit]", str(e)) from None
     sweep = _norm_keys(raw.get("sweep", {}))
     bad = sorted(set(sweep) - set(SWEEP_DEFAULTS))
     if bad:
@@ -324,9 +334,10 @@ def expand(spec: SweepSpec, runs_dir: Path) -> list[Trial]:
             if name in names:
                 continue
             names.add(name)
+            audit = None if spec.audit is None else {"references": train["images"], **spec.audit}
             plan = TrialPlan(name=name, runs_dir=str(runs_dir.resolve()), train=train, generate=spec.generate,
-                             score=spec.score, audit=spec.audit, components=spec.sweep["components"])
-            fp = hashlib.sha256(json.dumps([train, spec.generate, spec.score, spec.audit, plan.components],
+                             score=spec.score, audit=audit, components=spec.sweep["components"])
+            fp = hashlib.sha256(json.dumps([train, spec.generate, spec.score, audit, plan.components],
                                            sort_keys=True, default=str).encode()).hexdigest()[:16]
             out.append(Trial(name, params, plan, fp))
     return out
@@ -340,7 +351,7 @@ def _this_machine() -> tuple[str, int | None]:
 def measured_times(runs_dir: Path, train: dict[str, Any]) -> dict[str, Any]:
     """Median seconds per training step (and per generated image) of earlier runs on this machine with the same
     resolution, batch size, precision and XLA setting; the runs it came from. Steps after the first only (the
-    first includes building and compiling)."""
+    first one's time includes building and compiling)."""
     keys = ("resolution", "batch_size", "mixed_precision", "jit_compile")
     step_dts, img_secs, sources = [], [], []
     here = _this_machine()
@@ -356,7 +367,7 @@ def measured_times(runs_dir: Path, train: dict[str, Any]) -> dict[str, Any]:
             secs = [m["seconds"] for m in run.read_metrics()]
         except (KeyError, ValueError):
             continue
-        dts = [b - a for a, b in zip(secs[1:], secs[2:])]
+        dts = [b - a for a, b in zip(secs, secs[1:])]  # steps 2..n (step 1 includes building/compiling)
         if dts:
             step_dts += dts
             sources.append(run.name)
@@ -498,6 +509,7 @@ class Driver:
                 row.update(status="finished", stage="done", message=old.get("message", ""))
             self.rows[t.name] = row
         self.created = (record.read().get("created") if record.exists else None) or time.time()
+        self.stopped: list[str] = []
 
     def save(self) -> None:
         self.record.write({"name": self.spec.name, "spec": str(self.spec.path.resolve()), "created": self.created,
@@ -562,15 +574,28 @@ class Driver:
             self.ray.wait(list(inflight), num_returns=len(inflight), timeout=grace)
         except Exception:  # noqa: BLE001
             pass
-        for ref, (name, stage) in inflight.items():
-            for_run = self.spec.trials[[t.name for t in self.spec.trials].index(name)].plan.run
+        for name, stage in inflight.values():
             self.rows[name].update(status="interrupted", stage=stage, message="sweep interrupted (Ctrl-C)")
-            if for_run.exists and for_run.meta.get("status") == "running":
-                for_run.update_meta(status="interrupted", message="sweep interrupted; rerun the sweep to resume")
+            self.stopped.append(name)
         for row in self.rows.values():
             if row["status"] == "pending":
                 row["message"] = "not started (sweep interrupted)"
         self.save()
+
+    def settle(self) -> None:
+        """After Ray is shut down (its workers gone): a stopped trial's run still marked running was interrupted.
+        Takes the run's writer lock, so a run some other process still writes is left alone."""
+        by_name = {t.name: t for t in self.spec.trials}
+        for name in self.stopped:
+            run = by_name[name].plan.run
+            try:
+                if run.exists:
+                    with run.writer("sweep: record the interruption"):
+                        if run.meta.get("status") == "running":
+                            run.update_meta(status="interrupted",
+                                            message="sweep interrupted; rerun the sweep to resume")
+            except UserError as e:
+                print(f"{name}: {e}", file=sys.stderr)
 
 
 def _raise_interrupt(signum, frame):
@@ -582,7 +607,7 @@ def add_arguments(p, command: str) -> None:
     p.add_argument("spec", type=Path, metavar="SPEC", help="the sweep's TOML file (see `core/sweep.py`'s docstring)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="where the trials' run folders go (on a cluster: storage every node shares)")
-    p.add_argument("--address", help="attach to an existing Ray cluster (e.g. ray://head:10001 or auto); "
+    p.add_argument("--address", help="attach to an existing Ray cluster (HEAD:6379, or auto on a node of it); "
                                      "default: start an embedded local Ray")
     p.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray (default: all)")
     p.add_argument("--object-store-mb", type=int, default=OBJECT_STORE_MB,
@@ -599,13 +624,18 @@ def run(args) -> int:
         return 0
     ray = start_ray(args.address, args.num_cpus, args.object_store_mb)
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    driver = None
     try:
         gpus = float(ray.cluster_resources().get("GPU", 0))
         parallel = default_parallel(spec, gpus)
         print(f"sweep {spec.name}: {len(spec.trials)} trial(s), {parallel} training at once "
               f"({'%g GPU(s)' % gpus if gpus else 'no GPU'}), runs in {runs_dir}, record in {record.path}")
-        counts = Driver(ray, spec, runs_dir, record, parallel, gpus).run()
+        driver = Driver(ray, spec, runs_dir, record, parallel, gpus)
+        counts = driver.run()
     except KeyboardInterrupt:
+        ray.shutdown()
+        if driver is not None:
+            driver.settle()
         print(f"sweep interrupted; rerun the same command to resume ({record.record_path})", file=sys.stderr)
         return 130
     finally:

@@ -13,6 +13,7 @@ tests pass tiny stand-ins (`tests.tiny:sweep_components`) and a custom model may
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class TrialPlan:
     train: dict[str, Any]  # TrainConfig fields
     generate: dict[str, Any] | None = None  # GenerateConfig fields; None: no generation
     score: dict[str, Any] | None = None  # ScoreConfig fields; None: no scoring
-    audit: dict[str, Any] | None = None  # options for core.audit; None: no audit
+    audit: dict[str, Any] | None = None  # AuditConfig fields (core.audit); None: no audit
     components: str = DEFAULT_COMPONENTS  # factory(weight_spec, resolution) -> Components
 
     @property
@@ -58,64 +59,87 @@ def load_factory(dotted: str) -> Callable[..., Any]:
 
 
 def train_stage(plan: TrialPlan) -> dict[str, Any]:
-    """Train the trial's run (or resume it, or skip a finished one), then generate its images.
-    Returns {"status", "resumed_from", "final_step", "generated", "message"}."""
+    """Train the trial's run (or resume it, or skip a finished one), then generate its images, holding the run's
+    writer lock. Returns {"status", "resumed_from", "final_step", "generated", "message"}."""
     from core.train import TRAINING_COMPONENTS, TrainConfig, set_precision, start_run, train
     from core.weights import WeightSpec
 
     cfg = TrainConfig.from_dict(plan.train)
-    run = plan.run
-    resume, resumed_from = False, None
-    if run.path.exists() and not run.exists:
-        raise UserError(f"{run.path}: exists but is not a run folder; move it away (the sweep names a trial's "
-                        "run folder after its parameters)")
-    if run.exists:
-        meta = run.meta
-        if meta.get("config") != cfg.to_dict():
-            raise UserError(f"{run.path}: a run with this name was trained with another configuration; move it "
-                            "away or rename the sweep")
-        if meta.get("status") != "finished":
-            done = [s for s in run.checkpoint_steps() if s in run.embedding_steps()]
-            if done:
-                resume, resumed_from = True, done[-1]
-            else:  # created, but died before its first checkpoint: nothing learned to keep
-                shutil.rmtree(run.path)
     spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
     for name in TRAINING_COMPONENTS:  # fetch / hash-check weight files before a run folder exists
         spec.resolve(name)
-    set_precision(cfg.mixed_precision)
-    components = load_factory(plan.components)(spec, cfg.resolution)
-    if not (run.exists and run.meta.get("status") == "finished"):
-        if not resume:
-            run = start_run(cfg, Path(plan.runs_dir), plan.name)
-        try:
-            train(cfg, run, components, resume=resume, progress=False)
-        except UserError:
-            if run.meta.get("status") == "running":
-                run.update_meta(status="failed")
-            raise
-    meta = run.meta
-    out: dict[str, Any] = {"status": meta["status"], "resumed_from": resumed_from,
-                           "final_step": meta.get("final_step"), "generated": 0, "message": meta.get("message", "")}
-    if meta["status"] != "finished":
-        return out
-    if plan.generate is not None:
-        from core.generate import GenerateConfig, generate
+    run = plan.run
+    if run.path.exists() and not run.exists:
+        raise UserError(f"{run.path}: exists but is not a run folder; move it away (the sweep names a trial's "
+                        "run folder after its parameters)")
+    if run.exists and not run.checkpoint_steps() and run.lock_holder() is None:
+        shutil.rmtree(run.path)  # died before its step-0 checkpoint: nothing learned to keep; start it again
+    with contextlib.ExitStack() as stack:
+        resume, resumed_from = False, None
+        if run.exists:
+            stack.enter_context(run.writer("sweep trial: train + generate"))
+            meta = run.meta
+            if meta.get("config") != cfg.to_dict():
+                raise UserError(f"{run.path}: a run with this name was trained with another configuration; move "
+                                "it away or rename the sweep")
+            if meta.get("status") != "finished":
+                done = [s for s in run.checkpoint_steps() if s in run.embedding_steps()]
+                if not done:
+                    raise UserError(f"{run.path}: no complete checkpoint to resume from; delete the folder and "
+                                    "rerun the sweep")
+                resume, resumed_from = True, done[-1]
+        set_precision(cfg.mixed_precision)
+        components = load_factory(plan.components)(spec, cfg.resolution)
+        if not (run.exists and run.meta.get("status") == "finished"):
+            if not resume:
+                run = start_run(cfg, Path(plan.runs_dir), plan.name)
+                stack.enter_context(run.writer("sweep trial: train + generate"))
+            try:
+                train(cfg, run, components, resume=resume, progress=False)
+            except UserError:
+                if run.meta.get("status") == "running":
+                    run.update_meta(status="failed")
+                raise
+        meta = run.meta
+        out: dict[str, Any] = {"status": meta["status"], "resumed_from": resumed_from,
+                               "final_step": meta.get("final_step"), "generated": 0,
+                               "message": meta.get("message", "")}
+        if meta["status"] != "finished":
+            return out
+        if plan.generate is not None:
+            from core.generate import GenerateConfig, generate
 
-        counts = generate(run, GenerateConfig.from_dict(plan.generate), components, progress=False)
-        out["generated"] = counts["generated"]
-    return out
+            counts = generate(run, GenerateConfig.from_dict(plan.generate), components, progress=False)
+            out["generated"] = counts["generated"]
+        return out
 
 
 def score_stage(plan: TrialPlan) -> dict[str, Any]:
-    """CLIP-score the trial's images (only new ones), then run the risk audit if asked. Torch side only."""
-    out: dict[str, Any] = {"status": "finished", "message": ""}
-    if plan.score is not None:
-        from core.score import ScoreConfig, score_run
+    """CLIP-score the trial's images (only new ones), then run the risk audit if asked (one CLIP model loaded
+    when both use the same). Torch side only; holds the run's writer lock."""
+    from core.clip_score import load_clip
 
-        meta = score_run(plan.run, ScoreConfig(**plan.score), progress=False, log=lambda *a: None)
-        out.update(n_images=meta["n_images"], n_scored_now=meta["n_scored_now"])
-    if plan.audit is not None:
-        audit = load_factory("core.audit:audit_run")
-        audit(plan.run, **plan.audit)
+    out: dict[str, Any] = {"status": "finished", "message": ""}
+    quiet = lambda *a, **k: None  # noqa: E731 - workers' output is the sweep's log; results go to the record
+    scorers: dict[tuple, Any] = {}
+
+    def scorer(cfg) -> Any:
+        key = (cfg.clip, cfg.clip_seed, cfg.device)
+        if key not in scorers:
+            scorers[key] = load_clip(cfg.clip, seed=cfg.clip_seed, device=cfg.device)
+        return scorers[key]
+
+    run = plan.run
+    with run.writer("sweep trial: score + audit"):
+        if plan.score is not None:
+            from core.score import ScoreConfig, score_run
+
+            cfg = ScoreConfig(**plan.score)
+            meta = score_run(run, cfg, scorer=scorer(cfg), progress=False, log=quiet)
+            out.update(n_images=meta["n_images"], n_scored_now=meta["n_scored_now"])
+        if plan.audit is not None:
+            from core.audit import AuditConfig, audit_run
+
+            cfg = AuditConfig(**plan.audit)
+            audit_run(run, cfg, scorer=scorer(cfg), progress=False, log=quiet)
     return out

@@ -87,6 +87,8 @@ weight_decay = { min = 1e-4, max = 1e-1, log = true }
     (("[grid]", "[random]\nn = 2\nwarmup = [1]\n[grid]"), r"\[random\] warmup: not a train option"),
     (("[grid]", "[random]\nn = 2\nflip_p = { min = 0.5, max = 0.1 }\n[grid]"), r"\[random\] flip_p: min=0.5, max=0.1"),
     (("[grid]", "[score]\nreferences = 'x'\n[grid]"), r"\[score\]: needs \[generate\]"),
+    (("[grid]", "[generate]\n[audit]\nfpr = 0.9\n[grid]"), r"\[audit\]: --fpr 0.9: must be between 0 and 0.5"),
+    (("[grid]", "[generate]\n[audit]\nheldout = 'x'\n[grid]"), r"\[audit\] heldout: unknown key"),
     (('init = "cat"', 'init = "tomcat"'), r"tokenizes to 2 tokens"),
 ])
 def test_bad_spec_is_one_clear_line(char_images, tmp_path, edit, message):
@@ -123,7 +125,7 @@ def test_dry_run_estimate_from_measured_runs(char_images, tmp_path):
                                                                                          "cpu_count": cpus}})
     r.append_metrics([{"step": s, "loss": 0.1, "lr": 0.002, "seconds": 10 + 2.0 * s} for s in range(1, 6)])
     text = dry_run(spec, runs, 2)
-    assert "2.000 s/step measured from 3 step(s) of 1 earlier run(s) on this machine (old)" in text
+    assert "2.000 s/step measured from 4 step(s) of 1 earlier run(s) on this machine (old)" in text
     # (1000 + 1000 + 3000 + 3000) steps x 2 s = 16000 s = 266.7 min; two at once
     assert "estimate: 266.7 min" in text and "~133.3 min wall with 2 at once" in text
 
