@@ -462,11 +462,12 @@ def _run_score(plan: TrialPlan) -> dict[str, Any]:
 
 def start_ray(address: str | None, num_cpus: int | None, object_store_mb: int):
     """Attach to a cluster (`address`) or start an embedded local Ray for this command."""
+    if not address:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # this command's own instance: no token in ~/.ray
     try:
         import ray
     except ImportError:
         raise UserError("ray is not installed; pip install -r requirements.txt") from None
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local instance: no token file in ~/.ray
     if address:
         ray.init(address=address, log_to_driver=True)
     else:

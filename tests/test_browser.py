@@ -31,6 +31,7 @@ PAGES = {  # url path -> heading
     "character_vs_style": "Character vs style",
     "token_explorer": "Token explorer",
     "model_card": "Model card and limitations review",
+    "sweeps": "Sweeps",
 }
 SHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS", "/tmp"))
 
@@ -58,6 +59,9 @@ def runs_dir(tmp_path_factory) -> Path:
 
     for name in ("broken-json", "garbage-scores", "no-images"):
         shutil.rmtree(runs / name)
+    from tests.test_sweeps_page import make_sweep
+
+    make_sweep(runs)  # a sweep of four trials over fake runs (three scored, one never started)
     return runs
 
 
@@ -186,6 +190,24 @@ def test_switch_run_and_move_the_checkpoint_slider(server, page):
     page.get_by_text(new_run.split(" (")[0]).first.wait_for()
     assert_no_errors(page, "Prompt grids after switching the run")
     page.screenshot(path=str(SHOTS / "dashboard-prompt_grids-switched.png"), full_page=True)
+
+
+def test_sweeps_page_view_lives_in_the_url(server, page):
+    """A shared URL opens the same filtered, coloured view; changing the colour updates the URL."""
+    page.goto(f"{server}/sweeps?sweep=sw&f_lr=0.005&color=lr")
+    settle(page, "Sweeps")
+    assert_no_errors(page, "Sweeps")
+    page.get_by_text("Reconstruction vs editability", exact=False).first.wait_for()
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 3
+    assert page.get_by_text("lr=0.005", exact=True).count() >= 1  # the plane's legend: coloured by lr
+    assert "f_lr=0.005" in page.url and "color=lr" in page.url
+    combo = page.get_by_role("combobox", name="Colour the plane by", exact=True)
+    combo.click()
+    page.get_by_role("option", name="steps", exact=True).click()
+    page.wait_for_function("() => window.location.search.includes('color=steps')")
+    settle(page, "Sweeps")
+    assert "f_lr=0.005" in page.url
+    page.screenshot(path=str(SHOTS / "dashboard-sweeps.png"), full_page=True)
 
 
 def test_served_on_loopback_only(server):

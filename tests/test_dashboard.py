@@ -26,6 +26,7 @@ PAGES = {
     "views/character_vs_style.py": "Character vs style",
     "views/token_explorer.py": "Token explorer",
     "views/model_card.py": "Model card and limitations review",
+    "views/sweeps.py": "Sweeps",
 }
 HEAVY = ("tensorflow", "keras", "keras_cv", "torch")
 

@@ -14,6 +14,8 @@ STATUSES = ("pending", "running", "finished", "failed", "interrupted")
 QP = st.query_params
 
 st.title("Sweeps")
+if ui.no_runs():
+    st.stop()
 names = data.sweep_names(ui.runs_dir())
 if not names:
     st.info(f"No sweeps in `{ui.runs_dir()}/sweeps/`. Start one with:", icon=":material/info:")
