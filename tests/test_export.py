@@ -133,11 +133,15 @@ def test_a1111_pt_passes_safe_unpickler_where_torch_save_does_not(tmp_path):
     out = export_embedding(make_run(tmp_path / "r", "x"), "a1111", tmp_path / "tom-cat.pt")
     names = zipfile.ZipFile(out).namelist()
     assert names == ["archive/data.pkl", "archive/data/0", "archive/version"]
-    assert all(toolrules.A1111_ALLOWED_ZIP_NAMES.match(n) for n in names)
+    for rule in toolrules.A1111_ZIP_RULE_VARIANTS.values():
+        assert all(rule(n) for n in names)
     toolrules.a1111_check_pt(out)
     torch.save({"string_to_param": {"*": torch.zeros(1, 768)}}, tmp_path / "torch.pt")
     with pytest.raises(ValueError, match="bad file inside"):
         toolrules.a1111_check_pt(tmp_path / "torch.pt")
+    torch_names = zipfile.ZipFile(tmp_path / "torch.pt").namelist()
+    for rule in toolrules.A1111_ZIP_RULE_VARIANTS.values():  # .format_version passes no form of the rule
+        assert not all(rule(n) for n in torch_names)
     # RestrictedUnpickler.find_class: only allow-listed globals
     pkl = zipfile.ZipFile(out).read("archive/data.pkl")
     assert toolrules.pickle_globals(pkl) <= toolrules.A1111_ALLOWED_GLOBALS
@@ -281,3 +285,17 @@ def test_export_refuses_overwrite_and_bad_out(tmp_path, capsys):
         export_embedding(r, "diffusers", tmp_path / "e.pt")
     with pytest.raises(UserError, match="no such checkpoint"):
         export_embedding(r, "diffusers", tmp_path / "o.safetensors", "5")
+
+
+def test_cli_bundle_then_import_round_trip(tmp_path, capsys):
+    from core.__main__ import main
+    from core.runfolder import Run
+
+    r = make_run(tmp_path / "runs", "cli", 5)
+    assert main(["export", str(r.path), "--bundle", str(tmp_path / "emb")]) == 0
+    out = capsys.readouterr().out
+    assert "tom-cat.safetensors" in out and "PIPELINE CHECK" in out
+    assert main(["import", str(tmp_path / "emb/tom-cat.safetensors"), "--runs-dir", str(tmp_path / "runs"),
+                 "--weights", "random", "--name", "back"]) == 0
+    assert f"imported {TOKEN}" in capsys.readouterr().out
+    np.testing.assert_array_equal(Run(tmp_path / "runs/back").load_embedding(1)[TOKEN], final_vectors(r))

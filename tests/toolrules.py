@@ -17,8 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# A1111 modules/safe.py: `allowed_zip_names_re` and `data_pkl_re` (check_zip_filenames / check_pt)
+# A1111 modules/safe.py: `allowed_zip_names_re` and `data_pkl_re` (check_zip_filenames / check_pt), v1.0-1.10
 A1111_ALLOWED_ZIP_NAMES = re.compile(r"^([^/]+)/((data/\d+)|version|(data\.pkl))$")
+# The other forms that regex has had: the first web UI releases (`allowed_zip_names` list + data/N regex, the
+# folder must be "archive") and the later form that also lets byteorder and .data/serialization_id through.
+A1111_ZIP_RULE_VARIANTS = {
+    "early": lambda n: n in ("archive/data.pkl", "archive/version") or re.match(r"^archive/data/\d+$", n),
+    "1.x": A1111_ALLOWED_ZIP_NAMES.match,
+    "late": re.compile(r"^([^/]+)/((data/\d+)|version|byteorder|.data/serialization_id|(data\.pkl))$").match,
+}
 A1111_DATA_PKL = re.compile(r"^([^/]+)/data\.pkl$")
 # A1111 modules/safe.py: RestrictedUnpickler.find_class (the globals it lets through; everything else is forbidden)
 A1111_ALLOWED_GLOBALS = {
