@@ -5,17 +5,21 @@ BIN     := $(VENV)/bin
 RUNS    ?= demo-runs
 PORT    ?= 8501
 ADDRESS ?= 127.0.0.1
+# GPU builds (requirements-gpu.txt: jax[cuda12]) when an NVIDIA driver answers, or with GPU=1; GPU=0 forces CPU.
+GPU     ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
+REQS    := $(if $(filter 1,$(GPU)),requirements-gpu.txt,requirements.txt)
+STAMP   := $(BIN)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
 
 .PHONY: demo test test-fast install browser dashboard clean-demo
 
-$(BIN)/.installed: requirements.txt requirements-legacy.txt
+$(STAMP): requirements.txt requirements-gpu.txt requirements-legacy.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install -r $(REQS)
 	$(BIN)/pip install --no-deps -r requirements-legacy.txt
 	touch $@
 
-install: $(BIN)/.installed
+install: $(STAMP)
 
 # Debian's chromium for the browser test and plotly's PNG export (Playwright cannot download browsers here).
 browser:
@@ -43,7 +47,7 @@ test: install browser
 
 # Seconds-to-minutes subset: no real architecture, no browser, no Ray.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not real and not browser and not ray"
+	$(BIN)/python -m pytest -q -m "not real and not browser and not ray and not network"
 
 clean-demo:
 	rm -rf $(RUNS)

@@ -28,7 +28,19 @@ COMMANDS = {
     "card": ("core.card", "write the model card (md, html, pdf, json)"),
     "demo": ("core.demo", "build the built-in random-weight demo experiment"),
     "sweep": ("core.sweep", "many runs from one spec (grid/random search) on Ray, local or a cluster"),
+    "doctor": ("core.doctor", "what hardware and precision Keras and torch see; a 10-second UNet timing"),
+    "bench": ("core.bench", "training and generation speed and memory vs KerasCV and diffusers"),
 }
+
+
+def choose_backend() -> str | None:
+    """With the GPU builds installed (requirements-gpu.txt: jax[cuda12]) and no KERAS_BACKEND set, use Keras'
+    JAX backend, which is the one that sees the GPU (TensorFlow is the CPU build). Checked without importing."""
+    import importlib.util
+
+    if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("jax_cuda12_plugin") is not None:
+        os.environ["KERAS_BACKEND"] = "jax"
+    return os.environ.get("KERAS_BACKEND")
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -49,6 +61,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines drown the progress bars
+    choose_backend()
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:

@@ -19,9 +19,16 @@ VAE_SCALE = 0.18215  # SD's latent scaling factor
 class Components:
     """The four networks, each built on first use. `weights` records provenance as they load."""
 
-    def __init__(self, weights: WeightSpec, resolution: int, builders: dict[str, Callable[[], Any]] | None = None):
+    def __init__(self, weights: WeightSpec, resolution: int, builders: dict[str, Callable[[], Any]] | None = None,
+                 fused_attention: bool | None = None):
         self.weights = weights
         self.resolution = resolution
+        # KerasCV's attention layers swapped for keras.ops.dot_product_attention (fuse_attention) as they build;
+        # None = on the JAX backend only (cuDNN fused attention there; on TensorFlow it lowers to the same
+        # einsum + softmax and measured ~1.3x slower per transformer block on our CPU). Only for KerasCV's own
+        # builders: networks handed in (from_models) are used as they are.
+        self.fused_attention = fused_attention
+        self._own_builders = builders is None
         self._builders = builders or self._kerascv_builders()
         self._built: dict[str, Any] = {}
 
@@ -55,6 +62,11 @@ class Components:
             model = self._builders[name]()
             if path is not None:
                 model.load_weights(str(path))
+            fused = self.fused_attention
+            if fused is None:
+                fused = keras.backend.backend() == "jax"
+            if fused and self._own_builders:
+                fuse_attention(model)
             self._built[name] = model
         return self._built[name]
 
@@ -182,3 +194,96 @@ def nearest_tokens(vocabulary: np.ndarray, vectors: np.ndarray, k: int = 8) -> l
         idx = idx[np.argsort(-cos[idx])]
         out.append([(int(i), float(cos[i])) for i in idx])
     return out
+
+
+# ------------------------------------------------------------------------ fused attention, rematerialisation
+def _fused_classes():
+    """Subclasses of KerasCV's three attention layers whose `call` goes through `keras.ops.dot_product_attention`
+    (cuDNN/flash on JAX GPUs, one fused op elsewhere) with the same weights and maths; built on first use."""
+    global _FUSED
+    if _FUSED:
+        return _FUSED
+    from keras import ops
+    from keras_cv.src.models.stable_diffusion.attention_block import AttentionBlock
+    from keras_cv.src.models.stable_diffusion.diffusion_model import CrossAttention
+    from keras_cv.src.models.stable_diffusion.text_encoder import CLIPAttention
+
+    class FusedCrossAttention(CrossAttention):  # UNet self- and cross-attention (8 heads)
+        def call(self, inputs, context=None):
+            context = inputs if context is None else context
+            tq, tk = inputs.shape[1], context.shape[1]
+            q = ops.reshape(self.to_q(inputs), (-1, tq, self.num_heads, self.head_size))
+            k = ops.reshape(self.to_k(context), (-1, tk, self.num_heads, self.head_size))
+            v = ops.reshape(self.to_v(context), (-1, tk, self.num_heads, self.head_size))
+            out = ops.dot_product_attention(q, k, v, scale=self.scale)
+            return self.out_proj(ops.reshape(out, (-1, tq, self.num_heads * self.head_size)))
+
+    class FusedCLIPAttention(CLIPAttention):  # text encoder, causal
+        def call(self, inputs, attention_mask=None):
+            if attention_mask is not None or not self.causal:
+                return super().call(inputs, attention_mask)
+            t = inputs.shape[1]
+            shape = (-1, t, self.num_heads, self.head_dim)
+            q = ops.reshape(self.q_proj(inputs), shape)
+            k = ops.reshape(self.k_proj(inputs), shape)
+            v = ops.reshape(self.v_proj(inputs), shape)
+            out = ops.dot_product_attention(q, k, v, scale=self.scale, is_causal=True)
+            return self.out_proj(ops.reshape(out, (-1, t, self.embed_dim)))
+
+    class FusedAttentionBlock(AttentionBlock):  # VAE mid-block, one head over all pixels
+        def call(self, inputs):
+            x = self.norm(inputs)
+            q, k, v = self.q(x), self.k(x), self.v(x)
+            shape = ops.shape(q)
+            h, w, c = shape[1], shape[2], shape[3]
+            flat = lambda y: ops.reshape(y, (-1, h * w, 1, c))  # noqa: E731
+            out = ops.dot_product_attention(flat(q), flat(k), flat(v), scale=1.0 / float(c) ** 0.5)
+            return self.proj_out(ops.reshape(out, (-1, h, w, c))) + inputs
+
+    _FUSED = {CrossAttention: FusedCrossAttention, CLIPAttention: FusedCLIPAttention,
+              AttentionBlock: FusedAttentionBlock}
+    return _FUSED
+
+
+_FUSED: dict = {}
+
+
+def _sublayers(model):
+    return model._flatten_layers(include_self=False, recursive=True)
+
+
+def fuse_attention(model) -> int:
+    """Swap every KerasCV attention layer inside `model` (built, weights untouched) for its fused subclass, in
+    place; returns how many were swapped. Do it before the model is first traced/compiled."""
+    fused = _fused_classes()
+    n = 0
+    for layer in _sublayers(model):
+        new = fused.get(type(layer))
+        if new is not None:
+            layer.__class__ = new
+            n += 1
+    return n
+
+
+def rematerialize(model) -> int:
+    """Gradient checkpointing: every KerasCV UNet ResBlock and SpatialTransformer inside `model` keeps only its
+    inputs for the backward pass and recomputes the rest (`keras.remat`); less memory, ~1/3 more compute.
+    Returns how many blocks were wrapped."""
+    import keras
+    from keras_cv.src.models.stable_diffusion.diffusion_model import ResBlock, SpatialTransformer
+
+    n = 0
+    for layer in _sublayers(model):
+        base = type(layer)
+        if base in (ResBlock, SpatialTransformer):
+            layer.__class__ = type(f"Remat{base.__name__}", (base,), {"call": _remat_call})
+            n += 1
+    return n
+
+
+def _remat_call(self, inputs):
+    import keras
+
+    parent = type(self).__mro__[1]
+    x, extra = inputs  # both blocks take [features, embedding-or-context]
+    return keras.remat(lambda a, b: parent.call(self, [a, b]))(x, extra)

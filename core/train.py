@@ -44,6 +44,9 @@ class TrainConfig(StrictConfig):
     checkpoint_every: int = 500  # diffusers' --save_steps default
     mixed_precision: str = "no"  # no | bf16 | fp16 (Keras mixed_bfloat16 / mixed_float16 policies)
     jit_compile: bool = False  # XLA; worth it on a GPU, slow to compile on a CPU
+    fused_attention: str = "auto"  # yes: keras.ops.dot_product_attention in place of KerasCV's attention (same
+    # maths); auto: yes on the JAX backend (cuDNN fused kernels), no on TensorFlow (slower there on a CPU)
+    remat: bool = False  # gradient checkpointing of the UNet's blocks: less memory, ~1/3 more compute
     weights: str = "kerascv"  # kerascv | random | a folder of KerasCV's weight files
     weights_seed: int = 0  # seed of --weights random
     allow_unverified: bool = False  # accept local weight files whose sha256 differs from KerasCV's
@@ -64,6 +67,8 @@ class TrainConfig(StrictConfig):
         check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1")
         check(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
               "must be no, bf16 or fp16")
+        check(self.fused_attention in ("auto", "yes", "no"), "fused_attention", self.fused_attention,
+              "must be auto, yes or no")
         check(0 < self.min_crop_area <= 1, "min_crop_area", self.min_crop_area, "must be in (0, 1]")
         check(0 <= self.flip_p <= 1, "flip_p", self.flip_p, "must be in [0, 1]")
 
@@ -125,7 +130,7 @@ def build_model(encoder, diffusion_model, image_encoder, cfg: TrainConfig):
     import keras
     from keras import ops
 
-    from core.components import VAE_SCALE, vae_moments_model
+    from core.components import VAE_SCALE, rematerialize, vae_moments_model
 
     class TextualInversionModel(keras.Model):
         def __init__(self):
@@ -152,6 +157,8 @@ def build_model(encoder, diffusion_model, image_encoder, cfg: TrainConfig):
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
             return ops.mean(ops.square(ops.cast(x["noise"], "float32") - ops.cast(y_pred, "float32")))
 
+    if cfg.remat:
+        rematerialize(diffusion_model)
     model = TextualInversionModel()
     trainable = model.trainable_variables
     if len(trainable) != 1 or trainable[0] is not encoder.embedding.placeholder:
@@ -401,6 +408,9 @@ def add_arguments(p, command: str) -> None:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=d.mixed_precision)
     p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA (GPU)")
+    p.add_argument("--fused-attention", choices=("auto", "yes", "no"), default=d.fused_attention,
+                   help="keras.ops.dot_product_attention instead of KerasCV's attention (auto: on JAX only)")
+    p.add_argument("--remat", action="store_true", help="recompute UNet blocks in the backward pass (less memory)")
     p.add_argument("--weights", default=d.weights, help="kerascv | random | DIR of KerasCV weight files")
     p.add_argument("--weights-seed", type=int, default=d.weights_seed, help="seed for --weights random")
     p.add_argument("--allow-unverified", action="store_true",
@@ -416,7 +426,8 @@ def config_from_args(args) -> TrainConfig:
         "vectors": args.vectors, "property": args.property, "prompts": str(args.prompts) if args.prompts else None,
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
         "seed": args.seed, "resolution": args.resolution, "checkpoint_every": args.checkpoint_every,
-        "mixed_precision": args.mixed_precision, "jit_compile": args.jit_compile, "weights": args.weights,
+        "mixed_precision": args.mixed_precision, "jit_compile": args.jit_compile,
+        "fused_attention": args.fused_attention, "remat": args.remat, "weights": args.weights,
         "weights_seed": args.weights_seed, "allow_unverified": args.allow_unverified,
     })
 
@@ -447,7 +458,8 @@ def run(args) -> int:
     set_precision(cfg.mixed_precision)
     if spec.source == "random":
         print("weights: random (seeded) - this run is a PIPELINE CHECK, not a model result", file=sys.stderr)
-    components = Components(spec, cfg.resolution)
+    components = Components(spec, cfg.resolution,
+                            fused_attention={"auto": None, "yes": True, "no": False}[cfg.fused_attention])
     try:
         train(cfg, run_, components, resume=bool(args.resume), progress=not args.quiet)
     except UserError:
