@@ -520,7 +520,8 @@ def add_arguments(p, command: str) -> None:
     p.add_argument("--work", default=d.work, help="train,generate")
     p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), default=d.mixed_precision)
     p.add_argument("--jit-compile", choices=("auto", "yes", "no"), default=d.jit_compile)
-    p.add_argument("--no-fused-attention", action="store_true", help="keep KerasCV's attention layers")
+    p.add_argument("--fused-attention", choices=("auto", "yes", "no"), default=d.fused_attention,
+                   help="ours: keras.ops.dot_product_attention (auto: on JAX only)")
     p.add_argument("--remat", action="store_true", help="rematerialise UNet blocks in our training step")
     p.add_argument("--timeout", type=int, default=d.timeout, help="seconds per measurement process")
     p.add_argument("--out", default=d.out, help="JSON result file")

@@ -103,3 +103,4 @@ def test_doctor_reports_both_frameworks_from_their_own_processes(tmp_path):
     if not r["nvidia_smi"]:
         assert "GPU:             none" in proc.stdout and r["keras"]["gpu_seen"] is False
     assert "XLA:             works" in proc.stdout and "advice:" in proc.stdout
+
