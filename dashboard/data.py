@@ -444,6 +444,32 @@ def summary(run_path: str, by: str = "step") -> pd.DataFrame:
         raise DataError(f"{Run(run_path).scores_path}: cannot summarise ({e})") from e
 
 
+def comparison_folder(run_path: str, other_path: str) -> str | None:
+    """The folder `compare` wrote for these two runs (RUNS_DIR/reports/A-vs-B, either order), or None."""
+    from core.card import find_comparison
+
+    folder = find_comparison(Run(run_path), Run(other_path))
+    return str(folder) if folder is not None else None
+
+
+def model_card(run_path: str, counterpart_path: str | None = None) -> Any:
+    """`core.card.build_card` for the run (with the comparison `compare` wrote for it and `counterpart_path`),
+    cached by the runs' file signatures and the comparison folder's; the same Card as `python -m core card`.
+    Exceptions (UserError naming the file or the command to run) propagate."""
+    paths = (run_path,) + ((counterpart_path,) if counterpart_path else ())
+    folder = comparison_folder(run_path, counterpart_path) if counterpart_path else None
+    folder_sig = tuple((p.name, _sig(p)) for p in sorted(Path(folder).iterdir())) if folder else None
+    return _model_card(paths, tuple(_run_sig(Run(p)) for p in paths), folder_sig)
+
+
+@st.cache_resource(show_spinner=False, max_entries=50)
+def _model_card(paths: tuple, key: tuple, folder_key: Any) -> Any:
+    from core.card import build_card
+
+    runs = [Run(p) for p in paths]
+    return build_card(runs[0], runs[1] if len(runs) > 1 else None)
+
+
 def saved_comparisons(runs_dir: str) -> list[str]:
     """Folders under RUNS_DIR/reports/ holding a comparison written by `python -m core compare --out` (the demo
     writes its comparison there)."""

@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from core.runfolder import Run
 
 EMBED_DIM = 768
+FAKE_N_BOOT = 200  # bootstrap resamples of the fixture's summaries (fewer than the default: fast)
 
 
 def draw_image(seed: int, size: int = 64) -> Image.Image:
@@ -77,7 +78,21 @@ def make_fake_run(runs_dir: Path, name: str = "fake-object", prop: str = "object
         run.append_images(rows)
         if with_scores:
             run.write_scores(scores)
-            run.write_scores_meta({"clip": {"model": "ViT-B-32", "pretrained": "random", "seed": 0,
-                                            "source": "random"},
-                                   "baselines": {"reference_ceiling_clip_i": 0.8}})
+            write_fake_scores_meta(run)
+    return run
+
+
+def write_fake_scores_meta(run: Run, n_boot: int = FAKE_N_BOOT, **fields) -> dict:
+    """scores.json as `score` writes it for the run's scores.csv: provenance, baselines, and the summaries with
+    bootstrap intervals computed with `n_boot` resamples (recorded in its config, as `score --n-boot` does)."""
+    from core.score import summarize_by_prompt, summarize_by_step
+
+    rows = run.read_scores()
+    meta = {"clip": {"model": "ViT-B-32", "pretrained": "random", "seed": 0, "source": "random"},
+            "config": {"n_boot": n_boot}, "baselines": {"reference_ceiling_clip_i": 0.8},
+            "summaries": {"by_step": summarize_by_step(rows, n_boot=n_boot).to_dict("records"),
+                          "by_prompt": summarize_by_prompt(rows, n_boot=n_boot).to_dict("records")},
+            "n_images": len(rows), "complete": True, **fields}
+    run.write_scores_meta(meta)
+    return meta
     return run

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from core import card as C
+from core.card.facts import comparison_dir
 from core.errors import UserError
 from core.runfolder import PIPELINE_CHECK_LABEL, Run
-from tests.fakerun import make_fake_run
+from tests.fakerun import make_fake_run, write_fake_scores_meta
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -129,8 +130,7 @@ def _make_real(run: Run) -> None:
     for r in rows:
         r["clip_weights"] = "openai"
     run.write_scores(rows)
-    run.write_scores_meta({"clip": {"model": "ViT-B-32", "pretrained": "openai"}, "pipeline_check": False,
-                           "baselines": {"reference_ceiling_clip_i": 0.8}})
+    write_fake_scores_meta(run, clip={"model": "ViT-B-32", "pretrained": "openai"}, pipeline_check=False)
 
 
 def _body_after_front_matter(md: str) -> str:
@@ -463,9 +463,18 @@ def test_pdf_keeps_unicode_with_dejavu(tmp_path):
     assert "a drawing of <tom-cat> in the café ??" in pdf_text(C.render(run, "pdf"))
 
 
+def _write_comparison(a: Run, b: Run, n_boot: int = 200) -> Path:
+    """What `python -m core compare A B --out RUNS_DIR/reports/A-vs-B` writes."""
+    from core.compare import compare_runs
+
+    folder = comparison_dir(a, b)
+    compare_runs(a, b, n_boot=n_boot).write(folder)
+    return folder
+
+
 def test_comparison_section_with_compare_run(fake_runs):
-    pytest.importorskip("core.compare")
     a, b = Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")
+    _write_comparison(a, b)
     card = C.build_card(b, compare_run=a)  # card of the style run: the character run still comes first
     cmp = card.data["comparison"]
     assert cmp["available"] and cmp["run_a"] == "fake-object" and cmp["run_b"] == "fake-style"
@@ -502,8 +511,8 @@ def test_run_without_initializer_checkpoint_says_movement_is_not_measurable(tmp_
 
 
 def test_rebuild_removes_stale_figures_and_json_is_strict(fake_runs, tmp_path):
-    pytest.importorskip("core.compare")
     a, b = Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")
+    _write_comparison(a, b)
     out = tmp_path / "out"
     C.write_card(a, out, compare_run=b)
     assert (out / C.IMAGES_SUBDIR / "comparison-plane.png").exists()
@@ -576,3 +585,180 @@ def test_card_package_has_no_long_functions():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno > 80:
                 too_long.append(f"{path.name}:{node.name}")
     assert not too_long
+
+
+# ----------------------------------------------------------------------- read what score and compare wrote
+def test_card_prints_exactly_the_intervals_in_scores_json(tmp_path):
+    """The card shows the summaries `score` wrote (with its --n-boot), never a recomputation with the default."""
+    from core.score import summarize_by_step
+
+    run = _fake(tmp_path)
+    meta = run.read_scores_meta()
+    for row in meta["summaries"]["by_step"]:  # intervals no bootstrap of these rows would give
+        row["clip_i_lo"], row["clip_i_hi"] = row["clip_i_mean"] - 0.1234, row["clip_i_mean"] + 0.2345
+        row["clip_t_lo"], row["clip_t_hi"] = row["clip_t_mean"] - 0.0111, row["clip_t_mean"] + 0.0222
+    meta["config"]["n_boot"] = 500
+    run.write_scores_meta(meta)
+    card = C.build_card(run)
+    html = C.render(card, "html").decode("utf-8")
+    recomputed = summarize_by_step(run.read_scores()).to_dict("records")
+    for row, again in zip(meta["summaries"]["by_step"], recomputed):
+        for m in ("clip_i", "clip_t"):
+            shown = f"<td>[{row[f'{m}_lo']:.3f}, {row[f'{m}_hi']:.3f}]</td>"
+            assert shown in html
+            assert f"<td>[{again[f'{m}_lo']:.3f}, {again[f'{m}_hi']:.3f}]</td>" != shown
+    assert "percentile-bootstrap 95% confidence interval with 500 resamples, as `score --n-boot` set them" in html
+    assert card.data["score_summaries"]["by_step"] == meta["summaries"]["by_step"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("unscored image", "scores are incomplete (7 of 8 images in images.csv scored)"),
+    ("scoring running", "scoring is not complete"),
+    ("no summaries", "has no summaries.by_step"),
+    ("summaries of other rows", "its summaries cover 8 image(s) but scores.csv has 7"),
+])
+def test_card_refuses_incomplete_or_inconsistent_scores_naming_the_command(tmp_path, damage, message):
+    run = _fake(tmp_path)
+    meta = run.read_scores_meta()
+    if damage == "unscored image":
+        run.write_scores(run.read_scores()[1:])
+        write_fake_scores_meta(run)
+    elif damage == "scoring running":
+        run.write_scores_meta({**meta, "complete": False})
+    elif damage == "no summaries":
+        run.write_scores_meta({k: v for k, v in meta.items() if k != "summaries"})
+    else:
+        rows = run.read_scores()
+        run.write_scores(rows[1:])
+        rows_images = [r for r in run.read_images() if r["path"] != rows[0]["path"]]
+        run.images_index_path.unlink()
+        run.append_images(rows_images)
+    with pytest.raises(UserError) as e:
+        C.build_card(run)
+    assert message in str(e.value) and f"python -m core score {run.path} --references DIR" in str(e.value)
+
+
+def test_card_refuses_while_a_writer_holds_the_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    run = _fake(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from core.runfolder import Run\n"
+        f"with Run({str(run.path)!r}).writer('score'):\n"
+        "    print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONPATH": "."})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=r"pid \d+ \(score\) is writing this run; make the card when it has"):
+            C.build_card(run)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert C.build_card(run).run_name == run.name  # the lock died with its process
+
+
+def test_compare_card_reads_the_comparison_folder_and_refuses_missing_or_stale(fake_runs):
+    a, b = Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")
+    with pytest.raises(UserError) as e:
+        C.build_card(a, compare_run=b)
+    assert f"python -m core compare {a.path} {b.path} --out {comparison_dir(a, b)}" in str(e.value)
+    folder = _write_comparison(a, b)
+    import pandas as pd
+
+    saved = pd.read_csv(folder / "compare.csv")
+    saved.loc[0, "diff_lo"], saved.loc[0, "diff_hi"] = -0.4321, 0.5432  # what compare wrote is what the card says
+    saved.to_csv(folder / "compare.csv", index=False)
+    card = C.build_card(b, compare_run=a)
+    assert card.data["comparison"]["table"][0]["diff_lo"] == -0.4321
+    assert "<td>[-0.432, 0.543]</td>" in C.render(card, "html").decode("utf-8")
+    assert card.figures["comparison-plane.png"] == (folder / "plane.png").read_bytes()
+    rows = a.read_scores()  # a rescored run: the saved comparison no longer matches
+    rows[0]["clip_i"] = str(float(rows[0]["clip_i"]) + 0.05)
+    a.write_scores(rows)
+    write_fake_scores_meta(a)
+    with pytest.raises(UserError, match=r"stale .* remake it with `python -m core compare .*fake-object .*fake-style"):
+        C.build_card(a, compare_run=b)
+
+
+@pytest.fixture(scope="module")
+def clip_scorer():
+    from core.clip_score import load_clip
+
+    return load_clip("ViT-B-32:random", seed=0, device="cpu")
+
+
+def _download_callables(monkeypatch) -> dict:
+    """file id -> the callable a download button registered (streamlit runs it when the button is clicked)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    captured: dict = {}
+    original = MediaFileManager.add_deferred
+
+    def spy(self, data_callable, *args, **kwargs):
+        file_id = original(self, data_callable, *args, **kwargs)
+        captured[file_id] = data_callable
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", spy)
+    return captured
+
+
+def test_cli_dashboard_page_and_export_buttons_give_identical_files_from_score_n_boot_500(
+        tmp_path, clip_scorer, monkeypatch):
+    """Done-when of issue 11: `score --n-boot 500` and `compare --n-boot 500` write their numbers once; `card`, the
+    model-card page and its export buttons all give the same bytes, built from exactly those numbers."""
+    import io
+    import zipfile
+
+    import pandas as pd
+
+    from core.__main__ import main
+    from core.compare import compare_runs
+    from core.score import ScoreConfig, score_run, summarize_by_step
+    from tests.fakerun import draw_image
+    from tests.test_dashboard import open_page
+
+    runs, refs = tmp_path / "runs", tmp_path / "refs"
+    refs.mkdir()
+    for i in range(3):
+        draw_image(700 + i, 64).save(refs / f"ref_{i}.png")
+    a = make_fake_run(runs, "tom-object", "object", with_scores=False)
+    b = make_fake_run(runs, "tom-style", "style", with_scores=False)
+    for run in (a, b):
+        score_run(run, ScoreConfig(references=refs, n_boot=500), scorer=clip_scorer, progress=False, log=lambda m: None)
+    folder = comparison_dir(a, b)
+    compare_runs(a, b, n_boot=500).write(folder)
+
+    out = tmp_path / "cli"
+    assert main(["card", str(a.path), "--compare", str(b.path), "--out", str(out)]) == 0
+
+    buttons = _download_callables(monkeypatch)
+    at = open_page(runs, "views/model_card.py")
+    assert not at.exception and not at.error, [str(e.value) for e in at.error]
+    assert at.selectbox(key="card_run").value == "tom-object"
+    assert at.selectbox(key="card_cmp_tom-object").value == "tom-style"  # the pair `compare` wrote is preselected
+    exports = {el.proto.label: buttons[el.proto.deferred_file_id]() for el in at.get("download_button")}
+    for fmt in C.FORMATS:
+        assert exports[f"Download {fmt.upper()}"] == (out / C.FILE_NAMES[fmt]).read_bytes(), fmt
+    with zipfile.ZipFile(io.BytesIO(exports["Download all (zip)"])) as z:
+        for name in z.namelist():
+            assert z.read(name) == (out / name).read_bytes(), name
+    card_html = (out / "card.html").read_text(encoding="utf-8")
+    (shown,) = [el.proto.body for el in at.get("html")]
+    assert shown in card_html and shown.startswith("<style>.tomcat-card")  # the page embeds card.html's fragment
+
+    # built from the numbers score and compare wrote (--n-boot 500), not recomputed with the default
+    card = json.loads((out / "card.json").read_text(encoding="utf-8"))
+    scores_meta = a.read_scores_meta()
+    assert scores_meta["config"]["n_boot"] == 500
+    assert card["score_summaries"]["by_step"] == scores_meta["summaries"]["by_step"]
+    assert card["score_summaries"]["by_step"] != summarize_by_step(a.read_scores()).to_dict("records")
+    for row in scores_meta["summaries"]["by_step"]:
+        assert f"<td>[{row['clip_i_lo']:.3f}, {row['clip_i_hi']:.3f}]</td>" in card_html
+    saved = pd.read_csv(folder / "compare.csv")
+    assert [r["diff_lo"] for r in card["comparison"]["table"]] == pytest.approx(list(saved["diff_lo"]), nan_ok=True)
+    assert card["comparison"]["n_boot"] == 500 and "with 500 resamples" in card_html

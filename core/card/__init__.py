@@ -36,7 +36,7 @@ from core.card.build import build_card
 from core.card.cli import add_arguments, run
 from core.card.document import Card, Section
 from core.card.energy import DEFAULT_CARBON_G_PER_KWH, DEFAULT_CPU_W, DEFAULT_GPU_W, DEFAULT_PUE
-from core.card.facts import CardFacts, read_facts
+from core.card.facts import CardFacts, comparison_dir, find_comparison, read_facts
 from core.card.output import FIGURE_NAMES, FILE_NAMES, FORMATS, MIME_TYPES, parse_formats, render, write_card
 from core.card.overrides import (ETHICS_ITEMS, ETHICS_STATUSES, OVERRIDE_KEYS, OWNER_NOT_STATED, load_overrides,
                                  overrides_template, validate_overrides)
@@ -52,7 +52,8 @@ __all__ = [
     "BASE_MODEL", "BASE_MODEL_URL", "Card", "CardFacts", "DEFAULT_CARBON_G_PER_KWH", "DEFAULT_CPU_W",
     "DEFAULT_GPU_W", "DEFAULT_PUE", "ETHICS_ITEMS", "ETHICS_STATUSES", "FIGURE_NAMES", "FILE_NAMES", "FORMATS",
     "IMAGES_SUBDIR", "JSON_SCHEMA", "LICENSE_ID", "LICENSE_NAME", "LICENSE_URL", "LICENSE_USE_RESTRICTIONS",
-    "MIME_TYPES", "OVERRIDE_KEYS", "OWNER_NOT_STATED", "REQUIRED_SECTIONS", "Section", "add_arguments",
+    "MIME_TYPES", "OVERRIDE_KEYS", "comparison_dir", "find_comparison", "OWNER_NOT_STATED", "REQUIRED_SECTIONS",
+    "Section", "add_arguments",
     "build_card", "find_unicode_fonts", "fragment", "latin1_safe", "load_overrides", "md_escape",
     "overrides_template", "parse_formats", "read_facts", "render", "run", "validate_overrides", "write_card",
 ]

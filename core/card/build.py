@@ -94,6 +94,8 @@ def card_from_facts(facts: CardFacts) -> Card:
                 warnings=list(facts.warnings), data=json_data(facts, sections), date=facts.date)
 
 
-def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | Path | None = None) -> Card:
-    """Read everything the card says from `run` (and `compare_run`, the character/style counterpart)."""
-    return card_from_facts(read_facts(run, compare_run, overrides_path))
+def build_card(run: Run, compare_run: Run | None = None, overrides_path: str | Path | None = None,
+               comparison_folder: str | Path | None = None) -> Card:
+    """Read everything the card says from `run` (and its comparison with `compare_run`, the character/style
+    counterpart, from the folder `compare` wrote; default RUNS_DIR/reports/A-vs-B)."""
+    return card_from_facts(read_facts(run, compare_run, overrides_path, comparison_folder))

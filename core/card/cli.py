@@ -14,6 +14,9 @@ def add_arguments(parser, command: str) -> None:
     parser.add_argument("run", help="run folder (made by `train`)")
     parser.add_argument("--compare", metavar="RUN_B", default=None,
                         help="the counterpart run (style for a character run, or the reverse) to compare with")
+    parser.add_argument("--comparison", metavar="DIR", default=None,
+                        help="the folder `python -m core compare` wrote for RUN and RUN_B; None means "
+                             "RUNS_DIR/reports/A-vs-B (either order)")
     parser.add_argument("--format", default=",".join(FORMATS), help=f"comma-separated: {', '.join(FORMATS)}")
     parser.add_argument("--out", default=None, help="output folder; None means reports/<run name>/")
     parser.add_argument("--overrides", default=None,
@@ -42,9 +45,12 @@ def run(args) -> int:
         compare_run.meta
         if compare_run.path.resolve() == card_run.path.resolve():
             raise UserError(f"--compare {args.compare}: the same run as RUN; give the counterpart run")
+    elif args.comparison:
+        raise UserError(f"--comparison {args.comparison}: give --compare RUN_B too (the run it compares with)")
     formats = parse_formats(args.format)
     out = Path(args.out) if args.out else Path("reports") / card_run.name
-    written = write_card(card_run, out, formats, compare_run=compare_run, overrides_path=args.overrides)
+    written = write_card(card_run, out, formats, compare_run=compare_run, overrides_path=args.overrides,
+                         comparison_folder=args.comparison)
     for fmt, path in written.items():
         print(f"{fmt:5s} {path}")
     if card_run.is_pipeline_check:

@@ -95,7 +95,8 @@ def estimate(training_seconds: float | None, training_source: str, generation_se
         included.append("CLIP scoring")
     seconds = (training_seconds or 0.0) + generation_seconds + (scoring_seconds or 0.0)
     counted = device_power(device_names(hardware))
-    power, power_source = sum(d["watts"] for d in counted), "per-device board power / TDP assumption (core/card/energy.py)"
+    power = sum(device["watts"] for device in counted)
+    power_source = "per-device board power / TDP assumption (core/card/energy.py)"
     if "power_watts" in env_overrides:
         power, power_source = env_overrides["power_watts"], "overrides: environment.power_watts"
     intensity = env_overrides.get("carbon_intensity_g_per_kwh", DEFAULT_CARBON_G_PER_KWH)

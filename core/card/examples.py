@@ -18,7 +18,7 @@ FIGURE_NAMES = frozenset(f"{kind}-{metric}.png" for kind in ("best", "worst") fo
 @dataclass(frozen=True)
 class Examples:
     step: int | None = None
-    sets: list = field(default_factory=list)      # [{name, kind, metric, items: [{n, path, prompt, seed, clip_i, clip_t}]}]
+    sets: list = field(default_factory=list)      # [{name, kind, metric, items: [{n, path, prompt, seed, clip_*}]}]
     figures: dict = field(default_factory=dict)   # figure name -> PNG bytes
     missing: list = field(default_factory=list)   # image paths listed in scores.csv that could not be read
 
@@ -71,8 +71,9 @@ def grid_png(run: Run, items: Sequence[Mapping]) -> tuple[bytes, list[str]]:
     missing = []
     for position, item in enumerate(items):
         left = position * THUMB_PX
+        source = run.resolve_inside(item["path"], what="image")  # a path leaving the run refuses the card
         try:
-            with Image.open(run.path / item["path"]) as image:
+            with Image.open(source) as image:
                 tile = image.convert("RGB")
                 tile.thumbnail((THUMB_PX, THUMB_PX))
         except (OSError, ValueError):

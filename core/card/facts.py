@@ -111,6 +111,12 @@ class Scores:
         return bool(self.by_step)
 
     @property
+    def n_boot(self) -> int | None:
+        """The bootstrap resamples `score --n-boot` used for every interval (None: not recorded)."""
+        value = (self.meta.get("config") or {}).get("n_boot")
+        return int(value) if isinstance(value, (int, float)) else None
+
+    @property
     def final(self) -> Summary | None:
         return self.by_step[-1] if self.by_step else None
 
@@ -151,17 +157,48 @@ def _scores_caveat(record: RunRecord, rows: list, meta: Mapping) -> str:
     return ""
 
 
+def _score_command(run: Run) -> str:
+    return f"python -m core score {run.path} --references DIR"
+
+
+def _check_complete(run: Run, rows: list, meta: Mapping) -> None:
+    """The card states complete scores only: every image in images.csv scored, and `score` finished."""
+    if meta.get("complete") is False:
+        raise UserError(f"{run.scores_meta_path}: scoring is not complete (`score` is running or was interrupted); "
+                        f"finish it with `{_score_command(run)}`, then make the card")
+    scored = {row.get("path") for row in rows}
+    images = {row.get("path") for row in run.read_images()}
+    if images - scored:
+        raise UserError(f"{run.scores_path}: scores are incomplete ({len(images & scored)} of {len(images)} images "
+                        f"in images.csv scored); score the rest with `{_score_command(run)}`")
+
+
+def _summaries(run: Run, meta: Mapping, key: str) -> list[Summary]:
+    rows = (meta.get("summaries") or {}).get(key) if isinstance(meta.get("summaries"), Mapping) else None
+    if not isinstance(rows, list) or (key == "by_step" and not rows):
+        raise UserError(f"{run.scores_meta_path}: has no summaries.{key} (written by an older or interrupted "
+                        f"`score`); rescore with `{_score_command(run)}`")
+    try:
+        return [_summary(row) for row in rows]  # in the order `score` wrote them (by step, by template)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{run.scores_meta_path}: summaries.{key} is damaged ({type(error).__name__}: {error}); "
+                        f"rescore with `{_score_command(run)}`") from None
+
+
 def read_scores(run: Run, record: RunRecord) -> Scores:
+    """What `score` wrote: scores.csv rows and the summaries in scores.json (computed there with `--n-boot`).
+    Nothing is recomputed here: a card shows exactly the intervals `score` printed."""
     rows = run.read_scores()
     meta = run.read_scores_meta() or {}
     caveat = _scores_caveat(record, rows, meta)
     if not rows:
-        return Scores(rows, [], [], meta, caveat,
-                      f"no scores yet: run `python -m core score runs/{run.name} --references DIR`")
-    from core import score as score_module
-
-    by_step = [_summary(row) for row in score_module.summarize_by_step(rows).to_dict("records")]
-    by_prompt = [_summary(row) for row in score_module.summarize_by_prompt(rows).to_dict("records")]
+        return Scores(rows, [], [], meta, caveat, f"no scores yet: run `python -m core score runs/{run.name} "
+                                                  "--references DIR`")
+    _check_complete(run, rows, meta)
+    by_step, by_prompt = _summaries(run, meta, "by_step"), _summaries(run, meta, "by_prompt")
+    if sum(row.n for row in by_step) != len(rows):
+        raise UserError(f"{run.scores_meta_path}: its summaries cover {sum(row.n for row in by_step)} image(s) but "
+                        f"scores.csv has {len(rows)}; rescore with `{_score_command(run)}`")
     return Scores(rows, by_step, by_prompt, meta, caveat)
 
 
@@ -178,6 +215,7 @@ class Comparison:
     pipeline_check_reasons: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     matched_on: str | None = None
+    n_boot: int | None = None                   # bootstrap resamples `compare --n-boot` used
     table: list = field(default_factory=list)   # compare.csv rows
     plane: list = field(default_factory=list)   # plane.csv rows
     figure_png: bytes | None = None
@@ -190,7 +228,7 @@ class Comparison:
             return {"available": False, "reason": self.reason}
         out = {key: getattr(self, key) for key in ("available", "run_a", "run_b", "property_a", "property_b",
                                                    "pipeline_check", "pipeline_check_reasons", "notes",
-                                                   "matched_on", "table", "plane")}
+                                                   "matched_on", "n_boot", "table", "plane")}
         out["figure"] = self.figure_name if self.figure_png else None
         return {**out, "figure_error": self.figure_error} if self.figure_error else out
 
@@ -200,26 +238,68 @@ def _records(frame) -> list[dict]:
             for row in frame.to_dict("records")]
 
 
-def read_comparison(run: Run, record: RunRecord, other: Run | None) -> Comparison:
+def comparison_dir(first: Run, second: Run) -> Path:
+    """RUNS_DIR/reports/A-vs-B: where `compare` writes for the card, the demo and the dashboard."""
+    return first.path.parent / "reports" / f"{first.name}-vs-{second.name}"
+
+
+def _compare_command(first: Run, second: Run, folder: Path) -> str:
+    return f"python -m core compare {first.path} {second.path} --out {folder}"
+
+
+def _plane_disagrees(plane: list, name: str, scores: Scores) -> bool:
+    """True when plane.csv's per-checkpoint n and means of run `name` differ from that run's scores.json (the
+    comparison was made from other scores). Means do not depend on the bootstrap, so they must match exactly."""
+    saved = {int(row["step"]): row for row in plane if row["run"] == name}
+    if set(saved) != {row.step for row in scores.by_step}:
+        return True
+    return any(int(saved[row.step]["n"]) != row.n
+               or abs(float(saved[row.step]["clip_i_mean"]) - row.clip_i.mean) > 1e-9
+               or abs(float(saved[row.step]["clip_t_mean"]) - row.clip_t.mean) > 1e-9 for row in scores.by_step)
+
+
+def _saved_comparison(first: Run, second: Run, folder: Path | None) -> tuple[Path, dict]:
+    """The folder `compare` wrote for this pair (either order) and what is in it; a UserError naming the command
+    that makes it when there is none."""
+    from core.compare import FILES, load_comparison
+
+    found = Path(folder) if folder is not None else find_comparison(first, second)
+    if found is None or not (found / FILES["meta"]).is_file():
+        target = found or comparison_dir(first, second)
+        raise UserError(f"{target}: no comparison of {first.name} with {second.name}; make it with "
+                        f"`{_compare_command(first, second, target)}`")
+    return found, load_comparison(found)
+
+
+def read_comparison(run: Run, record: RunRecord, other: Run | None, scores: Scores,
+                    folder: Path | None = None) -> Comparison:
+    """The comparison `compare` wrote (never recomputed): refused with the command that remakes it when missing,
+    or stale (its numbers are not those of the runs' current scores)."""
     if other is None:
         return Comparison(False, "no second run given (use --compare RUN_B for character vs style)")
-    from core import compare as compare_module
-
     first, second = run, other
     if record.property == "style" and _run_record(other).property != "style":
         first, second = other, run  # character (object) first, whichever run the card is for
-    result = compare_module.compare_runs(first, second)
-    runs = result.info["runs"]
-    try:  # the plane as a picture for HTML/PDF (PIL drawing: deterministic, needs no browser)
-        figure, figure_error = compare_module.render_plane_pil(result), ""
-    except Exception as error:  # noqa: BLE001 - a missing picture must not lose the card; say so instead
-        figure, figure_error = None, f"{type(error).__name__}: {error}"
+    found, saved = _saved_comparison(first, second, folder)
+    meta, plane = saved["meta"], _records(saved["plane"])
+    runs = meta.get("runs") or {}
+    names = {key: (runs.get(key) or {}).get("name") for key in ("a", "b")}
+    other_scores = read_scores(other, _run_record(other))
+    if set(names.values()) != {run.name, other.name} or \
+            _plane_disagrees(plane, run.name, scores) or _plane_disagrees(plane, other.name, other_scores):
+        in_order = (second, first) if names.get("a") == second.name else (first, second)
+        raise UserError(f"{found}: stale (it does not match the current scores of {run.name} and {other.name}); "
+                        f"remake it with `{_compare_command(*in_order, found)}`")
+    picture = found / "plane.png"
+    png_note = (meta.get("png") or {}).get("warning") if isinstance(meta.get("png"), Mapping) else None
     return Comparison(
-        True, run_a=first.name, run_b=second.name, property_a=runs["a"]["property"],
-        property_b=runs["b"]["property"], pipeline_check=bool(result.info["pipeline_check"]),
-        pipeline_check_reasons=list(result.info["pipeline_check_reasons"]),
-        notes=[str(note) for note in result.info["notes"]], matched_on=result.info["matched_on"],
-        table=_records(result.table), plane=_records(result.plane), figure_png=figure, figure_error=figure_error)
+        True, run_a=names["a"], run_b=names["b"], property_a=str(runs["a"].get("property", "")),
+        property_b=str(runs["b"].get("property", "")), pipeline_check=bool(meta.get("pipeline_check", True)),
+        pipeline_check_reasons=[str(reason) for reason in meta.get("pipeline_check_reasons") or []],
+        notes=[str(note) for note in meta.get("notes") or []], matched_on=meta.get("matched_on"),
+        n_boot=meta.get("n_boot"), table=_records(saved["table"]), plane=plane,
+        figure_png=picture.read_bytes() if picture.is_file() else None,
+        figure_error="" if picture.is_file() else f"{found.name}/plane.png is missing ({png_note or 'not written'})")
 
 
 @dataclass(frozen=True)
@@ -318,14 +398,35 @@ def _warnings(record: RunRecord, run: Run, overrides: Mapping, training: Trainin
     return warnings
 
 
-def read_facts(run: Run, compare_run: Run | None = None, overrides_path: str | Path | None = None) -> CardFacts:
-    """Read and validate everything the card says about `run` (and `compare_run`, its character/style pair)."""
+def _check_no_writer(run: Run) -> None:
+    """A card states finished work only: refused while a command writes the run (iss10's writer lock)."""
+    holder = run.lock_holder()
+    if holder is not None:
+        raise UserError(f"{run.path}: pid {holder.get('pid', '?')} ({holder.get('command', '?')}) is writing this "
+                        "run; make the card when it has finished")
+
+
+def find_comparison(run: Run, other: Run) -> Path | None:
+    """The folder `compare` wrote for this pair (RUNS_DIR/reports/A-vs-B, either order), or None."""
+    from core.compare import FILES
+
+    return next((folder for folder in (comparison_dir(run, other), comparison_dir(other, run))
+                 if (folder / FILES["meta"]).is_file()), None)
+
+
+def read_facts(run: Run, compare_run: Run | None = None, overrides_path: str | Path | None = None,
+               comparison_folder: str | Path | None = None) -> CardFacts:
+    """Read and validate everything the card says about `run` (and the comparison with `compare_run`, its
+    character/style pair, from the folder `compare` wrote: `comparison_folder`, default RUNS_DIR/reports/A-vs-B)."""
+    for each in (run, compare_run) if compare_run is not None else (run,):
+        _check_no_writer(each)
     record = _run_record(run)
     overrides = load_overrides(run, overrides_path)
     training = read_training_data(run)
     scores = read_scores(run, record)
     examples = pick_examples(run, scores.rows)
-    comparison = read_comparison(run, record, compare_run)
+    comparison = read_comparison(run, record, compare_run, scores,
+                                 Path(comparison_folder) if comparison_folder is not None else None)
     ethics = {key: overrides.get("ethics", {}).get(key, {"status": "open", "notes": ""}) for key in ETHICS_ITEMS}
     final = record.final_step
     return CardFacts(

@@ -43,10 +43,11 @@ def render(run: Run | Card, fmt: str, compare_run: Run | None = None) -> bytes:
 
 
 def write_card(run: Run, out_dir: str | Path, formats: Sequence[str] | str = FORMATS, compare_run: Run | None = None,
-               overrides_path: str | Path | None = None) -> dict[str, Path]:
+               overrides_path: str | Path | None = None, comparison_folder: str | Path | None = None
+               ) -> dict[str, Path]:
     """Write the chosen formats (and the figures) into out_dir atomically. Returns {format: path}."""
     chosen = parse_formats(formats)
-    card = build_card(run, compare_run, overrides_path)
+    card = build_card(run, compare_run, overrides_path, comparison_folder)
     out = Path(out_dir)
     for name, png in card.figures.items():
         atomic_write_bytes(out / IMAGES_SUBDIR / name, png)

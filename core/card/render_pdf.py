@@ -22,8 +22,8 @@ _FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/u
               "/usr/local/share/fonts", "/Library/Fonts", "C:/Windows/Fonts")
 _FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf", "I": "DejaVuSans-Oblique.ttf",
                "mono": "DejaVuSansMono.ttf"}
-_LATIN1_REPLACE = {"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "...", "•": "-", "×": "x",
-                   "≈": "~", "≤": "<=", "≥": ">="}
+_LATIN1_REPLACE = {"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "...", "•": "-",
+                   "×": "x", "≈": "~", "≤": "<=", "≥": ">="}
 HEADING_SIZE = {2: 14, 3: 12, 4: 11}
 
 

@@ -8,15 +8,11 @@ import zipfile
 
 import streamlit as st
 
+from core import card as card_mod
 from dashboard import data, ui
 
 st.title("Model card and limitations review")
 if ui.no_runs():
-    st.stop()
-
-card_mod, why = data.optional_module("core.card")
-if card_mod is None:
-    st.info(f"The model card is not available yet: {why}.")
     st.stop()
 
 ok = data.ok_runs(ui.infos())
@@ -24,27 +20,26 @@ c1, c2 = st.columns(2)
 info = ui.pick_run("Run", ok, key="card_run", container=c1)
 ui.pipeline_label(info)
 
-compare_mod, compare_why = data.optional_module("core.compare")
+# the character-vs-style part is read from the folder `python -m core compare` wrote (never recomputed here)
 others = [i for i in ok if i["name"] != info["name"]]
 counterpart = None
-if compare_mod is None:
-    c2.caption(f"Character-vs-style section: {compare_why}.")
-elif others:
-    opposite = "style" if info["property"] != "style" else "object"
+if others:
+    compared = {i["name"]: data.comparison_folder(info["path"], i["path"]) for i in others}
     names = ["(none)"] + [i["name"] for i in others]
-    default = next((k + 1 for k, i in enumerate(others) if i["property"] == opposite and i["has_scores"]), 0)
+    default = next((k + 1 for k, i in enumerate(others) if compared[i["name"]]), 0)
     pick = c2.selectbox("Counterpart run for the character-vs-style section", names, index=default,
-                        key=f"card_cmp_{info['name']}")
+                        key=f"card_cmp_{info['name']}",
+                        help="The card shows the comparison `python -m core compare` wrote for the two runs.")
     counterpart = next((i for i in others if i["name"] == pick), None)
     if counterpart:
         ui.pipeline_label(counterpart)
 
-paths = [info["path"]] + ([counterpart["path"]] if counterpart else [])
+card_command = data.command_card(info["path"]) + (f" --compare {data.q(counterpart['path'])}" if counterpart else "")
 try:
-    card = data.cached_call(card_mod.build_card, paths)
+    card = data.model_card(info["path"], counterpart["path"] if counterpart else None)
 except Exception as e:  # noqa: BLE001 - a damaged file or bad card.yaml is reported for this run only
     st.error(f"The model card of **{info['name']}** cannot be built: {e}")
-    st.caption(f"Fix the named file, then rebuild it from the command line: `{data.command_card(info['path'])}`")
+    st.caption(f"Fix the named file, then rebuild it from the command line: `{card_command}`")
     st.stop()
 
 # --------------------------------------------------------------------------------------------- the review
@@ -92,7 +87,7 @@ def _zip() -> bytes:
 
 cols[-1].download_button("Download all (zip)", data=_zip, file_name=f"{info['name']}-model-card.zip",
                          mime="application/zip", key=f"card_dl_zip_{info['name']}")
-st.caption(f"The same files as `{data.command_card(info['path'])}` writes (Markdown refers to figures under "
+st.caption(f"The same files as `{card_command}` writes (Markdown refers to figures under "
            "images/, included in the zip; HTML has them inline).")
 
 # ------------------------------------------------------------------------------------------------ the card

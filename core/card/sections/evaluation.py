@@ -46,9 +46,9 @@ def baseline_blocks(scores_meta: dict) -> list:
         items.append([Bold("Reference ceiling CLIP-I:"), " ", number(baselines["reference_ceiling_clip_i"])])
     initial = baselines.get("initializer")
     if isinstance(initial, dict) and initial.get("available") and initial.get("clip_i_mean") is not None:
-        items.append([Bold("Initializer baseline (step 0):"), " ",
-                      f"CLIP-I {number(initial['clip_i_mean'])} {interval(initial.get('clip_i_lo'), initial.get('clip_i_hi'))}, "
-                      f"CLIP-T {number(initial.get('clip_t_mean'))} {interval(initial.get('clip_t_lo'), initial.get('clip_t_hi'))}"])
+        clip_i = f"{number(initial['clip_i_mean'])} {interval(initial.get('clip_i_lo'), initial.get('clip_i_hi'))}"
+        clip_t = f"{number(initial.get('clip_t_mean'))} {interval(initial.get('clip_t_lo'), initial.get('clip_t_hi'))}"
+        items.append([Bold("Initializer baseline (step 0):"), " ", f"CLIP-I {clip_i}, CLIP-T {clip_t}"])
     return [Para(["Baselines:"]), Bullets(items)] if items else []
 
 
@@ -72,8 +72,11 @@ def _score_blocks(facts) -> list:
     scores = facts.scores
     if not scores.available:
         return [Para([scores.missing_reason or "no scores"])]
-    blocks: list = [Para(["CLIP scores per checkpoint (mean over images, percentile-bootstrap 95% confidence "
-                          "interval; step 0 is the initializer word before training):"]),
+    resamples = (f"{scores.n_boot} resamples, as `score --n-boot` set them" if scores.n_boot
+                 else "resamples not recorded")
+    blocks: list = [Para(["CLIP scores per checkpoint, as ", Mono("score"), " wrote them to scores.json (mean over "
+                          f"images, percentile-bootstrap 95% confidence interval with {resamples}; step 0 is the "
+                          "initializer word before training):"]),
                     summary_table(scores.by_step, "step")]
     last = scores.final.step
     by_prompt = [row for row in scores.by_prompt if row.step == last]
@@ -93,6 +96,8 @@ def _comparison_blocks(facts) -> list:
         blocks.append(Callout(["The comparison only checks the pipeline: "
                                + ("; ".join(comparison.pipeline_check_reasons) or "random weights") + "."]))
     if comparison.table:
+        blocks.append(Para(["Paired differences as ", Mono("compare"), " wrote them"
+                            + (f" (bootstrap with {comparison.n_boot} resamples):" if comparison.n_boot else ":")]))
         blocks.append(comparison_table(comparison.table))
     if comparison.notes:
         blocks.append(Bullets([[note] for note in comparison.notes]))

@@ -58,8 +58,8 @@ def comparison_blocks(facts) -> list:
                     "Results)."])]
     if comparison.figure_png:
         blocks.append(Figure(comparison.figure_name, "Reconstruction (CLIP-I) vs editability (CLIP-T) per "
-                             f"checkpoint, A = {comparison.run_a}, B = {comparison.run_b} (simplified drawing; "
-                             "`python -m core compare` writes the interactive plot)"))
+                             f"checkpoint, A = {comparison.run_a}, B = {comparison.run_b} (the picture "
+                             "`python -m core compare` wrote; plane.html in its folder is the interactive plot)"))
     return blocks
 
 

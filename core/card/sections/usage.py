@@ -16,10 +16,11 @@ def get_started(facts) -> list:
     export = f"python -m core export {facts.run_ref} --format diffusers --out learned_embeds.safetensors"
     return [
         section("How to Get Started with the Model", 2,
-                Para(["Export the learned vectors with ", Mono(export), " (or ", Mono(f"--format a1111 --out {word}.pt"),
-                      " for the AUTOMATIC1111 web UI); the final embedding of this run is ",
-                      Mono(facts.final_embedding), f", a safetensors file holding {{token: float32[{n_vectors}, 768]}}. "
-                      "Below, learned_embeds.safetensors stands for that file."]),
+                Para(["Export the learned vectors with ", Mono(export), " (or ",
+                      Mono(f"--format a1111 --out {word}.pt"), " for the AUTOMATIC1111 web UI); the final embedding "
+                      "of this run is ", Mono(facts.final_embedding), ", a safetensors file holding "
+                      f"{{token: float32[{n_vectors}, 768]}}. Below, learned_embeds.safetensors stands for that "
+                      "file."]),
                 Callout(["Random weights: these snippets load a pipeline-check embedding; with the real base model "
                          "it produces nothing meaningful."]) if facts.pipeline_check else None),
         section("KerasCV", 3, CodeBlock("python", texts.kerascv_snippet(token, n_vectors))),
