@@ -130,7 +130,8 @@ def _make_real(run: Run) -> None:
     for r in rows:
         r["clip_weights"] = "openai"
     run.write_scores(rows)
-    write_fake_scores_meta(run, clip={"model": "ViT-B-32", "pretrained": "openai"}, pipeline_check=False)
+    write_fake_scores_meta(run, clip={"model": "ViT-B-32", "pretrained": "openai", "source": "open_clip-tag"},
+                           pipeline_check=False)
 
 
 def _body_after_front_matter(md: str) -> str:
@@ -539,13 +540,22 @@ def test_card_does_not_depend_on_how_the_run_path_is_spelled(tmp_path, monkeypat
 
 
 def test_bare_run_gives_a_card_and_a_run_without_token_a_clear_error(tmp_path):
-    bare = Run.create(tmp_path / "runs", "bare", {"token": {"placeholder": "<x>"}})
+    """A run that has nothing but its run.json (no dataset.csv, embeddings, images or scores) still gives a card;
+    a run.json without its token is refused naming the key (run.json is validated by Run.record)."""
+    full = _fake(tmp_path, "full")
+    meta = json.loads(full.meta_path.read_text(encoding="utf-8"))
+    bare = Run(tmp_path / "runs" / "bare")
+    bare.path.mkdir()
+    bare.meta_path.write_text(json.dumps({**meta, "name": "bare", "final_step": None}), encoding="utf-8")
     card = C.build_card(bare)
     assert any("No training-image manifest" in w for w in card.warnings)
     for fmt in C.FORMATS:
         assert C.render(card, fmt)
-    with pytest.raises(UserError, match="records no token"):
-        C.build_card(Run.create(tmp_path / "runs", "no-token", {}))
+    no_token = Run(tmp_path / "runs" / "no-token")
+    no_token.path.mkdir()
+    no_token.meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "token"}), encoding="utf-8")
+    with pytest.raises(UserError, match="run.json: key 'token' is missing"):
+        C.build_card(no_token)
 
 
 def test_energy_text_names_exactly_the_stages_the_number_includes(tmp_path):

@@ -67,7 +67,7 @@ def json_data(facts: CardFacts, sections: list) -> dict:
         "scores_meta": facts.scores.public_meta(),
         "scores_meaningful": not bool(facts.scores.caveat), "scores_caveat": facts.scores.caveat,
         "config": run.config, "versions": run.versions or None, "hardware": run.hardware or None,
-        "timings": run.timings or None,
+        "timings": dataclasses.asdict(run.timings),
         "overrides": facts.overrides, "owner": facts.owner, "ethics": facts.ethics,
         "training_data": facts.training_data.as_json(), "score_summaries": facts.scores.as_json(),
         "final_means": facts.scores.final_means(),

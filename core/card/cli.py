@@ -7,7 +7,7 @@ from pathlib import Path
 from core.card.output import FORMATS, parse_formats, write_card
 from core.card.overrides import overrides_template
 from core.errors import UserError
-from core.runfolder import Run, atomic_write_bytes
+from core.runfolder import Run, atomic_write_bytes, card_dir
 
 
 def add_arguments(parser, command: str) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser, command: str) -> None:
                         help="the folder `python -m core compare` wrote for RUN and RUN_B; None means "
                              "RUNS_DIR/reports/A-vs-B (either order)")
     parser.add_argument("--format", default=",".join(FORMATS), help=f"comma-separated: {', '.join(FORMATS)}")
-    parser.add_argument("--out", default=None, help="output folder; None means reports/<run name>/")
+    parser.add_argument("--out", default=None, help="output folder; None means RUNS_DIR/reports/<run name>/")
     parser.add_argument("--overrides", default=None,
                         help="overrides file, YAML or JSON; None means RUN/card.yaml when it exists")
     parser.add_argument("--init-overrides", action="store_true",
@@ -36,19 +36,19 @@ def _init_overrides(run: Run) -> int:
 
 def run(args) -> int:
     card_run = Run(args.run)
-    card_run.meta  # raises a UserError naming the folder if it is not a run
+    card_run.record  # a UserError naming the folder (or the damaged key) if it is not a run
     if args.init_overrides:
         return _init_overrides(card_run)
     compare_run = None
     if args.compare:
         compare_run = Run(args.compare)
-        compare_run.meta
+        compare_run.record
         if compare_run.path.resolve() == card_run.path.resolve():
             raise UserError(f"--compare {args.compare}: the same run as RUN; give the counterpart run")
     elif args.comparison:
         raise UserError(f"--comparison {args.comparison}: give --compare RUN_B too (the run it compares with)")
     formats = parse_formats(args.format)
-    out = Path(args.out) if args.out else Path("reports") / card_run.name
+    out = Path(args.out) if args.out else card_dir(card_run)
     written = write_card(card_run, out, formats, compare_run=compare_run, overrides_path=args.overrides,
                          comparison_folder=args.comparison)
     for fmt, path in written.items():

@@ -2,8 +2,8 @@
 card.yaml) and validated there: `read_facts(run, ...) -> CardFacts`, a frozen dataclass the sections only read.
 
 What is *measured* comes from what earlier stages wrote (scores, embeddings, the comparison); what is
-*declared* comes from the overrides file; nothing is guessed. Reading the run's records is confined to
-`_run_record`, `read_scores` and `read_comparison`, so switching them to typed readers is a few lines.
+*declared* comes from the overrides file; nothing is guessed. The run's files are read through the typed records
+of core/runfolder.py (`Run.record`, `Run.scores_record()`) and core/compare.py (`read_comparison`), validated there.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from core.card.examples import Examples, pick_examples
 from core.card.movement import Movement, measure_movement
 from core.card.overrides import ETHICS_ITEMS, OWNER_NOT_STATED, load_overrides
 from core.errors import UserError
-from core.runfolder import PIPELINE_CHECK_LABEL, Run
+from core.runfolder import PIPELINE_CHECK_LABEL, Run, ScoresRecord, Timings, comparison_dir
 
 UNKNOWN_LICENSES = {"", "unknown", "?", "none", "n/a", "na", "unspecified", "not stated", "todo", "tbd"}
 METRICS = ("clip_i", "clip_t")
@@ -26,8 +26,8 @@ METRICS = ("clip_i", "clip_t")
 
 # ---------------------------------------------------------------------------------------------- records
 @dataclass(frozen=True)
-class RunRecord:
-    """run.json, typed: the only place the card reads its keys."""
+class RunFacts:
+    """What the card states about the run itself, from the typed `Run.record` (core/runfolder.py)."""
     name: str
     status: str
     kind: str
@@ -35,34 +35,28 @@ class RunRecord:
     initializer: str
     n_vectors: int
     property: str
-    weights: dict
+    weights: dict                 # WeightsProvenance.as_dict(): source, seed, files, verified
     pipeline_check: bool
     final_step: int | None
     checkpoints: list
     config: dict
     versions: dict
     hardware: dict
-    timings: dict
+    timings: Timings
     created: float | None
     updated: float | None
 
 
-def _run_record(run: Run) -> RunRecord:
-    meta = run.meta
-    token = meta.get("token")
-    if not isinstance(token, Mapping) or not token.get("placeholder"):
-        raise UserError(f"{run.meta_path}: records no token (token.placeholder); is this a run made by `train`?")
-    config = meta.get("config") or {}
+def _run_facts(run: Run) -> RunFacts:
+    record = run.record  # validated where it is read: a missing or damaged key is a UserError naming it
     steps = run.embedding_steps()
-    return RunRecord(
-        name=run.name, status=str(meta.get("status", "?")), kind=str(meta.get("kind", "")),
-        token=str(token["placeholder"]), initializer=str(token.get("initializer", config.get("init", "?"))),
-        n_vectors=int(token.get("vectors", config.get("vectors", 1)) or 1),
-        property=str(meta.get("property", config.get("property", "object"))), weights=dict(run.weights),
-        pipeline_check=run.is_pipeline_check, final_step=meta.get("final_step", steps[-1] if steps else None),
-        checkpoints=steps, config=dict(config), versions=dict(meta.get("versions") or {}),
-        hardware=dict(meta.get("hardware") or {}), timings=dict(meta.get("timings") or {}),
-        created=meta.get("created"), updated=meta.get("updated"))
+    return RunFacts(
+        name=run.name, status=record.status, kind=record.kind, token=record.token.placeholder,
+        initializer=record.token.initializer or "?", n_vectors=record.token.vectors, property=record.property,
+        weights=record.weights.as_dict(), pipeline_check=record.weights.is_pipeline_check,
+        final_step=record.final_step if record.final_step is not None else (steps[-1] if steps else None),
+        checkpoints=steps, config=dict(record.config), versions=dict(record.versions),
+        hardware=dict(record.hardware), timings=record.timings, created=record.created, updated=record.updated)
 
 
 @dataclass(frozen=True)
@@ -102,7 +96,7 @@ class Scores:
     rows: list                    # scores.csv rows
     by_step: list                 # [Summary]
     by_prompt: list               # [Summary]
-    meta: dict                    # scores.json ({} when absent)
+    record: ScoresRecord | None   # scores.json, typed (None when absent)
     caveat: str                   # why the numbers carry no information about quality ('' when they do)
     missing_reason: str = ""      # why there are no summaries ('' when there are)
 
@@ -113,8 +107,7 @@ class Scores:
     @property
     def n_boot(self) -> int | None:
         """The bootstrap resamples `score --n-boot` used for every interval (None: not recorded)."""
-        value = (self.meta.get("config") or {}).get("n_boot")
-        return int(value) if isinstance(value, (int, float)) else None
+        return self.record.n_boot if self.record else None
 
     @property
     def final(self) -> Summary | None:
@@ -126,14 +119,17 @@ class Scores:
 
     def public_meta(self) -> dict | None:
         """scores.json without local paths: CLIP provenance, baselines, reference files (names + sha256)."""
-        if not self.meta:
+        record = self.record
+        if record is None:
             return None
-        keep = ("clip", "clip_label", "baselines", "pipeline_check", "pipeline_check_reasons", "n_images", "complete")
-        out = {key: self.meta[key] for key in keep if key in self.meta}
-        files = (self.meta.get("references") or {}).get("files")
-        if files:
-            out["references"] = {"files": files}
-        return out
+        out = {"clip": record.clip, "clip_label": record.clip_label, "n_boot": record.n_boot,
+               "baselines": {"reference_ceiling_clip_i": record.reference_ceiling_clip_i,
+                             "reference_ceiling": record.reference_ceiling, "initializer": record.initializer},
+               "pipeline_check": record.is_pipeline_check,
+               "pipeline_check_reasons": list(record.pipeline_check_reasons), "n_images": record.n_images,
+               "complete": record.complete}
+        files = record.references.get("files")
+        return {**out, "references": {"files": files}} if files else out
 
     def as_json(self) -> dict:
         out: dict[str, Any] = {"available": self.available}
@@ -145,15 +141,15 @@ class Scores:
         return out
 
 
-def _scores_caveat(record: RunRecord, rows: list, meta: Mapping) -> str:
-    if record.pipeline_check:
+def _scores_caveat(run_facts: RunFacts, rows: list, record: ScoresRecord | None) -> str:
+    if run_facts.pipeline_check:
         return "the diffusion model had random weights"
-    if meta.get("pipeline_check"):
-        return "; ".join(meta.get("pipeline_check_reasons") or []) or "scores.json marks them as a pipeline check"
-    clip = meta.get("clip") or {}
+    clip = record.clip if record else {}
     if "random" in (str(clip.get("source", "")).lower(), str(clip.get("pretrained", "")).lower()) or \
             any(str(row.get("clip_weights", "")).lower() == "random" for row in rows):
         return "the CLIP scorer had random weights"
+    if record and record.is_pipeline_check:
+        return "; ".join(record.pipeline_check_reasons) or "scores.json marks them as a pipeline check"
     return ""
 
 
@@ -161,9 +157,13 @@ def _score_command(run: Run) -> str:
     return f"python -m core score {run.path} --references DIR"
 
 
-def _check_complete(run: Run, rows: list, meta: Mapping) -> None:
-    """The card states complete scores only: every image in images.csv scored, and `score` finished."""
-    if meta.get("complete") is False:
+def _check_complete(run: Run, rows: list, record: ScoresRecord | None) -> None:
+    """The card states complete, current scores only: `score` finished, every image in images.csv scored, and
+    nothing changed since (score records the sha256 of images.csv and scores.csv)."""
+    if record is None:
+        raise UserError(f"{run.scores_meta_path}: missing (scores.csv has no summaries beside it); rescore with "
+                        f"`{_score_command(run)}`")
+    if not record.complete:
         raise UserError(f"{run.scores_meta_path}: scoring is not complete (`score` is running or was interrupted); "
                         f"finish it with `{_score_command(run)}`, then make the card")
     scored = {row.get("path") for row in rows}
@@ -171,35 +171,26 @@ def _check_complete(run: Run, rows: list, meta: Mapping) -> None:
     if images - scored:
         raise UserError(f"{run.scores_path}: scores are incomplete ({len(images & scored)} of {len(images)} images "
                         f"in images.csv scored); score the rest with `{_score_command(run)}`")
+    stale = run.scores_stale(record)
+    if stale:
+        raise UserError(f"{run.scores_meta_path}: {stale}")
 
 
-def _summaries(run: Run, meta: Mapping, key: str) -> list[Summary]:
-    rows = (meta.get("summaries") or {}).get(key) if isinstance(meta.get("summaries"), Mapping) else None
-    if not isinstance(rows, list) or (key == "by_step" and not rows):
-        raise UserError(f"{run.scores_meta_path}: has no summaries.{key} (written by an older or interrupted "
-                        f"`score`); rescore with `{_score_command(run)}`")
-    try:
-        return [_summary(row) for row in rows]  # in the order `score` wrote them (by step, by template)
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"{run.scores_meta_path}: summaries.{key} is damaged ({type(error).__name__}: {error}); "
-                        f"rescore with `{_score_command(run)}`") from None
-
-
-def read_scores(run: Run, record: RunRecord) -> Scores:
+def read_scores(run: Run, run_facts: RunFacts) -> Scores:
     """What `score` wrote: scores.csv rows and the summaries in scores.json (computed there with `--n-boot`).
     Nothing is recomputed here: a card shows exactly the intervals `score` printed."""
     rows = run.read_scores()
-    meta = run.read_scores_meta() or {}
-    caveat = _scores_caveat(record, rows, meta)
+    record = run.scores_record()
+    caveat = _scores_caveat(run_facts, rows, record)
     if not rows:
-        return Scores(rows, [], [], meta, caveat, f"no scores yet: run `python -m core score runs/{run.name} "
-                                                  "--references DIR`")
-    _check_complete(run, rows, meta)
-    by_step, by_prompt = _summaries(run, meta, "by_step"), _summaries(run, meta, "by_prompt")
-    if sum(row.n for row in by_step) != len(rows):
+        return Scores(rows, [], [], record, caveat, f"no scores yet: run `python -m core score runs/{run.name} "
+                                                    "--references DIR`")
+    _check_complete(run, rows, record)
+    by_step, by_prompt = [_summary(row) for row in record.by_step], [_summary(row) for row in record.by_prompt]
+    if sum(row.n for row in by_step) != len(rows):  # folders scored before scores.json recorded its inputs
         raise UserError(f"{run.scores_meta_path}: its summaries cover {sum(row.n for row in by_step)} image(s) but "
                         f"scores.csv has {len(rows)}; rescore with `{_score_command(run)}`")
-    return Scores(rows, by_step, by_prompt, meta, caveat)
+    return Scores(rows, by_step, by_prompt, record, caveat)
 
 
 @dataclass(frozen=True)
@@ -214,7 +205,6 @@ class Comparison:
     pipeline_check: bool = False
     pipeline_check_reasons: list = field(default_factory=list)
     notes: list = field(default_factory=list)
-    matched_on: str | None = None
     n_boot: int | None = None                   # bootstrap resamples `compare --n-boot` used
     table: list = field(default_factory=list)   # compare.csv rows
     plane: list = field(default_factory=list)   # plane.csv rows
@@ -228,7 +218,7 @@ class Comparison:
             return {"available": False, "reason": self.reason}
         out = {key: getattr(self, key) for key in ("available", "run_a", "run_b", "property_a", "property_b",
                                                    "pipeline_check", "pipeline_check_reasons", "notes",
-                                                   "matched_on", "n_boot", "table", "plane")}
+                                                   "n_boot", "table", "plane")}
         out["figure"] = self.figure_name if self.figure_png else None
         return {**out, "figure_error": self.figure_error} if self.figure_error else out
 
@@ -236,11 +226,6 @@ class Comparison:
 def _records(frame) -> list[dict]:
     return [{key: (None if isinstance(value, float) and value != value else value) for key, value in row.items()}
             for row in frame.to_dict("records")]
-
-
-def comparison_dir(first: Run, second: Run) -> Path:
-    """RUNS_DIR/reports/A-vs-B: where `compare` writes for the card, the demo and the dashboard."""
-    return first.path.parent / "reports" / f"{first.name}-vs-{second.name}"
 
 
 def _compare_command(first: Run, second: Run, folder: Path) -> str:
@@ -258,48 +243,39 @@ def _plane_disagrees(plane: list, name: str, scores: Scores) -> bool:
                or abs(float(saved[row.step]["clip_t_mean"]) - row.clip_t.mean) > 1e-9 for row in scores.by_step)
 
 
-def _saved_comparison(first: Run, second: Run, folder: Path | None) -> tuple[Path, dict]:
-    """The folder `compare` wrote for this pair (either order) and what is in it; a UserError naming the command
-    that makes it when there is none."""
-    from core.compare import FILES, load_comparison
-
-    found = Path(folder) if folder is not None else find_comparison(first, second)
-    if found is None or not (found / FILES["meta"]).is_file():
-        target = found or comparison_dir(first, second)
-        raise UserError(f"{target}: no comparison of {first.name} with {second.name}; make it with "
-                        f"`{_compare_command(first, second, target)}`")
-    return found, load_comparison(found)
-
-
-def read_comparison(run: Run, record: RunRecord, other: Run | None, scores: Scores,
+def read_comparison(run: Run, run_facts: RunFacts, other: Run | None, scores: Scores,
                     folder: Path | None = None) -> Comparison:
     """The comparison `compare` wrote (never recomputed): refused with the command that remakes it when missing,
-    or stale (its numbers are not those of the runs' current scores)."""
+    or stale (either run rescored since)."""
+    from core.compare import read_comparison as read_saved
+
     if other is None:
         return Comparison(False, "no second run given (use --compare RUN_B for character vs style)")
     first, second = run, other
-    if record.property == "style" and _run_record(other).property != "style":
+    if run_facts.property == "style" and other.record.property != "style":
         first, second = other, run  # character (object) first, whichever run the card is for
-    found, saved = _saved_comparison(first, second, folder)
-    meta, plane = saved["meta"], _records(saved["plane"])
-    runs = meta.get("runs") or {}
-    names = {key: (runs.get(key) or {}).get("name") for key in ("a", "b")}
-    other_scores = read_scores(other, _run_record(other))
-    if set(names.values()) != {run.name, other.name} or \
-            _plane_disagrees(plane, run.name, scores) or _plane_disagrees(plane, other.name, other_scores):
-        in_order = (second, first) if names.get("a") == second.name else (first, second)
-        raise UserError(f"{found}: stale (it does not match the current scores of {run.name} and {other.name}); "
-                        f"remake it with `{_compare_command(*in_order, found)}`")
-    picture = found / "plane.png"
-    png_note = (meta.get("png") or {}).get("warning") if isinstance(meta.get("png"), Mapping) else None
+    found = Path(folder) if folder is not None else find_comparison(first, second)
+    if found is None or not (found / "compare.json").is_file():
+        target = found or comparison_dir(first, second)
+        raise UserError(f"{target}: no comparison of {first.name} with {second.name}; make it with "
+                        f"`{_compare_command(first, second, target)}`")
+    saved = read_saved(found)
+    by_name = {run.name: run, other.name: other}
+    stale = saved.stale_reason()
+    if stale is None and saved.inputs is None:  # written before compare recorded its inputs: check the numbers
+        if {saved.a.name, saved.b.name} != set(by_name) or \
+                _plane_disagrees(_records(saved.plane), run.name, scores) or \
+                _plane_disagrees(_records(saved.plane), other.name, read_scores(other, _run_facts(other))):
+            in_order = [by_name.get(saved.a.name, first), by_name.get(saved.b.name, second)]
+            stale = f"stale: remake it with `{_compare_command(*in_order, found)}`"
+    if stale:
+        raise UserError(f"{found}: {stale}")
     return Comparison(
-        True, run_a=names["a"], run_b=names["b"], property_a=str(runs["a"].get("property", "")),
-        property_b=str(runs["b"].get("property", "")), pipeline_check=bool(meta.get("pipeline_check", True)),
-        pipeline_check_reasons=[str(reason) for reason in meta.get("pipeline_check_reasons") or []],
-        notes=[str(note) for note in meta.get("notes") or []], matched_on=meta.get("matched_on"),
-        n_boot=meta.get("n_boot"), table=_records(saved["table"]), plane=plane,
-        figure_png=picture.read_bytes() if picture.is_file() else None,
-        figure_error="" if picture.is_file() else f"{found.name}/plane.png is missing ({png_note or 'not written'})")
+        True, run_a=saved.a.name, run_b=saved.b.name, property_a=saved.a.property, property_b=saved.b.property,
+        pipeline_check=saved.is_pipeline_check, pipeline_check_reasons=list(saved.pipeline_check_reasons),
+        notes=[str(note) for note in saved.notes], n_boot=saved.n_boot, table=_records(saved.table),
+        plane=_records(saved.plane), figure_png=saved.png.read_bytes() if saved.png else None,
+        figure_error="" if saved.png else f"{found.name}/plane.png is missing ({saved.png_warning or 'not written'})")
 
 
 @dataclass(frozen=True)
@@ -323,10 +299,10 @@ def read_training_data(run: Run) -> TrainingData:
     return TrainingData(rows, unknown, licenses)
 
 
-def _environment(run: Run, record: RunRecord, scores: Scores, env_overrides: Mapping) -> energy.Environment:
-    training = record.timings.get("seconds_total")
+def _environment(run: Run, record: RunFacts, scores: Scores, env_overrides: Mapping) -> energy.Environment:
+    training: float | None = record.timings.seconds_total
     source = "run.json timings.seconds_total"
-    if not isinstance(training, (int, float)) or training <= 0:
+    if not training or training <= 0:
         training = max((row["seconds"] for row in run.read_metrics()), default=None)
         source = "last `seconds` in metrics.csv; run.json has no timings.seconds_total"
     generation = 0.0
@@ -335,15 +311,14 @@ def _environment(run: Run, record: RunRecord, scores: Scores, env_overrides: Map
             generation += max(float(row.get("seconds") or 0.0), 0.0)
         except ValueError:
             continue
-    scoring = scores.meta.get("seconds") if isinstance(scores.meta.get("seconds"), (int, float)) else None
-    return energy.estimate(training, source, generation, scoring, record.hardware, env_overrides)
+    return energy.estimate(training, source, generation, None, record.hardware, env_overrides)  # scoring: not timed
 
 
 # ------------------------------------------------------------------------------------------------ facts
 @dataclass(frozen=True)
 class CardFacts:
     """Everything a card states, read once. Sections only read these fields."""
-    run: RunRecord
+    run: RunFacts
     run_ref: str                  # how the card names the run in commands: runs/NAME (never a local path)
     date: str                     # ISO date from run.json (not the clock: same inputs, same bytes)
     final_embedding: str          # the final embedding's path inside the run, or a note that there is none
@@ -373,7 +348,7 @@ class CardFacts:
         return self.run.property == "object"
 
 
-def _warnings(record: RunRecord, run: Run, overrides: Mapping, training: TrainingData, examples: Examples,
+def _warnings(record: RunFacts, run: Run, overrides: Mapping, training: TrainingData, examples: Examples,
               comparison: Comparison, ethics: Mapping) -> list[str]:
     warnings = [PIPELINE_CHECK_LABEL] if record.pipeline_check else []
     if "owner" not in overrides:
@@ -408,10 +383,8 @@ def _check_no_writer(run: Run) -> None:
 
 def find_comparison(run: Run, other: Run) -> Path | None:
     """The folder `compare` wrote for this pair (RUNS_DIR/reports/A-vs-B, either order), or None."""
-    from core.compare import FILES
-
     return next((folder for folder in (comparison_dir(run, other), comparison_dir(other, run))
-                 if (folder / FILES["meta"]).is_file()), None)
+                 if (folder / "compare.json").is_file()), None)
 
 
 def read_facts(run: Run, compare_run: Run | None = None, overrides_path: str | Path | None = None,
@@ -420,7 +393,7 @@ def read_facts(run: Run, compare_run: Run | None = None, overrides_path: str | P
     character/style pair, from the folder `compare` wrote: `comparison_folder`, default RUNS_DIR/reports/A-vs-B)."""
     for each in (run, compare_run) if compare_run is not None else (run,):
         _check_no_writer(each)
-    record = _run_record(run)
+    record = _run_facts(run)
     overrides = load_overrides(run, overrides_path)
     training = read_training_data(run)
     scores = read_scores(run, record)

@@ -25,27 +25,26 @@ def comparison_table(rows: list) -> Table:
     return Table(["metric", "checkpoint", "steps A / B", "A mean", "B mean", "A - B", "95% CI", "pairs"], body)
 
 
-def clip_sentence(scores_meta: dict) -> str:
-    if scores_meta.get("clip_label"):
-        return str(scores_meta["clip_label"])
-    clip = scores_meta.get("clip") or {}
-    if not clip:
+def clip_sentence(record) -> str:
+    if record is None:
         return "not recorded (no scores.json)"
-    return ", ".join(f"{key}: {value}" for key, value in clip.items())
+    return record.clip_label or ", ".join(f"{key}: {value}" for key, value in record.clip.items())
 
 
-def baseline_blocks(scores_meta: dict) -> list:
-    baselines = scores_meta.get("baselines") or {}
+def baseline_blocks(record) -> list:
+    """The reference ceiling and the initializer baseline, as `score` wrote them (ScoresRecord)."""
+    if record is None:
+        return []
     items = []
-    ceiling = baselines.get("reference_ceiling")
-    if isinstance(ceiling, dict) and ceiling.get("mean") is not None:
+    ceiling = record.reference_ceiling
+    if ceiling.get("mean") is not None:
         items.append([Bold("Reference ceiling (CLIP-I between distinct reference images):"), " ",
                       f"{number(ceiling['mean'])} {interval(ceiling.get('lo'), ceiling.get('hi'))} "
                       f"({ceiling.get('n_images', '?')} images)"])
-    elif baselines.get("reference_ceiling_clip_i") is not None:
-        items.append([Bold("Reference ceiling CLIP-I:"), " ", number(baselines["reference_ceiling_clip_i"])])
-    initial = baselines.get("initializer")
-    if isinstance(initial, dict) and initial.get("available") and initial.get("clip_i_mean") is not None:
+    elif record.reference_ceiling_clip_i is not None:
+        items.append([Bold("Reference ceiling CLIP-I:"), " ", number(record.reference_ceiling_clip_i)])
+    initial = record.initializer
+    if initial.get("available") and initial.get("clip_i_mean") is not None:
         clip_i = f"{number(initial['clip_i_mean'])} {interval(initial.get('clip_i_lo'), initial.get('clip_i_hi'))}"
         clip_t = f"{number(initial.get('clip_t_mean'))} {interval(initial.get('clip_t_lo'), initial.get('clip_t_hi'))}"
         items.append([Bold("Initializer baseline (step 0):"), " ", f"CLIP-I {clip_i}, CLIP-T {clip_t}"])
@@ -64,7 +63,7 @@ def _testing_data(facts):
             [Bold("CLIP-T:"), " " + texts.CLIP_T_DEFINITION],
             ["Intervals are the confidence intervals computed by ", Mono("core.score"),
              " (see its documentation for the method)."],
-            [Bold("Scorer:"), " ", clip_sentence(facts.scores.meta)],
+            [Bold("Scorer:"), " ", clip_sentence(facts.scores.record)],
         ]))
 
 
@@ -83,7 +82,7 @@ def _score_blocks(facts) -> list:
     if by_prompt:
         blocks += [Para([f"CLIP scores per prompt template at step {last} (CI over seeds; every step is in "
                          "card.json):"]), summary_table(by_prompt, "template")]
-    return blocks + baseline_blocks(scores.meta)
+    return blocks + baseline_blocks(scores.record)
 
 
 def _comparison_blocks(facts) -> list:

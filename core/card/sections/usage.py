@@ -51,8 +51,7 @@ def training_details(facts) -> list:
                       f"from the {templates} templates."]),
                 Table(["setting", "value"], settings) if settings else None),
         section("Speeds, Sizes, Times", 4, Bullets([
-            ["Training time: ", duration(run.timings.get("seconds_total")),
-             f"; steps done: {run.timings.get('steps_done', '?')}"],
+            ["Training time: ", duration(run.timings.seconds_total), f"; steps done: {run.timings.steps_done}"],
             ["Checkpoints saved: ", ", ".join(map(str, facts.movement.steps)) or "none"],
             ["Embedding size: ", f"{run.n_vectors} x 768 float32 = {run.n_vectors * 768 * 4} bytes"],
         ])),
