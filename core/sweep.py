@@ -357,10 +357,10 @@ def measured_times(runs_dir: Path, train: dict[str, Any]) -> dict[str, Any]:
     here = _this_machine()
     for run in list_runs(runs_dir):
         try:
-            meta = run.meta
+            rec = run.record
         except UserError:
             continue
-        cfg, hw = meta.get("config", {}), meta.get("hardware", {})
+        cfg, hw = rec.config, rec.hardware
         if any(cfg.get(k) != train.get(k) for k in keys) or (hw.get("platform"), hw.get("cpu_count")) != here:
             continue
         try:
@@ -506,7 +506,7 @@ class Driver:
                    "stage": "", "attempts": int(old.get("attempts", 0)), "resumed_from": old.get("resumed_from"),
                    "message": ""}
             if (old.get("status") == "finished" and old.get("fingerprint") == t.fingerprint
-                    and t.plan.run.exists and t.plan.run.meta.get("status") == "finished"):
+                    and t.plan.run.exists and t.plan.run.record.status == "finished"):
                 row.update(status="finished", stage="done", message=old.get("message", ""))
             self.rows[t.name] = row
         self.created = (record.read().get("created") if record.exists else None) or time.time()
@@ -592,7 +592,7 @@ class Driver:
             try:
                 if run.exists:
                     with run.writer("sweep: record the interruption"):
-                        if run.meta.get("status") == "running":
+                        if run.reload().record.status == "running":
                             run.update_meta(status="interrupted",
                                             message="sweep interrupted; rerun the sweep to resume")
             except UserError as e:

@@ -78,11 +78,10 @@ def train_stage(plan: TrialPlan) -> dict[str, Any]:
         resume, resumed_from = False, None
         if run.exists:
             stack.enter_context(run.writer("sweep trial: train + generate"))
-            meta = run.meta
-            if meta.get("config") != cfg.to_dict():
+            if dict(run.record.config) != cfg.to_dict():
                 raise UserError(f"{run.path}: a run with this name was trained with another configuration; move "
                                 "it away or rename the sweep")
-            if meta.get("status") != "finished":
+            if run.record.status != "finished":
                 done = [s for s in run.checkpoint_steps() if s in run.embedding_steps()]
                 if not done:
                     raise UserError(f"{run.path}: no complete checkpoint to resume from; delete the folder and "
@@ -90,21 +89,20 @@ def train_stage(plan: TrialPlan) -> dict[str, Any]:
                 resume, resumed_from = True, done[-1]
         set_precision(cfg.mixed_precision)
         components = load_factory(plan.components)(spec, cfg.resolution)
-        if not (run.exists and run.meta.get("status") == "finished"):
+        if not (run.exists and run.record.status == "finished"):
             if not resume:
                 run = start_run(cfg, Path(plan.runs_dir), plan.name)
                 stack.enter_context(run.writer("sweep trial: train + generate"))
             try:
                 train(cfg, run, components, resume=resume, progress=False)
             except UserError:
-                if run.meta.get("status") == "running":
+                if run.reload().record.status == "running":
                     run.update_meta(status="failed")
                 raise
-        meta = run.meta
-        out: dict[str, Any] = {"status": meta["status"], "resumed_from": resumed_from,
-                               "final_step": meta.get("final_step"), "generated": 0,
-                               "message": meta.get("message", "")}
-        if meta["status"] != "finished":
+        rec = run.reload().record
+        out: dict[str, Any] = {"status": rec.status, "resumed_from": resumed_from, "final_step": rec.final_step,
+                               "generated": 0, "message": rec.message or ""}
+        if rec.status != "finished":
             return out
         if plan.generate is not None:
             from core.generate import GenerateConfig, generate

@@ -625,22 +625,21 @@ def _trial_row(run_path: str, key: Any, trial_json: str) -> dict[str, Any]:
     if not run.exists:
         return row
     try:
-        meta = run.meta
-        row.update(run_status=str(meta.get("status", "?")), pipeline_check=run.is_pipeline_check,
-                   final_step=meta.get("final_step"))
-        smeta = run.read_scores_meta()
+        rec = run.record
+        row.update(run_status=rec.status, pipeline_check=rec.weights.is_pipeline_check, final_step=rec.final_step)
+        scores = run.scores_record()
     except Exception as e:  # noqa: BLE001 - one damaged trial must not hide the others
         row["error"] = str(e)
         return row
-    if smeta:
-        by_step = (smeta.get("summaries") or {}).get("by_step") or []
+    if scores is not None:
+        by_step = list(scores.by_step)
         if by_step:
             last = max(by_step, key=lambda r: r["step"])
             row["scored_step"] = last["step"]
             for m in ("clip_i", "clip_t"):
                 for s in ("mean", "lo", "hi"):
                     row[f"{m}_{s}"] = last.get(f"{m}_{s}")
-        row["pipeline_check"] = bool(row["pipeline_check"] or smeta.get("pipeline_check"))
+        row["pipeline_check"] = bool(row["pipeline_check"] or scores.is_pipeline_check)
         advice, _ = optional_module("core.advice")
         if advice is not None:
             try:

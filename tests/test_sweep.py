@@ -113,7 +113,6 @@ def test_bad_spec_through_the_cli_starts_nothing(char_images, tmp_path):
 
 def test_dry_run_estimate_from_measured_runs(char_images, tmp_path):
     """The estimate uses earlier runs on this machine with the same resolution/batch (their metrics.csv)."""
-    from core.runfolder import Run
     from core.sweep import dry_run, load_spec, _this_machine
 
     runs = tmp_path / "runs"
@@ -121,13 +120,16 @@ def test_dry_run_estimate_from_measured_runs(char_images, tmp_path):
     text = dry_run(spec, runs, 1)
     assert "no earlier run on this machine" in text and "estimate: unavailable for 4 trial(s)" in text
     plat, cpus = _this_machine()
-    r = Run.create(runs, "old", {"config": dict(spec.trials[0].plan.train), "hardware": {"platform": plat,
-                                                                                         "cpu_count": cpus}})
-    r.append_metrics([{"step": s, "loss": 0.1, "lr": 0.002, "seconds": 10 + 2.0 * s} for s in range(1, 6)])
+    from tests.fakerun import make_fake_run
+
+    r = make_fake_run(runs, "old", steps=5, checkpoint_every=5)  # metrics.csv: 0.5 s per step
+    r.update_meta(config=dict(spec.trials[0].plan.train), hardware={"platform": plat, "cpu_count": cpus})
+    other = make_fake_run(runs, "elsewhere", steps=5, checkpoint_every=5)  # another machine: not used
+    other.update_meta(config=dict(spec.trials[0].plan.train), hardware={"platform": "other", "cpu_count": cpus})
     text = dry_run(spec, runs, 2)
-    assert "2.000 s/step measured from 4 step(s) of 1 earlier run(s) on this machine (old)" in text
-    # (1000 + 1000 + 3000 + 3000) steps x 2 s = 16000 s = 266.7 min; two at once
-    assert "estimate: 266.7 min" in text and "~133.3 min wall with 2 at once" in text
+    assert "0.500 s/step measured from 4 step(s) of 1 earlier run(s) on this machine (old)" in text
+    # (1000 + 1000 + 3000 + 3000) steps x 0.5 s = 4000 s = 66.7 min; two at once
+    assert "estimate: 66.7 min" in text and "~33.3 min wall with 2 at once" in text
 
 
 # ------------------------------------------------------------------------------------------ on Ray (slower)

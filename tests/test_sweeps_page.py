@@ -20,13 +20,14 @@ PARAMS = [{"steps": 10, "lr": 0.002}, {"steps": 10, "lr": 0.005}, {"steps": 20, 
 def make_sweep(runs: Path) -> list[str]:
     """A sweep record over fake runs: three scored trials (fabricated scores, summaries written the way `score`
     writes them) and one never started."""
-    from core.score import summarize_by_step
+    from core.score import summarize_by_prompt, summarize_by_step
 
     names = [f"sw-steps-{p['steps']}_lr-{p['lr']}-abc123" for p in PARAMS]
     for name, p in zip(names[:3], PARAMS):
         run = make_fake_run(runs, name, "object", steps=p["steps"])
         meta = run.read_scores_meta()
-        meta["summaries"] = {"by_step": summarize_by_step(run.read_scores(), n_boot=50).to_dict(orient="records")}
+        meta["summaries"] = {"by_step": summarize_by_step(run.read_scores(), n_boot=50).to_dict(orient="records"),
+                             "by_prompt": summarize_by_prompt(run.read_scores(), n_boot=50).to_dict(orient="records")}
         meta["pipeline_check"] = True
         run.write_scores_meta(meta)
     status = ["finished", "finished", "failed", "pending"]
