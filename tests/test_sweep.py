@@ -323,7 +323,7 @@ def test_killed_worker_resumes_and_ctrl_c_leaves_true_status(char_images, tmp_pa
         if p.poll() is None:
             p.kill()
     assert p.returncode == 130, out
-    assert run.meta["status"] == "interrupted", out
+    assert run.record.status == "interrupted", out
     trial = SweepRecord(runs, "k").trials()[0]
     assert trial["status"] == "interrupted", trial
     steps = _steps(run)
@@ -333,11 +333,13 @@ def test_killed_worker_resumes_and_ctrl_c_leaves_true_status(char_images, tmp_pa
     assert run.checkpoint_path(kept + 5).stat().st_mtime > killed_at
     last_ckpt = run.checkpoint_steps()[-1]
 
+    first_out = out
     p = sweep_cli(spec, runs)  # the rerun resumes from the last checkpoint and finishes
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
     trial = SweepRecord(runs, "k").trials()[0]
-    assert run.meta["status"] == "finished" and trial["status"] == "finished"
+    run.reload()
+    assert run.record.status == "finished" and trial["status"] == "finished", (first_out, out, run.meta)
     assert trial["resumed_from"] == last_ckpt >= 20
     metrics = run.read_metrics()
     assert [m["step"] for m in metrics] == list(range(1, 41))  # every step exactly once
