@@ -310,13 +310,13 @@ def test_killed_worker_resumes_and_ctrl_c_leaves_true_status(char_images, tmp_pa
     p = sweep_cli(spec, runs)
     try:
         _wait_for(lambda: len(_steps(run)) >= 7, p)  # past the step-5 checkpoint
-        pids = _worker_pids("ray::train ")
+        pids = _worker_pids(f"ray::train {name}")  # this sweep's worker only
         assert len(pids) == 1, pids
         kept = run.checkpoint_steps()[-1]
         killed_at = time.time()
         os.kill(pids[0], signal.SIGKILL)  # the worker dies mid-training (like an OOM kill)
         # Ray retries the task in a fresh worker, which resumes from that checkpoint and carries on
-        _wait_for(lambda: _steps(run) and _steps(run)[-1] >= 20 and _worker_pids("ray::train "), p)
+        _wait_for(lambda: _steps(run) and _steps(run)[-1] >= 20 and _worker_pids(f"ray::train {name}"), p)
         p.send_signal(signal.SIGINT)  # Ctrl-C on the sweep
         out, _ = p.communicate(timeout=180)
     finally:
