@@ -224,7 +224,14 @@ def audit_run(run: Run, config: AuditConfig, scorer=None, progress: bool = True,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Audit every generated image of `run` not audited yet (same CLIP model, references and held-out set); write
     audit.csv, audit.json and the side-by-side pairs; return the audit.json dict. `scorer` (a ClipScorer, or a
-    stand-in with the same encode_images/provenance) is built from `config.clip` when not given."""
+    stand-in with the same encode_images/provenance) is built from `config.clip` when not given. Holds the run's
+    writer lock while it works (one writer per run)."""
+    run.meta  # a clear error if this is not a run folder (before the lock would create anything)
+    with run.writer("audit"):
+        return _audit_run(run, config, scorer, progress, log)
+
+
+def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from core.images import validate_images
     from core.prompts import load_categories
     from core.score import _image_rows, _load
@@ -304,7 +311,7 @@ def audit_run(run: Run, config: AuditConfig, scorer=None, progress: bool = True,
         try:
             for start in range(0, len(todo), config.batch_size):
                 batch = todo[start:start + config.batch_size]
-                pics = [_load(run.path / r["path"]) for r in batch]
+                pics = [_load(run.resolve_inside(r["path"], what="image")) for r in batch]
                 hashes = np.stack([phash_bits(p) for p in pics])
                 dist = hamming_to_refs(hashes, ref_var)
                 emb = scorer.encode_images(pics, batch_size=config.batch_size)
@@ -397,7 +404,7 @@ def write_pairs(run: Run, rows: list[dict[str, Any]], ref_paths: list[Path], thr
         for rank, r in enumerate(ranked, start=1):
             name = f"{m}-{rank:02d}.png"
             wanted.add(name)
-            img = side_by_side(_load(run.path / r["path"]), _load(by_name[r[near]]),
+            img = side_by_side(_load(run.resolve_inside(r["path"], what="image")), _load(by_name[r[near]]),
                                f"generated: {r['path']} (step {r['step']})", f"training: {r[near]}",
                                f"{m}: {_fmt(m, r[col])} · copy rule {thresholds[m]['rule']} · "
                                f"{'FLAGGED' if int(r[f'copy_{m}']) else 'not flagged'}", pipeline_check)

@@ -965,7 +965,7 @@ class Run:
         write_csv(self.audit_path, AUDIT_COLUMNS, rows)
 
     def read_audit(self) -> list[dict[str, str]]:
-        return read_csv_rows(self.audit_path)
+        return read_csv_rows(self.audit_path, AUDIT_COLUMNS)
 
     def write_audit_meta(self, data: Mapping[str, Any]) -> None:
         atomic_write_json(self.audit_meta_path, data)

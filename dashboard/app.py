@@ -30,6 +30,7 @@ PAGES = [
     st.Page("views/character_vs_style.py", title="Character vs style", icon=":material/compare:"),
     st.Page("views/token_explorer.py", title="Token explorer", icon=":material/match_word:"),
     st.Page("views/sweeps.py", title="Sweeps", icon=":material/tune:"),
+    st.Page("views/risks.py", title="Risks", icon=":material/policy:"),
     st.Page("views/model_card.py", title="Model card and limitations", icon=":material/description:"),
 ]
 

@@ -62,7 +62,7 @@ def _sig(path: Path) -> tuple[int, int] | None:
 def _run_sig(run: Run) -> tuple:
     return tuple(_sig(p) for p in (run.meta_path, run.metrics_path, run.images_index_path, run.scores_path,
                                    run.scores_meta_path, run.neighbors_path, run.embeddings_dir,
-                                   run.grids_dir, run.card_overrides_path))
+                                   run.grids_dir, run.card_overrides_path, run.audit_meta_path))
 
 
 def _damaged(path: Path, e: BaseException) -> DataError:
@@ -127,6 +127,7 @@ def _run_info(run_path: str, key: tuple) -> dict[str, Any]:
             has_images=run.images_index_path.exists(),
             has_scores=run.scores_path.exists(),
             has_neighbors=run.neighbors_path.exists(),
+            has_audit=run.audit_meta_path.exists(),
             created=meta.get("created"),
             updated=meta.get("updated"),
             timings=meta.get("timings") or {},
@@ -501,6 +502,62 @@ def _saved_comparison(folder: str, key: tuple) -> dict[str, Any]:
         raise DataError(f"{folder}: the saved comparison cannot be read ({type(e).__name__}: {e})") from e
 
 
+# -------------------------------------------------------------------------------------------------- audit
+def audit(run_path: str) -> pd.DataFrame:
+    """audit.csv (`python -m core audit`) as a typed DataFrame; empty when the run is not audited."""
+    run = Run(run_path)
+    return _unwrap(_audit(run_path, _sig(run.audit_path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=100)
+def _audit(run_path: str, key: Any) -> tuple[Any, str | None]:
+    from core.audit import load_audit
+
+    run = Run(run_path)
+    try:
+        return load_audit(run), None
+    except Exception as e:  # noqa: BLE001
+        return None, str(_damaged(run.audit_path, e))
+
+
+def audit_meta(run_path: str) -> dict[str, Any] | None:
+    """audit.json: thresholds with their calibration, copy rates, closest pairs, misuse transfer; None if absent."""
+    run = Run(run_path)
+    return _unwrap(_audit_meta(run_path, _sig(run.audit_meta_path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=100)
+def _audit_meta(run_path: str, key: Any) -> tuple[Any, str | None]:
+    run = Run(run_path)
+    try:
+        return run.read_audit_meta(), None
+    except Exception as e:  # noqa: BLE001
+        return None, str(_damaged(run.audit_meta_path, e))
+
+
+def audit_pair_file(run_path: str, rel: str) -> Path:
+    """A side-by-side pair image named in audit.json; DataError if it would lead outside the run."""
+    try:
+        return Run(run_path).resolve_inside(rel, what="audit pair image")
+    except UserError as e:
+        raise DataError(str(e)) from e
+
+
+def _advice(run: Run) -> dict[str, Any]:
+    from core.advice import advise_run
+
+    return advise_run(run)
+
+
+def advice(run_path: str) -> dict[str, Any]:
+    """`core.advice.advise_run`: the CLIP-I/CLIP-T front and the recommended checkpoint (cached by the run's files)."""
+    scores(run_path)  # a damaged scores.csv is a DataError naming the file
+    try:
+        return cached_call(_advice, [run_path])
+    except (UserError, ValueError, KeyError) as e:
+        raise DataError(f"{Run(run_path).scores_path}: cannot advise a checkpoint ({e})") from e
+
+
 # ----------------------------------------------------------------------------- what is missing and how to make it
 def command_generate(run_path: str) -> str:
     return f"python -m core generate {q(run_path)} --checkpoints all"
@@ -513,6 +570,15 @@ def command_score(run_path: str) -> str:
 def command_compare(a: str, b: str) -> str:
     out = Path(a).parent / "reports" / f"{Path(a).name}-vs-{Path(b).name}"  # where the dashboard finds it
     return f"python -m core compare {q(a)} {q(b)} --out {q(out)}"
+
+
+def command_audit(run_path: str) -> str:
+    return f"python -m core audit {q(run_path)} --references TRAINING_IMAGES_DIR"
+
+
+def command_misuse(run_path: str) -> str:
+    return (f"python -m core generate {q(run_path)} --prompts prompts/eval/misuse.txt --checkpoints all\n"
+            f"{command_score(run_path)}\n{command_audit(run_path)}")
 
 
 def command_card(run_path: str) -> str:

@@ -25,6 +25,7 @@ PAGES = {
     "views/clip_scores.py": "CLIP scores",
     "views/character_vs_style.py": "Character vs style",
     "views/token_explorer.py": "Token explorer",
+    "views/risks.py": "Risks",
     "views/model_card.py": "Model card and limitations review",
     "views/sweeps.py": "Sweeps",
 }
@@ -274,7 +275,7 @@ def test_every_page_survives_damaged_runs(dash_runs, page):
     at = open_page(dash_runs, page)
     assert not at.exception
     for sb in list(at.selectbox):
-        if sb.key in ("grid_run", "clip_run", "tok_run", "card_run", "cmp_a", "cmp_b"):
+        if sb.key in ("grid_run", "clip_run", "tok_run", "card_run", "risks_run", "cmp_a", "cmp_b"):
             for option in ("garbage-scores", "no-images"):
                 at.selectbox(key=sb.key).set_value(option).run()
                 assert not at.exception, (sb.key, option, [e.value for e in at.exception])

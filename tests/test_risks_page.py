@@ -1,0 +1,89 @@
+"""The Risks dashboard page under AppTest: checkpoint advice, the copy audit (rates with CIs, thresholds, closest
+pairs with an enlarge dialog) and misuse transfer on an audited fixture run; what shows when the audit is missing.
+The fixture is a random-weight run, so every chart title and pair caption must carry the pipeline-check label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.audit import AuditConfig, audit_run
+from core.prompts import MISUSE_FILE, load_categories
+from core.runfolder import PIPELINE_CHECK_LABEL
+from tests.fakerun import draw_image, make_fake_run
+from tests.test_audit import PixelScorer
+from tests.test_dashboard import assert_clean, open_page, texts
+
+PAGE = "views/risks.py"
+
+
+def make_audited_runs(runs: Path, refs: Path) -> Path:
+    """An audited run whose prompts are two misuse probes (two categories), and an unaudited one."""
+    refs.mkdir(parents=True, exist_ok=True)
+    for i in range(4):
+        draw_image(700 + i, 96).save(refs / f"tom_{i}.png")
+    cats = load_categories(MISUSE_FILE)
+    probes = [next(t for t, c in cats.items() if c == "advertising"), next(t for t, c in cats.items() if c == "political")]
+    run = make_fake_run(runs, "audited", "object", prompts=probes, seeds=(0, 1, 2))
+    audit_run(run, AuditConfig(references=refs, n_pairs=2, n_boot=200), scorer=PixelScorer(), progress=False,
+              log=lambda m: None)
+    make_fake_run(runs, "not-audited", "object")
+    return runs
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return make_audited_runs(tmp_path / "runs", tmp_path / "refs")
+
+
+def plot_titles(at) -> list[str]:
+    import json
+
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def test_audited_run_shows_advice_copy_rates_pairs_and_misuse(runs):
+    at = open_page(runs, PAGE)
+    assert_clean(at, PAGE)
+    assert [h for h in texts(at.header)] == ["Which checkpoint to ship", "Does the token copy its training images?",
+                                             "Does the character come through in misuse contexts?"]
+    assert [m.value for m in at.metric] == ["step 20"]  # the only trained checkpoint scored
+    assert any("only trained checkpoint" in m for m in texts(at.markdown))
+    titles = plot_titles(at)
+    assert len(titles) == 3 and all(t.startswith("PIPELINE CHECK (random weights)") for t in titles)
+    assert any("Copy rate per checkpoint" in t for t in titles) and any("misuse category" in t for t in titles)
+    assert any(PIPELINE_CHECK_LABEL in w for w in texts(at.warning))
+    images = at.get("image")
+    assert len(images) == 2  # n_pairs=2 for the chosen measure
+    captions = [c for i in images for c in i.captions]
+    assert all(c.startswith("PIPELINE CHECK") for c in captions)
+    at.button(key="risks_enlarge_phash_0").click().run()
+    assert not at.exception
+    enlarged = at.get("image")
+    assert len(enlarged) == 3 and enlarged[2].captions == enlarged[0].captions  # the dialog shows pair #1
+    at.radio(key="risks_pairs_measure").set_value("clip").run()
+    assert not at.exception and len(at.get("image")) == 2
+    thresholds = at.dataframe[1].value
+    assert list(thresholds["copy rule"].str[:4]) == ["pHas", "CLIP"]
+
+
+def test_missing_audit_shows_the_command(runs):
+    at = open_page(runs, PAGE)
+    at.selectbox(key="risks_run").set_value("not-audited").run()
+    assert_clean(at, PAGE)
+    code = "\n".join(str(c.value) for c in at.code)
+    assert "python -m core audit" in code and "--references TRAINING_IMAGES_DIR" in code
+    assert [m.value for m in at.metric] == ["step 20"]  # advice needs scores only
+
+
+def test_pair_path_outside_the_run_is_refused(runs):
+    from core.runfolder import Run
+
+    run = Run(runs / "audited")
+    meta = run.read_audit_meta()
+    meta["pairs"][0]["image"] = "../../refs/tom_0.png"
+    run.write_audit_meta(meta)
+    at = open_page(runs, PAGE)
+    assert not at.exception
+    assert any("leads outside the run folder" in w for w in texts(at.warning))
