@@ -198,8 +198,9 @@ def test_sweeps_page_view_lives_in_the_url(server, page):
     settle(page, "Sweeps")
     assert_no_errors(page, "Sweeps")
     page.get_by_text("Reconstruction vs editability", exact=False).first.wait_for()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length >= 3",
+                           timeout=30000)
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 3
-    assert page.get_by_text("lr=0.005", exact=True).count() >= 1  # the plane's legend: coloured by lr
     assert "f_lr=0.005" in page.url and "color=lr" in page.url
     combo = page.get_by_role("combobox", name="Colour the plane by", exact=True)
     combo.click()

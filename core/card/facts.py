@@ -20,6 +20,11 @@ from core.card.overrides import ETHICS_ITEMS, OWNER_NOT_STATED, load_overrides
 from core.errors import UserError
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, ScoresRecord, Timings, comparison_dir
 
+
+class CardNotReady(UserError):
+    """The card's inputs are not finished yet (unscored images, scoring running or stale, a missing or stale
+    comparison, a writer holding the run): a step to run first, named in the message, not damage."""
+
 UNKNOWN_LICENSES = {"", "unknown", "?", "none", "n/a", "na", "unspecified", "not stated", "todo", "tbd"}
 METRICS = ("clip_i", "clip_t")
 
@@ -161,19 +166,19 @@ def _check_complete(run: Run, rows: list, record: ScoresRecord | None) -> None:
     """The card states complete, current scores only: `score` finished, every image in images.csv scored, and
     nothing changed since (score records the sha256 of images.csv and scores.csv)."""
     if record is None:
-        raise UserError(f"{run.scores_meta_path}: missing (scores.csv has no summaries beside it); rescore with "
+        raise CardNotReady(f"{run.scores_meta_path}: missing (scores.csv has no summaries beside it); rescore with "
                         f"`{_score_command(run)}`")
     if not record.complete:
-        raise UserError(f"{run.scores_meta_path}: scoring is not complete (`score` is running or was interrupted); "
+        raise CardNotReady(f"{run.scores_meta_path}: scoring is not complete (`score` is running or was interrupted); "
                         f"finish it with `{_score_command(run)}`, then make the card")
     scored = {row.get("path") for row in rows}
     images = {row.get("path") for row in run.read_images()}
     if images - scored:
-        raise UserError(f"{run.scores_path}: scores are incomplete ({len(images & scored)} of {len(images)} images "
+        raise CardNotReady(f"{run.scores_path}: scores are incomplete ({len(images & scored)} of {len(images)} images "
                         f"in images.csv scored); score the rest with `{_score_command(run)}`")
     stale = run.scores_stale(record)
     if stale:
-        raise UserError(f"{run.scores_meta_path}: {stale}")
+        raise CardNotReady(f"{run.scores_meta_path}: {stale}")
 
 
 def read_scores(run: Run, run_facts: RunFacts) -> Scores:
@@ -257,7 +262,7 @@ def read_comparison(run: Run, run_facts: RunFacts, other: Run | None, scores: Sc
     found = Path(folder) if folder is not None else find_comparison(first, second)
     if found is None or not (found / "compare.json").is_file():
         target = found or comparison_dir(first, second)
-        raise UserError(f"{target}: no comparison of {first.name} with {second.name}; make it with "
+        raise CardNotReady(f"{target}: no comparison of {first.name} with {second.name}; make it with "
                         f"`{_compare_command(first, second, target)}`")
     saved = read_saved(found)
     by_name = {run.name: run, other.name: other}
@@ -269,7 +274,7 @@ def read_comparison(run: Run, run_facts: RunFacts, other: Run | None, scores: Sc
             in_order = [by_name.get(saved.a.name, first), by_name.get(saved.b.name, second)]
             stale = f"stale: remake it with `{_compare_command(*in_order, found)}`"
     if stale:
-        raise UserError(f"{found}: {stale}")
+        raise CardNotReady(f"{found}: {stale}")
     return Comparison(
         True, run_a=saved.a.name, run_b=saved.b.name, property_a=saved.a.property, property_b=saved.b.property,
         pipeline_check=saved.is_pipeline_check, pipeline_check_reasons=list(saved.pipeline_check_reasons),
@@ -377,7 +382,7 @@ def _check_no_writer(run: Run) -> None:
     """A card states finished work only: refused while a command writes the run (iss10's writer lock)."""
     holder = run.lock_holder()
     if holder is not None:
-        raise UserError(f"{run.path}: pid {holder.get('pid', '?')} ({holder.get('command', '?')}) is writing this "
+        raise CardNotReady(f"{run.path}: pid {holder.get('pid', '?')} ({holder.get('command', '?')}) is writing this "
                         "run; make the card when it has finished")
 
 

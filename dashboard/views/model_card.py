@@ -9,6 +9,7 @@ import zipfile
 import streamlit as st
 
 from core import card as card_mod
+from core.card.facts import CardNotReady
 from dashboard import data, ui
 
 st.title("Model card and limitations review")
@@ -37,6 +38,10 @@ if others:
 card_command = data.command_card(info["path"]) + (f" --compare {data.q(counterpart['path'])}" if counterpart else "")
 try:
     card = data.model_card(info["path"], counterpart["path"] if counterpart else None)
+except CardNotReady as e:  # a step to run first (unscored images, a missing comparison...), not damage
+    st.warning(f"The model card of **{info['name']}** is not ready: {e}")
+    st.caption(f"Then build it here or from the command line: `{card_command}`")
+    st.stop()
 except Exception as e:  # noqa: BLE001 - a damaged file or bad card.yaml is reported for this run only
     st.error(f"The model card of **{info['name']}** cannot be built: {e}")
     st.caption(f"Fix the named file, then rebuild it from the command line: `{card_command}`")
