@@ -112,6 +112,7 @@ def test_cli_train_kill_resume(real, char_images, tmp_path):
     done = cli("train", "--resume", str(run.path), "--quiet")
     out, _ = done.communicate(timeout=600)
     assert done.returncode == 0, out
+    run.reload()  # Run reads run.json once per instance; the resuming process wrote it since
     assert run.meta["status"] == "finished" and run.embedding_steps() == [0, 2, 4]
     steps = [m["step"] for m in run.read_metrics()]
     assert steps == [1, 2, 3, 4], steps
