@@ -238,20 +238,31 @@ def _contexts(comps, spec):
 
 
 # --------------------------------------------------------------------------------------- diffusers side
-def _diffusers_networks(resolution: int):
-    """SD v1.4's text encoder, UNet and VAE from their published configs, random weights (no download)."""
+def _diffusers_networks(resolution: int, tiny: bool = False):
+    """SD v1.4's text encoder, UNet and VAE from their published configs, random weights (no download).
+    `tiny`: the same classes a few channels wide, so a test can run the diffusers side's code in seconds."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
+    width = 32 if tiny else 768
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768))
-    unet = UNet2DConditionModel(sample_size=resolution // 8, cross_attention_dim=768, attention_head_dim=8)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
-                        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, sample_size=resolution)
+        vocab_size=49408, hidden_size=width, intermediate_size=37 if tiny else 3072,
+        num_hidden_layers=1 if tiny else 12, num_attention_heads=2 if tiny else 12,
+        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=width))
+    if tiny:
+        unet = UNet2DConditionModel(sample_size=resolution // 8, cross_attention_dim=width, block_out_channels=(32, 64),
+                                    layers_per_block=1, attention_head_dim=8, norm_num_groups=32,
+                                    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    else:
+        unet = UNet2DConditionModel(sample_size=resolution // 8, cross_attention_dim=768, attention_head_dim=8)
+    channels = (32, 32, 32, 32) if tiny else (128, 256, 512, 512)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1 if tiny else 2,
+                        block_out_channels=channels, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, sample_size=resolution,
+                        norm_num_groups=32)
     return text_encoder, unet, vae
 
 
@@ -274,13 +285,14 @@ def measure_diffusers_train(spec: dict[str, Any]) -> dict[str, Any]:
 
     dev, reset, peak = _torch_setup()
     t0 = time.perf_counter()
-    text_encoder, unet, vae = _diffusers_networks(spec["resolution"])
+    text_encoder, unet, vae = _diffusers_networks(spec["resolution"], spec.get("tiny", False))
     text_encoder.resize_token_embeddings(49409)
     vae.requires_grad_(False)
     unet.requires_grad_(False)
-    text_encoder.text_model.encoder.requires_grad_(False)
-    text_encoder.text_model.final_layer_norm.requires_grad_(False)
-    text_encoder.text_model.embeddings.position_embedding.requires_grad_(False)
+    body = getattr(text_encoder, "text_model", text_encoder)  # transformers 5 dropped the .text_model wrapper
+    body.encoder.requires_grad_(False)
+    body.final_layer_norm.requires_grad_(False)
+    body.embeddings.position_embedding.requires_grad_(False)
     half = spec["diffusers_precision"] == "fp16"
     weight_dtype = torch.float16 if half else torch.float32
     unet.to(dev, dtype=weight_dtype)
@@ -333,7 +345,8 @@ def measure_diffusers_generate(spec: dict[str, Any]) -> dict[str, Any]:
 
     dev, reset, peak = _torch_setup()
     t0 = time.perf_counter()
-    text_encoder, unet, vae = _diffusers_networks(spec["resolution"])
+    text_encoder, unet, vae = _diffusers_networks(spec["resolution"], spec.get("tiny", False))
+    text_encoder.resize_token_embeddings(49409)  # the prompt holds the new token's id, as after training
     dtype = torch.float16 if spec["diffusers_precision"] == "fp16" else torch.float32
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)

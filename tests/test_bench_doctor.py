@@ -29,6 +29,20 @@ def test_worker_round_trip_and_failure_is_data():
     assert bad["error"] == "ValueError: asked to fail"
 
 
+@pytest.mark.parametrize("work", ["train", "generate"])
+def test_diffusers_reference_runs_on_the_installed_diffusers_and_transformers(work):
+    """The reference side's code against the installed libraries (transformers 5 dropped CLIPTextModel's
+    .text_model, which broke the training reference unnoticed): same code path, networks a few channels wide."""
+    from core.worker import run_in_subprocess
+
+    spec = {"resolution": 128, "batch": 1, "iters": 1, "steps": 2, "guidance": 7.5, "diffusers_precision": "fp32",
+            "tiny": True}
+    out = run_in_subprocess(f"core.bench:measure_diffusers_{work}", spec, timeout=300)
+    assert "error" not in out, out
+    assert len(out["times"]) == 1 and out["times"][0] > 0 and out["backend"] == "torch-cpu"
+    assert out.get("finite", True) is True
+
+
 def test_plan_interleaves_sides_and_alternates_who_goes_first():
     from core.bench import BenchConfig, plan
 
