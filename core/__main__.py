@@ -11,9 +11,10 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from core import __version__
-from core.errors import UserError
+from core.errors import JobFailed, UserError
 
 # command -> (module, one-line help)
 COMMANDS = {
@@ -52,6 +53,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.add_argument("--debug", action="store_true", help="print tracebacks on the terminal too")
         if name == chosen:
             module = importlib.import_module(module_name)
             module.add_arguments(p, name)
@@ -67,11 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except UserError as e:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except JobFailed as e:  # recorded in the run (status, logs/<command>.log); one line here
+        if args.debug:
+            traceback.print_exception(e.__cause__ or e)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a bug outside any run: one line, the traceback on --debug
+        if args.debug:
+            raise
+        print(f"error: {args.command} failed: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

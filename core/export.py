@@ -260,7 +260,7 @@ def import_embedding(path: Path, runs_dir: Path, name: str | None, token: str | 
     n = int(emb.vectors.shape[0])
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-.") or "embedding"
     run = Run.create(runs_dir, name or f"import-{stem}-{time.strftime('%Y%m%d-%H%M%S')}", {
-        "kind": "import", "status": "finished",
+        "kind": "import", "status": "running",
         "config": {"weights": weights, "weights_seed": weights_seed, "resolution": resolution,
                    "token": token, "vectors": n, "property": prop},
         "token": {"placeholder": token, "initializer": None, "vectors": n, "tokens": placeholder_tokens(token, n)},
@@ -270,7 +270,9 @@ def import_embedding(path: Path, runs_dir: Path, name: str | None, token: str | 
         "final_step": IMPORT_STEP,
         "timings": {"seconds_total": 0.0, "steps_done": 0},
     })
-    run.save_embedding(IMPORT_STEP, {token: emb.vectors}, {"imported_from": Path(path).name})
+    with run.writer("import"):  # `finished` only once the embedding is in place
+        run.save_embedding(IMPORT_STEP, {token: emb.vectors}, {"imported_from": Path(path).name})
+        run.update_meta(status="finished")
     return run
 
 

@@ -67,7 +67,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from core.errors import UserError
+from core.errors import JobFailed, UserError
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "finished", "failed", "interrupted")
@@ -212,6 +212,55 @@ def read_csv_rows(path: Path, columns: list[str] | None = None) -> list[dict[str
                 raise UserError(f"{path}: row {i + 2} has {len(r) - (None in r) + len(r.get(None) or [])} "
                                 f"fields, expected {len(columns)}; the file is damaged (repair or delete that line)")
     return rows
+
+
+MAX_EMBEDDING_BYTES = 64 << 20  # a textual-inversion file holds a few vectors of 768/1024 floats: ~KB
+
+
+def read_embedding_file(path: Path, dim: int | None = None) -> dict[str, np.ndarray]:
+    """{token: float32[n_vectors, dim]} from a safetensors file, validated where it is read: a real safetensors
+    file of sane size, every tensor 2-D (n_vectors >= 1) with the same width (`dim` when given), floating point,
+    all values finite. Anything else is a one-line UserError naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise UserError(f"{path}: empty embedding file (0 bytes); delete it and re-run the step that writes it")
+        if size > MAX_EMBEDDING_BYTES:
+            raise UserError(f"{path}: {size:,} bytes is far too large for a textual-inversion embedding")
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the embedding ({e.strerror or e})") from e
+    try:
+        tensors = dict(load(data))
+    except (SafetensorError, ValueError, TypeError, OverflowError) as e:
+        raise UserError(f"{path}: not a safetensors embedding ({' '.join(str(e).split())[:160]})") from e
+    return validate_embedding(tensors, str(path), dim)
+
+
+def validate_embedding(tensors: Mapping[str, Any], source: str, dim: int | None = None) -> dict[str, np.ndarray]:
+    """The checks of `read_embedding_file` on tensors already loaded (e.g. by `import`): returns float32 copies."""
+    if not tensors:
+        raise UserError(f"{source}: holds no tensors; expected {{token: [n_vectors, dim]}}")
+    out, widths = {}, set()
+    for name, t in tensors.items():
+        a = np.asarray(t)
+        if a.dtype.kind != "f":
+            raise UserError(f"{source}: tensor {name!r} has dtype {a.dtype}; an embedding is floating point")
+        if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+            raise UserError(f"{source}: tensor {name!r} has shape {list(a.shape)}; expected [n_vectors, dim]")
+        if dim is not None and a.shape[1] != dim:
+            raise UserError(f"{source}: tensor {name!r} is {a.shape[1]} wide; this text encoder needs {dim}")
+        if not np.isfinite(a).all():
+            raise UserError(f"{source}: tensor {name!r} holds NaN or infinite values; it cannot be used")
+        widths.add(a.shape[1])
+        out[name] = a.astype(np.float32)
+    if len(widths) > 1:
+        raise UserError(f"{source}: tensors of different widths {sorted(widths)}")
+    return out
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -507,6 +556,29 @@ def card_dir(run: "Run") -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- the run
+MAX_NAME_CHARS = 200  # a run folder's name (file systems stop at 255 bytes; leave room for temp files)
+
+
+def check_run_name(name: str) -> None:
+    """A run folder name: 1-200 of letters, digits, '.', '_', '-', not starting with '.', '_' or '-'."""
+    if not name:
+        raise UserError("--name '': give a run name (letters, digits, '.', '_', '-') or leave --name out")
+    if len(name) > MAX_NAME_CHARS:
+        raise UserError(f"--name {name[:40]!r}...: {len(name)} characters; use at most {MAX_NAME_CHARS}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+
+
+def check_runs_dir(runs_dir: str | os.PathLike) -> None:
+    """The runs folder must be a writable folder, or not exist yet under a writable parent."""
+    p = Path(runs_dir)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"--runs-dir {p}: is a file, not a folder; pass a folder for the runs")
+    probe = p if p.exists() else next((a for a in p.absolute().parents if a.exists()), Path("/"))
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"--runs-dir {p}: {probe} is not writable; pass a folder you can write to")
+
+
 _HELD_LOCKS: dict[str, list] = {}  # resolved run path -> [fd, depth] for the writer locks this process holds
 
 
@@ -698,15 +770,18 @@ class Run:
     @classmethod
     def create(cls, runs_dir: str | os.PathLike, name: str, meta: Mapping[str, Any]) -> "Run":
         """Make a new run folder; an existing non-empty one is an error (use --resume or another --name)."""
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+        check_run_name(name)
+        check_runs_dir(runs_dir)
         run = cls(Path(runs_dir) / name)
         if run.path.exists() and any(run.path.iterdir()):
             raise UserError(
                 f"{run.path}: a run with this name exists; continue it with --resume {run.path} "
                 "or choose another --name"
             )
-        run.path.mkdir(parents=True, exist_ok=True)
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"{run.path}: cannot make the run folder ({e.strerror}); choose another --runs-dir") from e
         now = time.time()
         full = {"schema_version": SCHEMA_VERSION, "name": name, "created": now, "updated": now}
         full.update(meta)
@@ -760,6 +835,32 @@ class Run:
         atomic_write_json(self.meta_path, data)
         self._meta, self._record = data, None
         return json.loads(json.dumps(data))
+
+    def record_failure(self, command: str, exc: BaseException, *, mark_failed: bool = True,
+                       hint: str = "") -> JobFailed:
+        """Save `exc`'s traceback in logs/<command>.log, mark the run `failed` with the one-line reason (when
+        `mark_failed`; the run's status belongs to `train`/`import`) and return the JobFailed to raise. When even
+        that cannot be written (a full disk), the returned message says so: the run will then read as stale."""
+        import traceback
+
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+        log = self.log_path(command)
+        notes = []
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} {command}: {reason}\n")
+                f.write("".join(traceback.format_exception(exc)))
+            notes.append(f"traceback in {log}")
+        except OSError as e:
+            notes.append(f"the traceback could not be saved ({e.strerror})")
+        if mark_failed:
+            try:
+                self.update_meta(status="failed", message=f"{command} failed: {reason}" + (f"; {hint}" if hint else ""))
+            except (OSError, UserError) as e:
+                notes.append(f"run.json could not record the failure ({getattr(e, 'strerror', None) or e}); "
+                             "the run will show as stale")
+        return JobFailed(f"{self.path}: {command} failed: {reason} ({'; '.join(notes)})" + (f"; {hint}" if hint else ""))
 
     def stale_reason(self, meta: Mapping[str, Any] | None = None) -> str | None:
         """Why run.json's `running` is not the truth, or None. A running run is written by a process holding
@@ -842,13 +943,12 @@ class Run:
         return sorted(steps)
 
     def load_embedding(self, step: int) -> dict[str, np.ndarray]:
-        from safetensors.numpy import load_file
-
+        """{token: float32[n_vectors, dim]} of checkpoint `step`, validated (see `read_embedding_file`)."""
         path = self.embedding_path(step)
         if not path.exists():
             have = ", ".join(map(str, self.embedding_steps())) or "none"
             raise UserError(f"{self.path}: no embedding for step {step} (have: {have})")
-        return dict(load_file(str(path)))
+        return read_embedding_file(self.resolve_inside(path, what="embedding"))
 
     def resolve_steps(self, spec: str) -> list[int]:
         """'0,final' / 'all' / '0,100,200' -> sorted checkpoint steps that exist; unknown ones are an error."""

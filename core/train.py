@@ -7,6 +7,7 @@ numpy's generator seeded with (seed, k), so a resumed run draws exactly what the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -21,10 +22,12 @@ import numpy as np
 
 from core import __version__
 from core.config import StrictConfig, check
-from core.errors import UserError
+from core.errors import JobFailed, UserError
 from core.runfolder import Run
 
 NEIGHBORS_K = 8
+MAX_BATCH = 256  # far above what fits a GPU at 512 px; larger is a typo that would fail only after loading
+MAX_TOKEN_CHARS = 100  # a placeholder word; it also becomes part of the run folder's default name
 
 
 @dataclass
@@ -56,10 +59,15 @@ class TrainConfig(StrictConfig):
 
     def validate(self) -> None:
         check(bool(self.images), "images", self.images, "pass --images DIR, a folder of pictures")
+        check(0 < len(self.token) <= MAX_TOKEN_CHARS, "token", self.token[:40] + ("..." if len(self.token) > 40 else ""),
+              f"must be 1 to {MAX_TOKEN_CHARS} characters")
         check(self.vectors >= 1, "vectors", self.vectors, "must be >= 1")
         check(self.property in ("object", "style"), "property", self.property, "must be 'object' or 'style'")
         check(self.steps >= 1, "steps", self.steps, "must be >= 1")
-        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(1 <= self.batch_size <= MAX_BATCH, "batch_size", self.batch_size,
+              f"must be 1 to {MAX_BATCH} (images per step; memory grows with it)")
+        check(0 <= self.seed < 2**63, "seed", self.seed, "must be a non-negative integer")
+        check(0 <= self.weights_seed < 2**32, "weights_seed", self.weights_seed, "must be in [0, 2**32)")
         check(0 < self.lr < 1, "lr", self.lr, "must be in (0, 1)")
         check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         check(self.resolution >= 128 and self.resolution % 128 == 0, "resolution", self.resolution,
@@ -222,7 +230,7 @@ def save_checkpoint(run: Run, step: int, model, encoder, placeholders: list[str]
                 for i, v in enumerate(model.optimizer.variables)}
     run.save_checkpoint(step, {"step": np.asarray(step), **opt_vars})
     write_neighbors(run, step, encoder, vocabulary, init_vectors, tokenizer)
-    run.update_meta(last_checkpoint=step)
+    run.update_meta(last_checkpoint=step, heartbeat=time.time())
 
 
 def restore_checkpoint(run: Run, step: int, model, encoder, placeholders: list[str]) -> None:
@@ -269,10 +277,49 @@ def set_precision(mode: str) -> None:
         {"no": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[mode])
 
 
+def resume_hint(run: Run) -> str:
+    return f"continue with: python -m core train --resume {run.path}"
+
+
+@contextlib.contextmanager
+def recorded(run: Run):
+    """Hold the run's writer lock and make its status the truth: any exception leaves `failed` (with the one-line
+    reason in run.json and the traceback in logs/train.log) or `interrupted`, never `running` or `finished`."""
+    with run.writer("train"):
+        try:
+            yield
+        except KeyboardInterrupt:
+            _mark_if_running(run, "interrupted", f"interrupted; {resume_hint(run)}")
+            raise
+        except UserError as e:
+            _mark_if_running(run, "failed", str(e))
+            raise
+        except JobFailed:
+            raise
+        except Exception as e:
+            try:
+                already = run.meta.get("status") == "failed"  # the loop recorded the step it failed at
+            except (OSError, UserError):
+                already = False
+            raise run.record_failure("train", e, mark_failed=not already, hint=resume_hint(run)) from e
+
+
+def _mark_if_running(run: Run, status: str, message: str) -> None:
+    with contextlib.suppress(OSError, UserError):
+        if run.meta.get("status") == "running":
+            run.update_meta(status=status, message=message)
+
+
 def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress: bool = True,
           stop_after: int | None = None) -> Run:
     """Train (or continue) `run` with `components`. `stop_after` ends early after that many steps in this
-    call (used to test resume); the run is then marked interrupted."""
+    call (used to test resume); the run is then marked interrupted. Holds the run's writer lock; the run ends
+    `finished` only when the loop ends normally (see `recorded`)."""
+    with recorded(run):
+        return _train(cfg, run, components, resume, progress, stop_after)
+
+
+def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool, stop_after: int | None) -> Run:
     from tqdm.auto import tqdm
 
     from core.components import PlaceholderTextEncoder, vocabulary_table
@@ -310,8 +357,8 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
         save_checkpoint(run, 0, model, encoder, placeholders, vocabulary, init_vectors, tokenizer)
 
     env = environment()
-    run.update_meta(status="running", versions=env["versions"], hardware=env["hardware"],
-                    weights=components.weights.provenance())
+    run.update_meta(status="running", message=None, pid=os.getpid(), heartbeat=time.time(),
+                    versions=env["versions"], hardware=env["hardware"], weights=components.weights.provenance())
     import keras
 
     old_handler = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -319,7 +366,7 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
     step = start
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {run.name}", unit="step", disable=not progress,
                dynamic_ncols=True)
-    status, message = "finished", None
+    status, message = None, None
     try:
         while step < cfg.steps:
             if stop_after is not None and step - start >= stop_after:
@@ -341,9 +388,14 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
                 break
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save_checkpoint(run, step, model, encoder, placeholders, vocabulary, init_vectors, tokenizer)
+        status = status or "finished"  # the loop ended normally
     except (KeyboardInterrupt, _Terminated):
         status = "interrupted"
-        message = (f"interrupted at step {step}; continue with: python -m core train --resume {run.path}")
+        message = f"interrupted at step {step}; {resume_hint(run)}"
+    except BaseException as e:
+        status = "failed"
+        message = f"failed at step {step}: {' '.join(f'{type(e).__name__}: {e}'.split())[:300]}; {resume_hint(run)}"
+        raise
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, old_handler)
@@ -366,7 +418,7 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
 
 
 def default_name(cfg: TrainConfig) -> str:
-    slug = "".join(c if c.isalnum() else "-" for c in cfg.token).strip("-") or "token"
+    slug = "".join(c if c.isascii() and c.isalnum() else "-" for c in cfg.token).strip("-")[:60] or "token"
     return f"{slug}-{cfg.property}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -436,7 +488,7 @@ TRAINING_COMPONENTS = ("text_encoder", "diffusion_model", "image_encoder")  # th
 
 
 def run(args) -> int:
-    from core.components import Components
+    from core.runfolder import check_run_name, check_runs_dir
     from core.weights import WeightSpec
 
     if args.resume:
@@ -445,9 +497,19 @@ def run(args) -> int:
         if meta.get("status") == "finished":
             print(f"{run_.path}: already finished ({meta.get('final_step')} steps); nothing to do")
             return 0
+        holder = run_.lock_holder()
+        if holder:
+            raise UserError(f"{run_.path}: pid {holder['pid']} ({holder['command']}) is writing this run; "
+                            "wait for it to end (or stop it) and retry")
+        if stale := run_.stale_reason(meta):
+            print(f"{run_.path}: {stale.split(' - ')[0]}; resuming", file=sys.stderr)
         cfg = TrainConfig.from_dict(meta["config"])
     else:
+        # every value is checked before anything heavy (TensorFlow, weight files) loads or a folder is made
         cfg = config_from_args(args)
+        if args.name is not None:
+            check_run_name(args.name)
+        check_runs_dir(args.runs_dir)
         prepare(cfg)  # validate images, prompts and token before anything is built or written
     spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
     for name in TRAINING_COMPONENTS:  # download / hash-check the weight files before a run folder exists
@@ -455,17 +517,15 @@ def run(args) -> int:
     if not args.resume:
         run_ = start_run(cfg, args.runs_dir, args.name)
     print(f"run folder: {run_.path}")
-    set_precision(cfg.mixed_precision)
-    if spec.source == "random":
-        print("weights: random (seeded) - this run is a PIPELINE CHECK, not a model result", file=sys.stderr)
-    components = Components(spec, cfg.resolution,
-                            fused_attention={"auto": None, "yes": True, "no": False}[cfg.fused_attention])
-    try:
+    with recorded(run_):  # from here on every failure is recorded in the run
+        from core.components import Components
+
+        set_precision(cfg.mixed_precision)
+        if spec.source == "random":
+            print("weights: random (seeded) - this run is a PIPELINE CHECK, not a model result", file=sys.stderr)
+        components = Components(spec, cfg.resolution,
+                                fused_attention={"auto": None, "yes": True, "no": False}[cfg.fused_attention])
         train(cfg, run_, components, resume=bool(args.resume), progress=not args.quiet)
-    except UserError:
-        if run_.meta.get("status") == "running":
-            run_.update_meta(status="failed")
-        raise
     status = run_.meta["status"]
     print(f"{status}: {run_.path}")
     return {"finished": 0, "interrupted": 130}.get(status, 1)
