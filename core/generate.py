@@ -18,6 +18,7 @@ from PIL.PngImagePlugin import PngInfo
 from core import __version__
 from core.config import StrictConfig, check
 from core.errors import UserError
+from core.images import opened
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
 
 
@@ -103,7 +104,20 @@ def png_bytes(img: np.ndarray, info: dict) -> bytes:
 
 
 def generate(run: Run, cfg: GenerateConfig, components, progress: bool = True) -> dict:
-    """Make the missing images of the plan, then the grids. Returns counts."""
+    """Make the missing images of the plan, then the grids. Returns counts. Holds the run's writer lock; an
+    unexpected failure is logged in the run (logs/generate.log) and reported in one line."""
+    run.meta  # a clear error if this is not a run folder (before a lock file is made in it)
+    with run.writer("generate"):
+        try:
+            return _generate(run, cfg, components, progress)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            raise run.record_failure("generate", e, mark_failed=False,
+                                     hint="images made so far are kept; rerun the same generate to continue") from e
+
+
+def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict:
     from tqdm.auto import tqdm
 
     from core.components import PlaceholderTextEncoder
@@ -166,7 +180,7 @@ def generate(run: Run, cfg: GenerateConfig, components, progress: bool = True) -
                                 "tool": f"tomcat-ti {__version__}"}
                         if run.is_pipeline_check:
                             info["label"] = PIPELINE_CHECK_LABEL
-                        atomic_write_bytes(run.path / j.relpath, png_bytes(img, info))
+                        atomic_write_bytes(run.resolve_inside(j.relpath, what="image"), png_bytes(img, info))
                         rows.append({"path": j.relpath, "prompt": j.prompt, "template": j.template,
                                      "negative_prompt": cfg.negative, "seed": j.seed, "step": step,
                                      "steps": cfg.steps, "guidance": cfg.guidance, "token": token,
@@ -219,7 +233,7 @@ def labelled_grid(cells: list[list[Path | None]], row_labels: list[str], col_lab
             p = cells[r][c]
             box = (left + c * cell, top + r * cell)
             if p is not None and p.exists():
-                with Image.open(p) as im:
+                with opened(p) as im:  # checked: a non-image or a decompression bomb is a UserError
                     img.paste(im.convert("RGB").resize((cell - 4, cell - 4)), (box[0] + 2, box[1] + 2))
             else:
                 d.rectangle([box[0] + 2, box[1] + 2, box[0] + cell - 2, box[1] + cell - 2], outline="gray")
@@ -235,7 +249,8 @@ def write_grids(run: Run, cfg: GenerateConfig, templates, steps, resolution, ini
     mode = "img2img" if init_sha else "txt2img"
 
     def path_of(step, t, seed):
-        return run.path / run.image_relpath(step, image_name(cfg, t, seed, resolution, init_sha))
+        return run.resolve_inside(run.image_relpath(step, image_name(cfg, t, seed, resolution, init_sha)),
+                                  what="image")
 
     out = []
     for step in steps:  # prompt x seed for one checkpoint
@@ -246,7 +261,7 @@ def write_grids(run: Run, cfg: GenerateConfig, templates, steps, resolution, ini
         buf = io.BytesIO()
         g.save(buf, format="PNG")
         p = run.grid_path(f"checkpoint-{step:06d}-{mode}.png")
-        atomic_write_bytes(p, buf.getvalue())
+        atomic_write_bytes(run.resolve_inside(p, what="grid"), buf.getvalue())
         out.append(p)
     for t in templates:  # checkpoint x seed for one prompt
         cells = [[path_of(step, t, s) for s in seeds] for step in steps]
@@ -255,7 +270,7 @@ def write_grids(run: Run, cfg: GenerateConfig, templates, steps, resolution, ini
         buf = io.BytesIO()
         g.save(buf, format="PNG")
         p = run.grid_path(f"prompt-{slug(t)}-{mode}.png")
-        atomic_write_bytes(p, buf.getvalue())
+        atomic_write_bytes(run.resolve_inside(p, what="grid"), buf.getvalue())
         out.append(p)
     return out
 

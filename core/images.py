@@ -7,10 +7,13 @@ not too many pixels. A bad file is always reported by name with the reason; noth
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,6 +24,7 @@ SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 LICENSES_FILE = "licenses.csv"
 LICENSE_COLUMNS = ("file", "license", "source", "author")
 MIN_SIDE = 64  # smaller pictures carry too little detail to learn from (SD works at 512 px)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # CSV injection (OWASP): cells a spreadsheet evaluates
 MAX_PIXELS = 40_000_000  # ~ 6300 x 6300; larger is almost certainly a mistake or a decompression bomb
 
 
@@ -93,9 +97,39 @@ def validate_images(folder: Path, min_side: int = MIN_SIDE) -> list[Path]:
     return good
 
 
+@contextlib.contextmanager
+def opened(path: Path, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """`with opened(p) as img:` a PIL image whose size was checked before any pixel is decoded. Not an image,
+    damaged, over `max_pixels` (a decompression bomb: a tiny file that decodes to gigabytes) or unreadable is a
+    one-line UserError naming the file. Use it for every image read from a run (generated images, grids)."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise UserError(f"{path}: too many pixels ({w}x{h} > {max_pixels:,}); refused (it may be a "
+                                    "decompression bomb) - delete or regenerate it")
+                yield img
+    except UserError:
+        raise
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; regenerate it or restore the file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{path}: too many pixels (over {max_pixels:,}); refused (it may be a decompression bomb) "
+                        "- delete or regenerate it") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image (cannot identify image file); delete or regenerate it") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"{path}: damaged or unreadable image ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
+                        "delete or regenerate it") from None
+
+
 def load_rgb(path: Path) -> Image.Image:
-    """RGB image with EXIF orientation applied; first frame of an animation; transparency composited on white."""
-    with Image.open(path) as img:
+    """RGB image with EXIF orientation applied; first frame of an animation; transparency composited on white.
+    Checked by `opened` (UserError for a bad or oversized file)."""
+    with opened(path) as img:
         img.seek(0)
         img = ImageOps.exif_transpose(img)
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -139,17 +173,31 @@ def read_licenses(folder: Path, images: list[Path]) -> dict[str, dict[str, str]]
         return {}
     names = {p.name for p in images}
     out: dict[str, dict[str, str]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in LICENSE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{path}: missing column(s) {', '.join(missing)}; the header must be "
-                            f"{','.join(LICENSE_COLUMNS)}")
-        for i, row in enumerate(reader, start=2):
-            name = (row.get("file") or "").strip()
-            if name not in names:
-                raise UserError(f"{path}:{i}: file {name!r} is not an image in {folder}; fix the name or the line")
-            out[name] = {k: (row.get(k) or "").strip() for k in ("license", "source", "author")}
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in LICENSE_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; the header must be "
+                        f"{','.join(LICENSE_COLUMNS)}")
+    first_line: dict[str, int] = {}
+    for i, row in enumerate(reader, start=2):
+        name = (row.get("file") or "").strip()
+        if name not in names:
+            raise UserError(f"{path}:{i}: file {name!r} is not an image in {folder}; fix the name or the line")
+        if name in first_line:
+            raise UserError(f"{path}:{i}: {name!r} is listed again (first on line {first_line[name]}); keep one line "
+                            "per image")
+        first_line[name] = i
+        out[name] = {k: (row.get(k) or "").strip() for k in ("license", "source", "author")}
+        for k, v in out[name].items():
+            if v[:1] in FORMULA_STARTS and v != "-":
+                raise UserError(f"{path}:{i}: {k} {v[:30]!r} starts with {v[0]!r}, which spreadsheets run as a "
+                                "formula; remove that character")
     return out
 
 

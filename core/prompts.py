@@ -16,12 +16,16 @@ _CATEGORY = "# category:"
 def load_templates(path: str | Path) -> list[str]:
     """Templates from a file. Blank lines and '#' comments are skipped; every other line needs exactly one {}."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a prompt file; pass a .txt file with one template a line")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: prompt file not found") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the prompt file ({e.strerror})") from None
     out = []
     for i, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

@@ -214,6 +214,12 @@ def read_csv_rows(path: Path, columns: list[str] | None = None) -> list[dict[str
     return rows
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """`text` as one short line: terminal colour codes dropped, whitespace collapsed, cut at `limit`."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 MAX_EMBEDDING_BYTES = 64 << 20  # a textual-inversion file holds a few vectors of 768/1024 floats: ~KB
 
 
@@ -843,7 +849,7 @@ class Run:
         that cannot be written (a full disk), the returned message says so: the run will then read as stale."""
         import traceback
 
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+        reason = one_line(f"{type(exc).__name__}: {exc}")
         log = self.log_path(command)
         notes = []
         try:

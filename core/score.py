@@ -146,6 +146,8 @@ def _image_rows(run: Run) -> list[dict[str, str]]:
         by_path.pop(r["path"], None)
         by_path[r["path"]] = r
     rows = list(by_path.values())
+    for r in rows:  # every path must stay inside the run (no absolute paths, `..` or symlinks out of it)
+        run.resolve_inside(r["path"], what="image")
     missing = [r["path"] for r in rows if not (run.path / r["path"]).is_file()]
     if missing:
         shown = "\n".join(f"  {run.path / p}" for p in missing[:20])
@@ -169,7 +171,19 @@ def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True,
               log=print) -> dict[str, Any]:
     """Score every image of `run` not scored yet with the same CLIP model and references; write scores.csv and
     scores.json; return the scores.json dict. `scorer` (a core.clip_score.ClipScorer) is built from
-    `config.clip` when not given."""
+    `config.clip` when not given. Holds the run's writer lock; an unexpected failure is logged in the run."""
+    run.meta  # a clear error if this is not a run folder (before a lock file is made in it)
+    with run.writer("score"):
+        try:
+            return _score_run(run, config, scorer, progress, log)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            raise run.record_failure("score", e, mark_failed=False,
+                                     hint=f"scores so far are kept; rerun `python -m core score {run.path}`") from e
+
+
+def _score_run(run: Run, config: ScoreConfig, scorer, progress: bool, log) -> dict[str, Any]:
     from core.images import validate_images
 
     run_meta = run.meta  # a clear error if this is not a run folder
@@ -249,7 +263,7 @@ def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True,
         try:
             for start in range(0, len(todo), config.batch_size):
                 batch = todo[start:start + config.batch_size]
-                pics = [_load(run.path / r["path"]) for r in batch]
+                pics = [_load(run.resolve_inside(r["path"], what="image")) for r in batch]
                 emb = scorer.encode_images(pics, batch_size=config.batch_size)
                 clip_i = (emb @ ref_emb.T).mean(axis=1)  # mean cosine to each reference image
                 for r, e, ci, text in zip(batch, emb, clip_i, texts[start:start + len(batch)]):

@@ -23,7 +23,7 @@ import numpy as np
 from core import __version__
 from core.config import StrictConfig, check
 from core.errors import JobFailed, UserError
-from core.runfolder import Run
+from core.runfolder import Run, one_line
 
 NEIGHBORS_K = 8
 MAX_BATCH = 256  # far above what fits a GPU at 512 px; larger is a typo that would fail only after loading
@@ -394,7 +394,7 @@ def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool,
         message = f"interrupted at step {step}; {resume_hint(run)}"
     except BaseException as e:
         status = "failed"
-        message = f"failed at step {step}: {' '.join(f'{type(e).__name__}: {e}'.split())[:300]}; {resume_hint(run)}"
+        message = f"failed at step {step}: {one_line(f'{type(e).__name__}: {e}')}; {resume_hint(run)}"
         raise
     finally:
         bar.close()

@@ -82,7 +82,16 @@ def run_infos(runs_dir: str) -> list[dict[str, Any]]:
 
 def run_info(run_path: str) -> dict[str, Any]:
     run = Run(run_path)
-    return _run_info(run_path, _run_sig(run))
+    info = _run_info(run_path, _run_sig(run))
+    if info.get("status") == "running":  # not cached: whether a process still writes the run changes by itself
+        try:
+            stale = run.stale_reason({"status": "running", "pid": info.get("pid"), "heartbeat": info.get("heartbeat"),
+                                      "updated": info.get("updated")})
+        except Exception:  # noqa: BLE001
+            stale = None
+        if stale:
+            info = {**info, "status": "stale", "stale": stale}
+    return info
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
@@ -131,6 +140,9 @@ def _run_info(run_path: str, key: tuple) -> dict[str, Any]:
             created=meta.get("created"),
             updated=meta.get("updated"),
             timings=meta.get("timings") or {},
+            pid=meta.get("pid"),
+            heartbeat=meta.get("heartbeat"),
+            message=meta.get("message"),
         )
         info["label"] = f"{run.name} ({info['property'] or '?'}, {source})"
     except Exception as e:  # noqa: BLE001
@@ -239,8 +251,12 @@ def _images(run_path: str, key: Any) -> tuple[Any, str | None]:
 
 
 def image_file(run_path: str, rel: str) -> Path:
-    """The file of an images.csv row (paths there are relative to the run folder)."""
-    return Path(run_path) / rel
+    """The file of an images.csv row (paths there are relative to the run folder), resolved and contained in
+    the run: an absolute path, `..` or a symlink out of the run raises DataError (never shown or offered)."""
+    try:
+        return Run(run_path).resolve_inside(rel, what="image")
+    except UserError as e:
+        raise DataError(str(e)) from None
 
 
 def paginate(n_items: int, page: int, per_page: int) -> tuple[int, int, int, int]:
@@ -294,17 +310,19 @@ def shared_pairs(df_a: pd.DataFrame, step_a: int, df_b: pd.DataFrame, step_b: in
 
 @st.cache_data(show_spinner=False, max_entries=5000)
 def _thumbnail(path: str, key: Any, size: int) -> tuple[bytes | None, str | None]:
-    from PIL import Image
+    from core.images import opened
 
+    if not Path(path).exists():
+        return None, f"{path}: missing (listed in images.csv but not on disk)"
     try:
-        with Image.open(path) as im:
+        with opened(Path(path)) as im:  # size-checked before decoding: no decompression bombs
             im = im.convert("RGB")
             im.thumbnail((size, size))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=85)
         return buf.getvalue(), None
-    except FileNotFoundError:
-        return None, f"{path}: missing (listed in images.csv but not on disk)"
+    except UserError as e:
+        return None, str(e)
     except Exception as e:  # noqa: BLE001
         return None, f"{path}: not an image ({type(e).__name__}: {e})"
 
@@ -322,16 +340,37 @@ def file_bytes(path: str | Path) -> bytes:
         raise DataError(f"{path}: cannot read ({e})") from e
 
 
+def image_bytes(path: str | Path) -> bytes:
+    """A full-size image's bytes for st.image, after the same checks as a thumbnail (decodable, size-limited)."""
+    thumbnail(path, 16)  # DataError for a missing, non-image or oversized file
+    return file_bytes(path)
+
+
 def grids(run_path: str) -> list[str]:
-    """Names of the grid PNGs in the run's grids folder (may be none)."""
-    d = Run(run_path).grids_dir
+    """Names of the grid PNGs in the run's grids folder (may be none); a symlink leaving the run is not listed."""
+    run = Run(run_path)
+    d = run.grids_dir
     if not d.is_dir():
         return []
-    return sorted(p.name for p in d.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    out = []
+    for p in d.iterdir():
+        if p.suffix.lower() != ".png":
+            continue
+        try:
+            if run.resolve_inside(p, what="grid").is_file():
+                out.append(p.name)
+        except UserError:
+            continue  # never offered; grid_file() would refuse it too
+    return sorted(out)
 
 
 def grid_file(run_path: str, name: str) -> Path:
-    return Run(run_path).grid_path(name)
+    """A grid PNG of the run, contained in it (DataError otherwise)."""
+    run = Run(run_path)
+    try:
+        return run.resolve_inside(run.grid_path(Path(name).name), what="grid")
+    except UserError as e:
+        raise DataError(str(e)) from None
 
 
 # ------------------------------------------------------------------------------------------------- scores

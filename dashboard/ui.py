@@ -5,6 +5,7 @@ Data comes only from `dashboard.data`; this module only draws.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import streamlit as st
@@ -29,8 +30,17 @@ def pipeline_label(info: dict[str, Any]) -> None:
         st.warning(f"**{info['name']}** - {data.PIPELINE_CHECK_LABEL}", icon=":material/warning:")
 
 
+def plain(text: Any) -> str:
+    """`text` for a Markdown context (st.markdown, captions, notes) shown literally: every ASCII punctuation
+    character is backslash-escaped, so a prompt like `![t](http://host/x.png)` is text, never an image fetch."""
+    return _MD_SPECIAL.sub(r"\\\g<0>", str(text)).replace("\n", " ")
+
+
+_MD_SPECIAL = re.compile(r"[!-/:-@\[-`{-~]")  # all ASCII punctuation (CommonMark lets any of it be escaped)
+
+
 def run_error(info: dict[str, Any]) -> None:
-    st.error(f"Run **{info['name']}** cannot be read: {info['error']}", icon=":material/error:")
+    st.error(f"Run **{plain(info['name'])}** cannot be read: {plain(info['error'])}", icon=":material/error:")
 
 
 def missing(what: str, command: str, why: str = "") -> None:
@@ -103,9 +113,22 @@ def pipeline_demo_banner(all_infos: list[dict[str, Any]]) -> None:
 def image_or_note(path: Any, caption: str = "", width: int | None = None) -> None:
     """A cached thumbnail, or a short note when the file is missing or not an image."""
     if path is None:
-        st.caption(f"{caption}: not generated")
+        st.caption(f"{plain(caption)}: not generated")
         return
     try:
-        st.image(data.thumbnail(path), caption=caption, width=width or data.THUMB_SIZE)
+        st.image(data.thumbnail(path), caption=plain(caption), width=width or data.THUMB_SIZE)
     except data.DataError as e:
-        st.warning(str(e))
+        st.warning(plain(e))
+
+
+def run_image(run_path: str, rel: Any, caption: str = "", width: int | None = None) -> None:
+    """The thumbnail of an images.csv path, contained in its run (a path out of the run is refused in a note)."""
+    if not rel:
+        image_or_note(None, caption, width)
+        return
+    try:
+        path = data.image_file(run_path, rel)
+    except data.DataError as e:
+        st.warning(plain(e))
+        return
+    image_or_note(path, caption, width)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -126,3 +127,138 @@ def test_two_processes_appending_to_a_new_csv_write_one_header(tmp_path):
         rows = read_csv_rows(path, IMAGE_COLUMNS)
         assert sorted(r["path"] for r in rows) == sorted(f"{w}-{i}.png" for w in "ab" for i in range(30))
         assert path.read_text().count("path,prompt") == 1
+
+
+# ------------------------------------------------------------------------------------------ true status
+RES = 128
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from tests.tiny import tiny_components
+
+    return tiny_components(RES)
+
+
+def _cfg(images, **kw):
+    from core.train import TrainConfig
+
+    base = dict(images=str(images), weights="random", resolution=128, steps=6, checkpoint_every=2, batch_size=1,
+                lr=5e-3)
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def test_an_exception_mid_run_marks_it_failed_with_the_reason_and_resume_continues(tiny, char_images, tmp_path,
+                                                                                  monkeypatch):
+    """Issue 10.1: an IsADirectoryError at step 3 used to leave `finished`."""
+    from core.errors import JobFailed
+    from core.train import TrainingData, start_run, train
+
+    cfg = _cfg(char_images)
+    run = start_run(cfg, tmp_path, "r")
+    real = TrainingData.batch
+
+    def boom(self, step):
+        if step == 3:
+            raise IsADirectoryError(21, "Is a directory", "/tmp/x")
+        return real(self, step)
+
+    monkeypatch.setattr(TrainingData, "batch", boom)
+    with pytest.raises(JobFailed, match="train failed: IsADirectoryError") as e:
+        train(cfg, run, tiny, progress=False)
+    assert "\n" not in str(e.value) and f"--resume {run.path}" in str(e.value)
+    meta = run.meta
+    assert meta["status"] == "failed" and "failed at step 2: IsADirectoryError" in meta["message"]
+    assert "final_step" not in meta
+    log = run.log_path("train").read_text()
+    assert "Traceback" in log and "IsADirectoryError" in log
+    assert run.lock_holder() is None and run.stale_reason() is None
+    monkeypatch.setattr(TrainingData, "batch", real)
+    train(cfg, run, tiny, resume=True, progress=False)
+    assert run.meta["status"] == "finished" and run.meta["message"] is None
+    assert [m["step"] for m in run.read_metrics()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_full_disk_while_writing_run_json_is_reported_and_the_run_reads_as_stale(tiny, char_images, tmp_path,
+                                                                                   monkeypatch):
+    """Issue 10.1: on a full disk the status stayed `running` forever; now the next reader says stale."""
+    import errno
+
+    import core.runfolder as rf
+    from core.errors import JobFailed
+    from core.train import start_run, train
+
+    cfg = _cfg(char_images, steps=2)
+    run = start_run(cfg, tmp_path, "r")
+    real = rf.atomic_write_bytes
+
+    disk = {"full": False}
+
+    def full(path, data):  # the disk fills as the run finishes, and stays full
+        disk["full"] = disk["full"] or (Path(path).name == "run.json" and b'"finished"' in data)
+        if disk["full"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(rf, "atomic_write_bytes", full)
+    with pytest.raises(JobFailed, match="No space left on device.*run.json could not record") as e:
+        train(cfg, run, tiny, progress=False)
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(rf, "atomic_write_bytes", real)
+    assert run.meta["status"] == "running"
+    assert run.stale_reason().startswith("stale: run.json says running")
+
+
+def test_bad_values_are_refused_before_tensorflow_loads(tmp_path, char_images):
+    """Issue 10.11/10.12: --seed -1, --batch-size 100000, --weights-seed -1, --name '' or 300 chars, a runs-dir
+    that is a file, --prompts DIR, a 300-character token: one line, exit 2, no folder, TensorFlow not loaded."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    base = ["train", "--images", str(char_images), "--weights", "random", "--resolution", "128",
+            "--runs-dir", str(tmp_path / "runs")]
+    cases = {
+        "seed=-1": ["--seed", "-1"],
+        "batch_size=100000": ["--batch-size", "100000"],
+        "weights_seed=-1": ["--weights-seed", "-1"],
+        "--name ''": ["--name", ""],
+        "300 characters": ["--name", "x" * 300],
+        "is a file": ["--runs-dir", str(afile)],
+        "is a folder, not a prompt file": ["--prompts", str(tmp_path)],
+        "token=": ["--token", "<" + "a" * 300 + ">"],
+    }
+    code = ("import sys\nfrom core.__main__ import main\nrc = main(sys.argv[1:])\n"
+            "print('TF' if 'tensorflow' in sys.modules else 'noTF', rc)")
+    for want, extra in cases.items():
+        p = subprocess.run([PY, "-c", code, *base, *extra], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert p.stdout.split() == ["noTF", "2"], (want, p.stdout, p.stderr)
+        err = p.stderr.strip()
+        assert err.count("\n") == 0 and err.startswith("error: ") and want in err, (want, err)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def _licensed_folder(tmp_path, char_images, lines: bytes) -> Path:
+    import shutil
+
+    folder = tmp_path / "imgs"
+    shutil.copytree(char_images, folder)
+    names = sorted(p.name for p in folder.glob("*.png"))
+    (folder / "licenses.csv").write_bytes(b"file,license,source,author\n" + lines.replace(b"F0", names[0].encode())
+                                          .replace(b"F1", names[1].encode()))
+    return folder
+
+
+@pytest.mark.parametrize("lines,want", [
+    (b"F0,CC0-1.0,caf\xe9,me\n", "not UTF-8 text"),
+    (b"F0,CC0-1.0,a,me\nF0,CC-BY-4.0,b,you\n", "is listed again (first on line 2)"),
+    (b'F0,CC0-1.0,"=cmd|\' /C calc\'!A0",me\n', "which spreadsheets run as a formula"),
+    (b"F0,CC0-1.0,a,@SUM(1+1)\n", "which spreadsheets run as a formula"),
+])
+def test_licence_file_problems_are_one_line(tmp_path, char_images, lines, want):
+    """Issue 10.11: non-UTF-8 licenses.csv (traceback), duplicate rows (later silently won), formulas stored."""
+    from core.images import read_licenses, scan_folder
+
+    folder = _licensed_folder(tmp_path, char_images, lines)
+    with pytest.raises(UserError, match=re.escape(want)) as e:
+        read_licenses(folder, scan_folder(folder)[0])
+    assert "\n" not in str(e.value)

@@ -43,6 +43,9 @@ def pick_examples(run: Run, score_rows: Sequence[Mapping]) -> Examples:
     last = steps[-1]
     at_last = [row for row in score_rows if str(row.get("step", "")).strip() and int(float(row["step"])) == last]
     sets, figures, missing = [], {}, []
+    inside = [row for row in at_last if _inside(run, row.get("path", ""))]  # a path out of the run is never shown
+    missing += [f"{row.get('path', '')} (refused: outside the run folder)" for row in at_last if row not in inside]
+    at_last = inside
     for metric in ("clip_i", "clip_t"):
         scored = [row for row in at_last if _score(row, metric) is not None]
         if not scored:
@@ -61,9 +64,22 @@ def pick_examples(run: Run, score_rows: Sequence[Mapping]) -> Examples:
     return Examples(step=last, sets=sets, figures=figures, missing=missing)
 
 
+def _inside(run: Run, path: str) -> bool:
+    from core.errors import UserError
+
+    try:
+        run.resolve_inside(path, what="image")
+        return True
+    except UserError:
+        return False
+
+
 def grid_png(run: Run, items: Sequence[Mapping]) -> tuple[bytes, list[str]]:
     """A one-row grid of thumbnails, each numbered (the table beside it gives prompt and scores)."""
     from PIL import Image, ImageDraw
+
+    from core.errors import UserError
+    from core.images import opened
 
     label_height = 18
     grid = Image.new("RGB", (THUMB_PX * len(items), THUMB_PX + label_height), "white")
@@ -73,10 +89,10 @@ def grid_png(run: Run, items: Sequence[Mapping]) -> tuple[bytes, list[str]]:
         left = position * THUMB_PX
         source = run.resolve_inside(item["path"], what="image")  # a path leaving the run refuses the card
         try:
-            with Image.open(source) as image:
+            with opened(source) as image:  # size-checked (no decompression bombs)
                 tile = image.convert("RGB")
                 tile.thumbnail((THUMB_PX, THUMB_PX))
-        except (OSError, ValueError):
+        except (OSError, ValueError, UserError):
             missing.append(item["path"])
             tile = Image.new("RGB", (THUMB_PX, THUMB_PX), (230, 230, 230))
             ImageDraw.Draw(tile).text((8, THUMB_PX // 2), "missing", fill="black")

@@ -73,12 +73,12 @@ if ga is not None and gb is not None:
         st.caption(f"{len(shared)} shared prompt x seed pair(s); showing {start + 1}-{stop}")
         for r in shared.iloc[start:stop].to_dict("records"):
             with st.container(border=True):
-                st.markdown(f"`{r['template']}` · seed {r['seed']}")
+                st.markdown(f"{ui.plain(r['template'])} · seed {r['seed']}")  # prompts are text, never Markdown
                 x, y = st.columns(2)
                 with x:
-                    ui.image_or_note(data.image_file(a["path"], r["a_path"]), f"A · {r['a_prompt']}")
+                    ui.run_image(a["path"], r["a_path"], f"A · {r['a_prompt']}")
                 with y:
-                    ui.image_or_note(data.image_file(b["path"], r["b_path"]), f"B · {r['b_prompt']}")
+                    ui.run_image(b["path"], r["b_path"], f"B · {r['b_prompt']}")
 
 # ------------------------------------------------------------------------------------- metric differences
 st.subheader("Metric differences (A - B)")

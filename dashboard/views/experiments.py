@@ -67,6 +67,11 @@ if table.empty:
     st.info("No run matches the filters.")
     st.stop()
 st.dataframe(table, hide_index=True, width="stretch")
+for i in shown:  # why a run is not finished, in its own words (run.json's message, or the stale check)
+    if i.get("stale"):
+        st.warning(ui.plain(f"{i['name']}: {i['stale']}"), icon=":material/warning:")
+    elif i["status"] in ("failed", "interrupted") and i.get("message"):
+        st.info(ui.plain(f"{i['name']} {i['status']}: {i['message']}"), icon=":material/info:")
 
 lacking = [i for i in shown if not i["has_images"] or not i["has_scores"]]
 if lacking:

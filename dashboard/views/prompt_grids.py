@@ -65,13 +65,13 @@ for i in range(0, len(rows), 2):
     cols = st.columns(2, border=True)
     for col, r in zip(cols, rows[i:i + 2]):
         with col:
-            st.markdown(f"**{r['prompt']}** · seed {r['seed']}")
+            st.markdown(f"**{ui.plain(r['prompt'])}** · seed {r['seed']}")  # prompts are text, never Markdown
             b, a = st.columns(2)
             with b:
-                ui.image_or_note(data.image_file(run_path, r["before_path"]) if r["before_path"] else None,
-                                 f"before · step {before}" + (" (initializer)" if before == 0 else ""))
+                ui.run_image(run_path, r["before_path"],
+                             f"before · step {before}" + (" (initializer)" if before == 0 else ""))
             with a:
-                ui.image_or_note(data.image_file(run_path, r["after_path"]), f"after · step {after}")
+                ui.run_image(run_path, r["after_path"], f"after · step {after}")
 
 # ---------------------------------------------------------------------------------------- full size view
 st.subheader("Full size and download")
@@ -85,14 +85,18 @@ if choice != "(none)":
             if not rel:
                 st.caption(f"step {step}: not generated")
                 continue
-            path = data.image_file(run_path, rel)
+            try:
+                path = data.image_file(run_path, rel)
+            except data.DataError as e:
+                st.warning(ui.plain(e))
+                continue
             if not path.exists():
-                st.warning(f"{path}: missing (listed in images.csv but not on disk)")
+                st.warning(ui.plain(f"{path}: missing (listed in images.csv but not on disk)"))
                 continue
             try:
-                st.image(data.file_bytes(path), caption=f"step {step}")
+                st.image(data.image_bytes(path), caption=f"step {step}")
             except Exception as e:  # noqa: BLE001 - a bad file is reported, not raised
-                st.warning(f"{path}: cannot show ({e})")
+                st.warning(ui.plain(f"{path}: cannot show ({e})"))
                 continue
             st.download_button(f"Download step {step} image", data=lambda p=path: data.file_bytes(p),
                                file_name=f"{info['name']}-{Path(rel).parent.name}-{Path(rel).name}",
@@ -106,14 +110,15 @@ if not names:
                "Grids (prompt x seed, checkpoint x seed) are written by `generate`.")
 else:
     g = st.selectbox("Grid", names, key=f"grid_png_{rkey}")
-    path = data.grid_file(run_path, g)
     show = st.toggle("Show full size", value=False, key=f"grid_png_full_{rkey}")
     try:
+        path = data.grid_file(run_path, g)  # contained in the run: a symlink out of it is refused
         if show:
-            st.image(data.file_bytes(path), caption=g)
+            st.image(data.image_bytes(path), caption=ui.plain(g))
         else:
-            st.image(data.thumbnail(path, 640), caption=f"{g} (preview; toggle full size above)")
+            st.image(data.thumbnail(path, 640), caption=f"{ui.plain(g)} (preview; toggle full size above)")
     except Exception as e:  # noqa: BLE001 - a bad file is reported, not raised
-        st.warning(f"{path}: cannot show ({e})")
-    st.download_button("Download grid", data=lambda p=path: data.file_bytes(p), file_name=f"{info['name']}-{g}",
-                       mime="image/png", key=f"dl_grid_{rkey}_{g}")
+        st.warning(ui.plain(f"{g}: cannot show ({e})"))
+    else:
+        st.download_button("Download grid", data=lambda p=path: data.file_bytes(p),
+                           file_name=f"{info['name']}-{g}", mime="image/png", key=f"dl_grid_{rkey}_{g}")

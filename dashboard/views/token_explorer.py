@@ -39,7 +39,7 @@ if nb.empty:
     st.code(f"python -m core train --resume {data.q(path)}", language="bash")
     st.stop()
 
-st.markdown(f"Token **{info['token']}**, initialised from **{info['initializer'] or '?'}**. "
+st.markdown(f"Token **{ui.plain(info['token'])}**, initialised from **{ui.plain(info['initializer'] or '?')}**. "
             "Nearest words by cosine similarity in the text encoder's token-embedding table.")
 vectors = sorted(nb["vector"].unique().tolist())
 vec = st.selectbox("Vector", vectors, key=f"tok_vec_{info['name']}") if len(vectors) > 1 else vectors[0]
