@@ -686,6 +686,8 @@ class Run:
         raw = Path(os.fspath(relpath))
         if str(raw) in ("", "."):
             raise UserError(f"{self.path}: empty {what} path")
+        if not raw.is_absolute() and not self.path.is_absolute() and raw.is_relative_to(self.path):
+            raw = raw.relative_to(self.path)  # a path this Run built (run.grid_path(...)) from a relative run path
         try:
             target = (raw if raw.is_absolute() else self.path / raw).resolve()
         except (OSError, RuntimeError) as e:  # symlink loop

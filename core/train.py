@@ -226,10 +226,12 @@ def save_checkpoint(run: Run, step: int, model, encoder, placeholders: list[str]
                     tokenizer) -> None:
     vecs = encoder.get_vectors()
     run.save_embedding(step, {placeholders[0]: vecs}, {"token": placeholders[0], "n_vectors": str(len(vecs))})
+    write_neighbors(run, step, encoder, vocabulary, init_vectors, tokenizer)
     opt_vars = {f"opt_{i:03d}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
                 for i, v in enumerate(model.optimizer.variables)}
+    # the optimizer state is written last: it marks the checkpoint complete (resume starts from the last one
+    # that has it, and redoes everything after it, so a kill at any moment loses or duplicates nothing)
     run.save_checkpoint(step, {"step": np.asarray(step), **opt_vars})
-    write_neighbors(run, step, encoder, vocabulary, init_vectors, tokenizer)
     run.update_meta(last_checkpoint=step, heartbeat=time.time())
 
 
@@ -326,6 +328,11 @@ def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool,
     from core.tokenizer import placeholder_tokens
 
     images, manifest, templates, tokenizer, init_id = prepare(cfg)
+    done = [s for s in run.checkpoint_steps() if s in run.embedding_steps()] if resume else []
+    if resume and not done:  # killed before checkpoint 0 was complete: nothing to keep, start the run over
+        resume = False
+        run.truncate_metrics(0)
+        run.rewrite_neighbors([])
     if resume:
         old = {r["file"]: r["sha256"] for r in run.read_manifest()}
         new = {r["file"]: r["sha256"] for r in manifest}
@@ -341,9 +348,6 @@ def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool,
     data = TrainingData(images, templates, tokenizer, cfg)
 
     if resume:
-        done = [s for s in run.checkpoint_steps() if s in run.embedding_steps()]
-        if not done:
-            raise UserError(f"{run.path}: no checkpoint to resume from; start a new run")
         start = done[-1]
         restore_checkpoint(run, start, model, encoder, placeholders)
         run.truncate_metrics(start)

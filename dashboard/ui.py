@@ -31,12 +31,14 @@ def pipeline_label(info: dict[str, Any]) -> None:
 
 
 def plain(text: Any) -> str:
-    """`text` for a Markdown context (st.markdown, captions, notes) shown literally: every ASCII punctuation
-    character is backslash-escaped, so a prompt like `![t](http://host/x.png)` is text, never an image fetch."""
+    """`text` for a Markdown context (st.markdown, captions, notes) shown literally: every character that opens
+    Markdown syntax is backslash-escaped, so a prompt like `![t](http://host/x.png)` is text, never an image fetch."""
     return _MD_SPECIAL.sub(r"\\\g<0>", str(text)).replace("\n", " ")
 
 
-_MD_SPECIAL = re.compile(r"[!-/:-@\[-`{-~]")  # all ASCII punctuation (CommonMark lets any of it be escaped)
+# the characters that open Markdown/Streamlit syntax (links and images, emphasis, code, HTML, math, :icons:,
+# tables, headings); '-', '.', '/', ',' and ';' are kept readable because newlines are removed (no list starts)
+_MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()<>#+!|~$:=&]")
 
 
 def run_error(info: dict[str, Any]) -> None:

@@ -68,6 +68,10 @@ def runs_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(runs_dir, tmp_path_factory):
     """`streamlit run dashboard/app.py` on 127.0.0.1:<free port>; killed (its whole process group) at the end."""
+    yield from _serve(runs_dir, tmp_path_factory)
+
+
+def _serve(runs_dir, tmp_path_factory):
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
     log = open(log_path, "wb")
@@ -213,3 +217,29 @@ def test_sweeps_page_view_lives_in_the_url(server, page):
 
 def test_served_on_loopback_only(server):
     assert server.startswith("http://127.0.0.1:")
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory):
+    from tests.test_faults import make_hostile_run
+
+    run, _ = make_hostile_run(tmp_path_factory.mktemp("hostile") / "runs")
+    yield from _serve(run.path.parent, tmp_path_factory)
+
+
+def test_hostile_run_folder_in_a_real_browser(hostile_server, page):
+    """Issue 10: a run with symlinks out of it, absolute/`..` paths, a Markdown tracker prompt, a bomb and a
+    non-image: every page opens, the outside picture is refused in a note, and the browser fetches nothing
+    from the tracker URL."""
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    for slug, heading in PAGES.items():
+        page.goto(f"{hostile_server}/{slug}")
+        settle(page, heading)
+        assert page.locator('[data-testid="stException"]').count() == 0, heading
+        if slug == "prompt_grids":
+            body = page.locator("body").inner_text()
+            assert "leads outside the run folder" in body
+            assert "![t](http://127.0.0.1:9/track.png)" in body  # the prompt shows as text
+            page.screenshot(path=str(SHOTS / "dashboard-hostile-prompt_grids.png"), full_page=True)
+    assert not [u for u in requested if "127.0.0.1:9/" in u], requested

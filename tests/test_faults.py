@@ -262,3 +262,235 @@ def test_licence_file_problems_are_one_line(tmp_path, char_images, lines, want):
     with pytest.raises(UserError, match=re.escape(want)) as e:
         read_licenses(folder, scan_folder(folder)[0])
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------- kill -9 and resume
+KILLS = {"train": 8, "generate": 6, "score": 6}  # at least 20 SIGKILLs at random moments, then resume
+
+_TRAIN_CHILD = """
+import json, sys
+from core.runfolder import Run
+from core.train import TrainConfig, train
+from tests.tiny import tiny_components
+cfg, run = TrainConfig.from_dict(json.loads(sys.argv[1])), Run(sys.argv[2])
+comps = tiny_components(cfg.resolution)
+print("ready", flush=True)
+train(cfg, run, comps, resume=True, progress=False)
+"""
+
+_GENERATE_CHILD = """
+import json, sys
+from core.generate import GenerateConfig, generate
+from core.runfolder import Run
+from tests.tiny import tiny_components
+cfg, run = GenerateConfig.from_dict(json.loads(sys.argv[1])), Run(sys.argv[2])
+comps = tiny_components(int(run.meta["config"]["resolution"]))
+print("ready", flush=True)
+generate(run, cfg, comps, progress=False)
+"""
+
+
+def _kill_cycles(argv: list[str], done, kills_wanted: int, rng, est_seconds: float) -> int:
+    """Start `argv` again and again, SIGKILL it at a random moment of its work, until `done()`; then let it
+    finish. Returns how many kills landed while the job was still working."""
+    import signal
+    import time
+
+    kills = 0
+    while not done():
+        child = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = child.stdout.readline()  # the import/build time is not the job's: kill during the work
+        if kills < kills_wanted and line.strip() == "ready":
+            time.sleep(float(rng.uniform(0.0, est_seconds)))
+            if child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+                kills += 1
+        out, err = child.communicate(timeout=300)
+        assert child.returncode in (0, -signal.SIGKILL), (line, out, err)
+    return kills
+
+
+def test_kill_9_and_resume_train_generate_score_lose_or_duplicate_nothing(tiny, char_images, tmp_path):
+    """Issue 10: >= 20 kill -9 / resume cycles across train, generate and score; every metric step, image and
+    score row exactly once and equal to an uninterrupted run's."""
+    import shutil
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    from core.generate import GenerateConfig, generate
+    from core.train import start_run, train
+    from tests.fakerun import make_fake_run
+
+    rng = np.random.default_rng(10)
+    kills = {}
+    # ---- train: uninterrupted reference in this process, then a killed-and-resumed twin in children
+    cfg = _cfg(char_images, steps=24, checkpoint_every=3)
+    t0 = time.time()
+    ref = train(cfg, start_run(cfg, tmp_path / "ref", "t"), tiny, progress=False)
+    est = time.time() - t0
+    ref_losses = [(m["step"], m["loss"]) for m in ref.read_metrics()]
+    kills["train"] = 0
+    twins = 0
+    while kills["train"] < KILLS["train"]:
+        run = start_run(cfg, tmp_path / "killed", f"t{twins}")
+        twins += 1
+        kills["train"] += _kill_cycles([PY, "-c", _TRAIN_CHILD, json.dumps(cfg.to_dict()), str(run.path)],
+                                       lambda: run.meta["status"] == "finished", KILLS["train"] - kills["train"],
+                                       rng, est)
+        got = [(m["step"], m["loss"]) for m in run.read_metrics()]
+        assert [s for s, _ in got] == list(range(1, 25))  # every step exactly once
+        np.testing.assert_allclose([v for _, v in got], [v for _, v in ref_losses], rtol=1e-5)
+        assert run.embedding_steps() == ref.embedding_steps()
+        for s in ref.embedding_steps():
+            np.testing.assert_allclose(run.load_embedding(s)[cfg.token], ref.load_embedding(s)[cfg.token], rtol=1e-5)
+        assert sorted({(r["step"], r["rank"]) for r in run.read_neighbors()}) == \
+            sorted((r["step"], r["rank"]) for r in run.read_neighbors())  # no neighbour row twice
+        assert len(run.read_neighbors()) == len(ref.read_neighbors())
+        assert run.stale_reason() is None and run.lock_holder() is None
+
+    # ---- generate: the reference run's checkpoints, uninterrupted vs killed-and-resumed
+    gcfg = GenerateConfig.from_dict({"seeds": "0,1,2,3", "checkpoints": "all", "steps": 3, "batch_size": 2})
+    shutil.copytree(ref.path, tmp_path / "gen" / "a")
+    shutil.copytree(ref.path, tmp_path / "gen" / "b")
+    ga, gb = Run(tmp_path / "gen" / "a"), Run(tmp_path / "gen" / "b")
+    t0 = time.time()
+    generate(ga, gcfg, tiny, progress=False)
+    est = time.time() - t0
+    want = {r["path"]: r for r in ga.read_images()}
+    kills["generate"] = _kill_cycles([PY, "-c", _GENERATE_CHILD, json.dumps(gcfg.to_dict()), str(gb.path)],
+                                     lambda: len({r["path"] for r in gb.read_images()}) == len(want) and
+                                     (gb.grids_dir.exists() and len(list(gb.grids_dir.iterdir())) ==
+                                      len(list(ga.grids_dir.iterdir()))),
+                                     KILLS["generate"], rng, est)
+    rows = read_csv_rows(gb.images_index_path, IMAGE_COLUMNS)
+    assert sorted(r["path"] for r in rows) == sorted(want)  # every image indexed exactly once
+    for r in rows:
+        a = np.asarray(Image.open(ga.path / r["path"]), dtype=int)
+        b = np.asarray(Image.open(gb.path / r["path"]), dtype=int)
+        assert np.abs(a - b).max() <= 2, r["path"]
+        assert {k: v for k, v in r.items() if k != "seconds"} == \
+            {k: v for k, v in want[r["path"]].items() if k != "seconds"}
+
+    # ---- score (the CLI, random CLIP): uninterrupted vs killed-and-resumed, on a fake run with many images
+    prompts = [f"a picture of {{}} number {i}" for i in range(6)]
+    sa = make_fake_run(tmp_path / "score", "a", prompts=prompts, seeds=(0, 1, 2), with_scores=False)
+    shutil.copytree(sa.path, tmp_path / "score" / "b")
+    sb = Run(tmp_path / "score" / "b")
+    refs = tmp_path / "refs"
+    shutil.copytree(char_images, refs)
+    argv = [PY, "-c", "import sys, torch, open_clip; print('ready', flush=True); from core.__main__ import main; "
+            "sys.exit(main())",
+            "score", None, "--references", str(refs), "--clip", "ViT-B-32:random", "--batch-size", "2",
+            "--n-boot", "50", "--no-progress"]
+    t0 = time.time()
+    p = subprocess.run([a if a else str(sa.path) for a in argv], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    est = time.time() - t0
+    kills["score"] = _kill_cycles([a if a else str(sb.path) for a in argv],
+                                  lambda: bool((sb.read_scores_meta() or {}).get("complete")), KILLS["score"], rng,
+                                  est)
+    a_rows, b_rows = sa.read_scores(), sb.read_scores()
+    assert [r["path"] for r in b_rows] == [r["path"] for r in a_rows]  # every image once, same order
+    for x, y in zip(a_rows, b_rows):
+        assert abs(float(x["clip_i"]) - float(y["clip_i"])) < 1e-4 and abs(float(x["clip_t"]) - float(y["clip_t"])) < 1e-4
+    print(f"kills: {kills}")
+    assert sum(kills.values()) >= 20, kills
+
+
+# --------------------------------------------------------------------------------- a hostile run folder
+TRACKER = "![t](http://127.0.0.1:9/track.png)"
+
+
+def _png_header_bomb(path: Path, side: int = 60000) -> None:
+    """A few-hundred-byte PNG that claims side x side pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def make_hostile_run(runs_dir: Path) -> tuple[Run, Path]:
+    """A run whose files point out of it every way we know (symlinks in grids/ and images/, absolute and `..`
+    paths in images.csv), plus a Markdown-tracker prompt, a header-only 60000x60000 PNG, a non-image PNG and an
+    image at the last checkpoint with no step-0 partner. Returns (run, the outside secret picture)."""
+    from tests.fakerun import draw_image, make_fake_run
+
+    secret = runs_dir.parent / "outside-secret.png"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    draw_image(4242, size=64).save(secret)
+    run = make_fake_run(runs_dir, "hostile", prompts=["a photo of {}", TRACKER.replace("track", "{}-track")],
+                        with_scores=True)
+    rows = run.read_images()
+    last = max(int(r["step"]) for r in rows)
+    run.grids_dir.mkdir(exist_ok=True)
+    (run.grids_dir / "evil.png").symlink_to(secret)
+    draw_image(7, size=96).save(run.grids_dir / "fine.png")
+    # an existing image becomes a symlink out of the run
+    victim = run.path / rows[-1]["path"]
+    victim.unlink()
+    victim.symlink_to(secret)
+    extra = []
+    for seed, path in ((90, str(secret)), (91, f"../../{secret.name}"), (92, run.image_relpath(last, "bomb.png")),
+                       (93, run.image_relpath(last, "text.png"))):
+        extra.append({**rows[-1], "seed": seed, "path": path, "prompt": TRACKER, "template": TRACKER})
+    _png_header_bomb(run.path / run.image_relpath(last, "bomb.png"))
+    (run.path / run.image_relpath(last, "text.png")).write_text("not a picture")
+    run.append_images(extra)  # seeds 90-93 exist only at the last checkpoint: no step-0 partner
+    scores = run.read_scores()
+    run.write_scores(scores + [{**scores[-1], "path": str(secret), "seed": 90, "clip_i": 0.99, "clip_t": 0.99}])
+    return run, secret
+
+
+def test_hostile_run_folder_in_the_dashboard(tmp_path):
+    """Issue 10.2/10.4/10.5/10.10: symlinks and absolute/`..` paths are never shown or offered; a missing step-0
+    partner does not lose the page; a Markdown prompt is text; a bomb and a non-image are notes, not crashes."""
+    from streamlit.testing.v1 import AppTest
+
+    run, secret = make_hostile_run(tmp_path / "runs")
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=180)
+    at.session_state["runs_dir"] = str(run.path.parent)
+    at.run()
+    for page in ("views/prompt_grids.py", "views/character_vs_style.py", "views/token_explorer.py",
+                 "views/clip_scores.py", "views/experiments.py", "views/model_card.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        shown = [str(m.value) for m in at.markdown] + [str(c.value) for c in at.caption]
+        assert not any("](http" in m for m in shown), (page, [m for m in shown if "](http" in m])
+        if page == "views/prompt_grids.py":
+            notes = " ".join(str(w.value) for w in at.warning)
+            assert "leads outside the run folder" in notes and "too many pixels" in notes
+            assert "not an image" in notes or "damaged" in notes
+            assert any("\\!\\[t\\]" in m for m in shown)  # the tracker prompt, escaped: shown as text
+            grids = at.selectbox(key="grid_png_hostile").options
+            assert "fine.png" in grids and "evil.png" not in grids
+            # 2 prompts x 2 seeds before/after, minus the symlinked one; the 4 partnerless rows show notes
+            assert len(at.image) <= 7
+
+
+def test_hostile_run_folder_through_score_card_and_data_layer(tmp_path):
+    """Issue 10.2/10.3: absolute, `..` and symlinked images.csv paths are refused by score, the data layer and
+    the card's best/worst grids."""
+    from core.card.examples import pick_examples
+    from dashboard import data
+
+    run, secret = make_hostile_run(tmp_path / "runs")
+    rows = run.read_images()
+    for r in rows[-5:-2]:  # the symlinked file, the absolute path, the `..` path
+        with pytest.raises(data.DataError, match="outside the run folder"):
+            data.image_file(str(run.path), r["path"])
+    with pytest.raises(data.DataError, match="outside the run folder"):
+        data.grid_file(str(run.path), "evil.png")
+    assert "evil.png" not in data.grids(str(run.path))
+    ex = pick_examples(run, run.read_scores())
+    assert any("refused: outside the run folder" in m for m in ex.missing)
+    assert all(str(secret) != it["path"] for s in ex.sets for it in s["items"])
+    from core.score import _image_rows
+
+    with pytest.raises(UserError, match="outside the run folder"):
+        _image_rows(run)
