@@ -44,6 +44,7 @@ test: install browser
 	$(BIN)/python -m pytest -q -m real tests/test_real.py
 	$(BIN)/python -m pytest -q -m real tests/test_real_weights.py
 	$(BIN)/python -m pytest -q -m real tests/test_real_sweep.py
+	$(BIN)/python -m pytest -q -m real tests/test_faults.py
 
 # Seconds-to-minutes subset: no real architecture, no browser, no Ray.
 test-fast: install

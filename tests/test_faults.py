@@ -310,6 +310,7 @@ def _kill_cycles(argv: list[str], done, kills_wanted: int, rng, est_seconds: flo
     return kills
 
 
+@pytest.mark.real  # ~30 child processes (each imports TensorFlow or torch): its own process in `make test`
 def test_kill_9_and_resume_train_generate_score_lose_or_duplicate_nothing(tiny, char_images, tmp_path):
     """Issue 10: >= 20 kill -9 / resume cycles across train, generate and score; every metric step, image and
     score row exactly once and equal to an uninterrupted run's."""
@@ -494,3 +495,44 @@ def test_hostile_run_folder_through_score_card_and_data_layer(tmp_path):
 
     with pytest.raises(UserError, match="outside the run folder"):
         _image_rows(run)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (needs root and mount rights; skipped otherwise, with the reason)."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({p.stderr.strip() or p.returncode}); the full-disk probe "
+                    "runs where the machine allows it")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_real_full_disk_fails_in_one_line_never_finished_and_resume_completes(tiny, char_images, small_disk):
+    """Issue 10.1: on a full disk the status stayed `running` forever. Now: one line on the terminal, the run is
+    `failed` (or reads as stale when even run.json could not be written), and after space is freed --resume
+    finishes with every step once."""
+    import shutil
+
+    from core.errors import JobFailed
+    from core.train import start_run, train
+
+    cfg = _cfg(char_images, steps=60, checkpoint_every=1)
+    run = start_run(cfg, small_disk / "runs", "r")
+    free = shutil.disk_usage(small_disk).free
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * max(0, free - 96 * 1024))  # leave ~96 KiB: a few checkpoints' worth
+    with pytest.raises(JobFailed, match="No space left on device") as e:
+        train(cfg, run, tiny, progress=False)
+    assert "\n" not in str(e.value)
+    status = run.meta["status"]
+    assert status != "finished"
+    assert status == "failed" or run.stale_reason() is not None
+    filler.unlink()
+    train(cfg, run, tiny, resume=True, progress=False)
+    assert run.meta["status"] == "finished"
+    assert [m["step"] for m in run.read_metrics()] == list(range(1, 61))
