@@ -206,7 +206,7 @@ def test_a_full_disk_while_writing_run_json_is_reported_and_the_run_reads_as_sta
         train(cfg, run, tiny, progress=False)
     assert "\n" not in str(e.value)
     monkeypatch.setattr(rf, "atomic_write_bytes", real)
-    assert run.meta["status"] == "running"
+    assert run.reload().meta["status"] == "running"
     assert run.stale_reason().startswith("stale: run.json says running")
 
 
@@ -338,7 +338,7 @@ def test_kill_9_and_resume_train_generate_score_lose_or_duplicate_nothing(tiny, 
         run = start_run(cfg, tmp_path / "killed", f"t{twins}")
         twins += 1
         kills["train"] += _kill_cycles([PY, "-c", _TRAIN_CHILD, json.dumps(cfg.to_dict()), str(run.path)],
-                                       lambda: run.meta["status"] == "finished", KILLS["train"] - kills["train"],
+                                       lambda: run.reload().meta["status"] == "finished", KILLS["train"] - kills["train"],
                                        rng, est)
         got = [(m["step"], m["loss"]) for m in run.read_metrics()]
         assert [s for s, _ in got] == list(range(1, 25))  # every step exactly once
@@ -529,7 +529,7 @@ def test_a_real_full_disk_fails_in_one_line_never_finished_and_resume_completes(
     with pytest.raises(JobFailed, match="No space left on device") as e:
         train(cfg, run, tiny, progress=False)
     assert "\n" not in str(e.value)
-    status = run.meta["status"]
+    status = run.reload().meta["status"]
     assert status != "finished"
     assert status == "failed" or run.stale_reason() is not None
     filler.unlink()
