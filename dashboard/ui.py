@@ -125,7 +125,7 @@ def image_or_note(path: Any, caption: str = "", width: int | None = None) -> Non
 
 def run_image(run_path: str, rel: Any, caption: str = "", width: int | None = None) -> None:
     """The thumbnail of an images.csv path, contained in its run (a path out of the run is refused in a note)."""
-    if not rel:
+    if not isinstance(rel, str) or not rel:  # no partner image: None, or NaN after a pandas merge (truthy!)
         image_or_note(None, caption, width)
         return
     try:

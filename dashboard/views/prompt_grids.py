@@ -82,7 +82,7 @@ if choice != "(none)":
     cols = st.columns(2)
     for col, rel, step in ((cols[0], r["before_path"], before), (cols[1], r["after_path"], after)):
         with col:
-            if not rel:
+            if not isinstance(rel, str) or not rel:  # None or NaN: no partner at this step
                 st.caption(f"step {step}: not generated")
                 continue
             try:
