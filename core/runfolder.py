@@ -223,8 +223,9 @@ def one_line(text: str, limit: int = 300) -> str:
 MAX_EMBEDDING_BYTES = 64 << 20  # a textual-inversion file holds a few vectors of 768/1024 floats: ~KB
 
 
-def read_embedding_file(path: Path, dim: int | None = None) -> dict[str, np.ndarray]:
-    """{token: float32[n_vectors, dim]} from a safetensors file, validated where it is read: a real safetensors
+def read_step_embedding(path: Path, dim: int | None = None) -> dict[str, np.ndarray]:
+    """A run's own checkpoint file (embeddings/step_N.safetensors; other tools' layouts: core/embedfile.py) ->
+    {token: float32[n_vectors, dim]}, validated where it is read: a real safetensors
     file of sane size, every tensor 2-D (n_vectors >= 1) with the same width (`dim` when given), floating point,
     all values finite. Anything else is a one-line UserError naming the file."""
     from safetensors import SafetensorError
@@ -244,11 +245,11 @@ def read_embedding_file(path: Path, dim: int | None = None) -> dict[str, np.ndar
         tensors = dict(load(data))
     except (SafetensorError, ValueError, TypeError, OverflowError) as e:
         raise UserError(f"{path}: not a safetensors embedding ({' '.join(str(e).split())[:160]})") from e
-    return validate_embedding(tensors, str(path), dim)
+    return validate_step_embedding(tensors, str(path), dim)
 
 
-def validate_embedding(tensors: Mapping[str, Any], source: str, dim: int | None = None) -> dict[str, np.ndarray]:
-    """The checks of `read_embedding_file` on tensors already loaded (e.g. by `import`): returns float32 copies."""
+def validate_step_embedding(tensors: Mapping[str, Any], source: str, dim: int | None = None) -> dict[str, np.ndarray]:
+    """The checks of `read_step_embedding` on tensors already in memory: returns float32 copies."""
     if not tensors:
         raise UserError(f"{source}: holds no tensors; expected {{token: [n_vectors, dim]}}")
     out, widths = {}, set()
@@ -951,12 +952,12 @@ class Run:
         return sorted(steps)
 
     def load_embedding(self, step: int) -> dict[str, np.ndarray]:
-        """{token: float32[n_vectors, dim]} of checkpoint `step`, validated (see `read_embedding_file`)."""
+        """{token: float32[n_vectors, dim]} of checkpoint `step`, validated (see `read_step_embedding`)."""
         path = self.embedding_path(step)
         if not path.exists():
             have = ", ".join(map(str, self.embedding_steps())) or "none"
             raise UserError(f"{self.path}: no embedding for step {step} (have: {have})")
-        return read_embedding_file(self.resolve_inside(path, what="embedding"))
+        return read_step_embedding(self.resolve_inside(path, what="embedding"))
 
     def resolve_steps(self, spec: str) -> list[int]:
         """'0,final' / 'all' / '0,100,200' -> sorted checkpoint steps that exist; unknown ones are an error."""

@@ -237,6 +237,16 @@ def test_bad_values_are_refused_before_tensorflow_loads(tmp_path, char_images):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_tensorflow_prints_no_cpp_log_lines_under_our_commands():
+    """Issue 10.12: every `train` printed four lines of TensorFlow C++ logging before anything else."""
+    code = ("import sys\nfrom core.__main__ import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "import keras_cv, tensorflow as tf\nprint(int(tf.constant(1) + 1))")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    p = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0 and p.stdout.split()[-1] == "2", p.stderr
+    assert not re.search(r"^(I|W)\d{4} |cpu_feature_guard|absl::InitializeLog", p.stderr, re.M), p.stderr
+
+
 def _licensed_folder(tmp_path, char_images, lines: bytes) -> Path:
     import shutil
 
@@ -547,3 +557,57 @@ def test_a_real_full_disk_fails_in_one_line_never_finished_and_resume_completes(
     train(cfg, run, tiny, resume=True, progress=False)
     assert run.meta["status"] == "finished"
     assert [m["step"] for m in run.read_metrics()] == list(range(1, 61))
+
+
+# ------------------------------------------------------------------------------- damaged embedding files
+DAMAGED_EMBEDDINGS = {
+    "empty": (lambda p, tok: p.write_bytes(b""), "empty embedding file"),
+    "not safetensors": (lambda p, tok: p.write_bytes(b"\x00garbage, not a safetensors header" * 4),
+                        "not a safetensors embedding"),
+    "NaN vector": (lambda p, tok: _st(p, {tok: [[float("nan")] * 8]}), "NaN or infinite"),
+    "wrong shape": (lambda p, tok: _st(p, {tok: [1.0, 2.0, 3.0]}), "expected [n_vectors, dim]"),
+}
+
+
+def _st(path: Path, tensors: dict) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({k: np.asarray(v, np.float32) for k, v in tensors.items()}, str(path))
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_EMBEDDINGS))
+def test_damaged_embedding_files_are_one_line_in_generate_export_card_and_dashboard(tiny, char_images, tmp_path,
+                                                                                 damage):
+    """Issue 10.6: an empty or non-safetensors step file gave a SafetensorError traceback in generate, export and
+    the card; a wrong shape or NaN vector was exported silently."""
+    from core.card import build_card
+    from core.generate import GenerateConfig, generate
+    from core.train import start_run, train
+    from dashboard import data
+
+    cfg = _cfg(char_images, steps=2, checkpoint_every=2)
+    run = start_run(cfg, tmp_path / "runs", "r")
+    train(cfg, run, tiny, progress=False)
+    final = run.reload().embedding_steps()[-1]
+    write, want = DAMAGED_EMBEDDINGS[damage]
+    write(run.embedding_path(final), cfg.token)
+    before = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file() and p.suffix != ".lock"}
+
+    with pytest.raises(UserError, match=re.escape(want)) as e:
+        generate(run, GenerateConfig.from_dict({"seeds": "0", "checkpoints": "final", "steps": 1}), tiny,
+                 progress=False)
+    assert "\n" not in str(e.value)
+    p = subprocess.run([PY, "-m", "core", "export", str(run.path), "--format", "diffusers", "--out",
+                        str(tmp_path / "out.safetensors")], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode != 0 and want in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "out.safetensors").exists()
+    with pytest.raises(UserError, match=re.escape(want)):
+        build_card(run)
+    with pytest.raises(Exception, match=re.escape(want)) as e:  # the Token explorer's download buttons
+        data.export_downloads(str(run.path))
+    assert isinstance(e.value, (UserError, data.DataError)) and "\n" not in str(e.value)
+    after = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file() and p.suffix != ".lock"}
+    assert {k for k in after if "logs" not in k.parts} == set(before) and all(
+        after[k] == v for k, v in before.items()), "a refused read changed the run"
