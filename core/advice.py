@@ -112,9 +112,8 @@ def advise(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, n_boot: int = DEFAU
 def advise_run(run, n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
     """`advise` on a run's scores.csv, with the scores' pipeline-check flag."""
     out = advise(run.read_scores(), n_boot=n_boot)
-    meta = run.read_scores_meta() or {}
-    out["pipeline_check"] = bool(run.is_pipeline_check or meta.get("pipeline_check")
-                                 or (meta.get("clip") or {}).get("source") == "random")
+    scores = run.scores_record()
+    out["pipeline_check"] = bool(run.record.is_pipeline_check or (scores is not None and scores.is_pipeline_check))
     return out
 
 

@@ -226,7 +226,7 @@ def audit_run(run: Run, config: AuditConfig, scorer=None, progress: bool = True,
     audit.csv, audit.json and the side-by-side pairs; return the audit.json dict. `scorer` (a ClipScorer, or a
     stand-in with the same encode_images/provenance) is built from `config.clip` when not given. Holds the run's
     writer lock while it works (one writer per run)."""
-    run.meta  # a clear error if this is not a run folder (before the lock would create anything)
+    run.record  # a clear error if this is not a run folder (before the lock would create anything)
     with run.writer("audit"):
         return _audit_run(run, config, scorer, progress, log)
 
@@ -236,7 +236,7 @@ def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Calla
     from core.prompts import load_categories
     from core.score import _image_rows, _load
 
-    run_meta = run.meta
+    record = run.record
     images = _image_rows(run)
     ref_paths = validate_images(config.references)
     held_paths = validate_images(config.held_out) if config.held_out else []
@@ -280,8 +280,8 @@ def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Calla
     held_emb = scorer.encode_images(held_imgs, batch_size=config.batch_size) if held_imgs else None
 
     pipeline_reasons = []
-    if run.is_pipeline_check:
-        pipeline_reasons.append(f"Stable Diffusion weights: {run.weights.get('source', 'unknown')}")
+    if record.is_pipeline_check:
+        pipeline_reasons.append(f"Stable Diffusion weights: {record.weights.source}")
     if getattr(scorer, "is_random", False):
         pipeline_reasons.append(f"CLIP weights: random (seed {prov.get('seed')}): the CLIP measure is meaningless")
     base_meta: dict[str, Any] = {
@@ -291,7 +291,7 @@ def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Calla
                    "clip": f"{prov.get('model')}:{prov.get('pretrained')}"},
         "references": {"dir": str(Path(config.references).resolve()), "files": refs, **coverage},
         "held_out": {"dir": str(Path(config.held_out).resolve()) if config.held_out else None, "files": held},
-        "run": {"name": run.name, "weights": run.weights, "token": run_meta.get("token")},
+        "run": {"name": run.name, "weights": record.weights.as_dict(), "token": asdict(record.token)},
         "pipeline_check": bool(pipeline_reasons), "pipeline_check_reasons": pipeline_reasons,
         "label": PIPELINE_CHECK_LABEL if pipeline_reasons else "",
         "complete": False, "updated": time.time(),
@@ -366,6 +366,7 @@ def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Calla
 
     pairs = write_pairs(run, rows, ref_paths, thresholds, config.n_pairs, bool(pipeline_reasons))
     scores = run.read_scores()
+    scores_record = run.scores_record()
     meta = {
         **base_meta,
         "thresholds": thresholds,
@@ -373,8 +374,8 @@ def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Calla
         "pairs": pairs,
         "misuse": misuse_transfer(scores, categories, config.fpr, config.n_boot) if categories else
         {"available": False, "note": f"{config.misuse}: no categorised misuse prompt file"},
-        "misuse_scores": {"clip_label": (run.read_scores_meta() or {}).get("clip_label"),
-                          "pipeline_check": (run.read_scores_meta() or {}).get("pipeline_check")},
+        "misuse_scores": {"clip_label": scores_record.clip_label if scores_record else None,
+                          "pipeline_check": scores_record.is_pipeline_check if scores_record else None},
         "n_images": len(rows), "n_audited_now": len(todo), "n_kept": len(keep),
         "complete": True, "updated": time.time(),
     }

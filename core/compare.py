@@ -28,8 +28,8 @@ import pandas as pd
 
 from core.clip_score import describe, provenance_key
 from core.errors import UserError
-from core.runfolder import (PIPELINE_CHECK_LABEL, JsonFields, Run, WeightsProvenance, atomic_write_bytes,
-                            atomic_write_json, atomic_write_text, sha256_file)
+from core.runfolder import (PIPELINE_CHECK_LABEL, JsonFields, Run, ScoresRecord, WeightsProvenance,
+                            atomic_write_bytes, atomic_write_json, atomic_write_text, comparison_dir, sha256_file)
 from core.score import METRICS, scores_frame, summarize_by_step
 from core.stats import DEFAULT_N_BOOT, bootstrap_diff_ci
 
@@ -46,21 +46,17 @@ FILES = {"table": "compare.csv", "plane": "plane.csv", "meta": "compare.json", "
 CHROME_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
 
-def _property(run: Run) -> str:
-    meta = run.meta
-    return str(meta.get("property") or meta.get("config", {}).get("property") or "unknown")
+def _budget(run: Run) -> int | None:
+    """The training budget (--steps); an imported embedding has none, so its single checkpoint stands for it."""
+    record = run.record
+    return record.steps if record.steps is not None else record.final_step
 
 
-def _budget(run: Run) -> Any:
-    meta = run.meta
-    return meta.get("config", {}).get("steps", meta.get("final_step"))
-
-
-def _scores(run: Run) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _scores(run: Run) -> tuple[pd.DataFrame, ScoresRecord | None]:
     df = scores_frame(run.read_scores())
     if df.empty:
         raise UserError(f"{run.path}: not scored yet; run `python -m core score {run.path} --references DIR` first")
-    return df, (run.read_scores_meta() or {})
+    return df, run.scores_record()
 
 
 def _diff_list(name: str, a: set, b: set, na: str, nb: str) -> str | None:
@@ -165,8 +161,9 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
     ) if p]
     if _budget(run_a) != _budget(run_b):
         problems.append(f"budget differs ({na}: {_budget(run_a)} steps; {nb}: {_budget(run_b)} steps)")
-    if provenance_key(ma.get("clip")) != provenance_key(mb.get("clip")):
-        problems.append(f"CLIP models differ ({na}: {describe(ma.get('clip'))}; {nb}: {describe(mb.get('clip'))}); "
+    clip_a, clip_b = (dict(m.clip) if m is not None else None for m in (ma, mb))
+    if provenance_key(clip_a) != provenance_key(clip_b):
+        problems.append(f"CLIP models differ ({na}: {describe(clip_a)}; {nb}: {describe(clip_b)}); "
                         "rescore one of them with the other's --clip")
     if problems:
         raise UserError(f"cannot compare {run_a.path} with {run_b.path}: " + "; ".join(problems)
@@ -195,25 +192,27 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
     planes = []
     for run, df in ((run_a, da), (run_b, db)):
         p = summarize_by_step(df, n_boot=n_boot)
-        p.insert(0, "property", _property(run))
+        p.insert(0, "property", run.record.property)
         p.insert(0, "run", run.name)
         planes.append(p)
     plane = pd.DataFrame(pd.concat(planes, ignore_index=True), columns=PLANE_COLUMNS)
 
     reasons = []
     for key, run, m in (("a", run_a, ma), ("b", run_b, mb)):
-        if run.is_pipeline_check:
-            reasons.append(f"{run.name}: Stable Diffusion weights {run.weights.get('source', 'unknown')}")
-        if (m.get("clip") or {}).get("source") != "open_clip-tag" and (m.get("clip") or {}).get("source") != "local":
-            reasons.append(f"{run.name}: CLIP weights {(m.get('clip') or {}).get('source', 'unknown')}")
+        if run.record.is_pipeline_check:
+            reasons.append(f"{run.name}: Stable Diffusion weights {run.record.weights.source}")
+        source = m.clip.get("source", "unknown") if m is not None else "unknown"
+        if source not in ("open_clip-tag", "local"):
+            reasons.append(f"{run.name}: CLIP weights {source}")
 
-    def run_info(run: Run, m: dict[str, Any], steps: list[int]) -> dict[str, Any]:
-        base = m.get("baselines") or {}
-        return {"name": run.name, "path": str(run.path), "property": _property(run), "budget_steps": _budget(run),
-                "weights": run.weights, "pipeline_check": run.is_pipeline_check, "clip": m.get("clip"),
-                "clip_label": describe(m.get("clip")), "scored_steps": steps,
-                "reference_ceiling_clip_i": base.get("reference_ceiling_clip_i"),
-                "reference_ceiling": base.get("reference_ceiling")}
+    def run_info(run: Run, m: ScoresRecord | None, steps: list[int]) -> dict[str, Any]:
+        clip = dict(m.clip) if m is not None else None
+        return {"name": run.name, "path": str(run.path), "property": run.record.property,
+                "budget_steps": _budget(run), "weights": run.record.weights.as_dict(),
+                "pipeline_check": run.record.is_pipeline_check, "clip": clip,
+                "clip_label": describe(clip), "scored_steps": steps,
+                "reference_ceiling_clip_i": m.reference_ceiling_clip_i if m is not None else None,
+                "reference_ceiling": dict(m.reference_ceiling) if m is not None and m.reference_ceiling else None}
 
     info = {
         "schema_version": COMPARE_SCHEMA,
@@ -246,16 +245,16 @@ def _row(metric: str, label: str, sa: int, sb: int, xa: np.ndarray, xb: np.ndarr
 
 # ------------------------------------------------------------------------------------------------------ PNG
 def _write_png(fig, comp: Comparison, path: Path) -> dict[str, Any]:
-    """plotly's PNG export (kaleido 1.x drives a Chrome; BROWSER_PATH is pointed at a system Chromium when one is
+    """plotly's PNG export (kaleido 1.x drives a Chrome; a system Chromium is passed to it when one is
     installed). Where that fails, a plain PIL drawing of the same plane, labelled as the fallback, so the model
     card always has a picture; compare.json records which renderer made it and why."""
-    if not os.environ.get("BROWSER_PATH"):
-        for cand in CHROME_CANDIDATES:
-            if Path(cand).is_file():
-                os.environ["BROWSER_PATH"] = cand
-                break
+    chrome = next((c for c in CHROME_CANDIDATES if Path(c).is_file()), None)
     try:
-        data = fig.to_image(format="png", width=900, height=650)
+        import kaleido
+
+        # the system Chromium is handed to kaleido (choreographer's `path`), not put into the environment
+        data = kaleido.calc_fig_sync(fig, opts={"format": "png", "width": 900, "height": 650},
+                                     kopts={"path": chrome} if chrome else None)
         atomic_write_bytes(path, data)
         return {"renderer": "plotly-kaleido", "warning": None}
     except Exception as e:  # kaleido missing, no Chrome, Chrome crashed...
@@ -409,15 +408,15 @@ def read_comparison(out_dir: str | os.PathLike) -> ComparisonRecord:
     """Read a comparison folder written by `Comparison.write`. A missing or damaged file is a UserError naming it
     and the command that makes it."""
     out = Path(out_dir)
-    meta_path = out / FILES["meta"]
-    if not meta_path.exists():
+    json_path = out / FILES["meta"]
+    if not json_path.exists():
         raise UserError(f"{out}: no {FILES['meta']}; make it with `python -m core compare RUN_A RUN_B --out {out}`")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{meta_path}: damaged ({e}); run `compare` again") from e
+        raise UserError(f"{json_path}: damaged ({e}); run `compare` again") from e
     if not isinstance(meta, dict) or not isinstance(meta.get("runs"), dict):
-        raise UserError(f"{meta_path}: key 'runs' is missing; run `compare` again")
+        raise UserError(f"{json_path}: key 'runs' is missing; run `compare` again")
     tables = {}
     for key, columns in (("table", TABLE_COLUMNS), ("plane", PLANE_COLUMNS)):
         p = out / FILES[key]
@@ -435,8 +434,8 @@ def read_comparison(out_dir: str | os.PathLike) -> ComparisonRecord:
     png_info = meta.get("png") if isinstance(meta.get("png"), dict) else {}
     inputs = meta.get("inputs")
     return ComparisonRecord(
-        folder=out, a=_compared_run(meta_path, meta["runs"].get("a"), "a"),
-        b=_compared_run(meta_path, meta["runs"].get("b"), "b"), table=tables["table"], plane=tables["plane"],
+        folder=out, a=_compared_run(json_path, meta["runs"].get("a"), "a"),
+        b=_compared_run(json_path, meta["runs"].get("b"), "b"), table=tables["table"], plane=tables["plane"],
         is_pipeline_check=bool(meta.get("pipeline_check", True)),
         pipeline_check_reasons=tuple(meta.get("pipeline_check_reasons") or ()), label=str(meta.get("label") or ""),
         n_boot=int(meta.get("n_boot") or DEFAULT_N_BOOT), notes=tuple(meta.get("notes") or ()),
@@ -457,18 +456,21 @@ def load_comparison(out_dir: str | os.PathLike) -> dict[str, Any]:
 def add_arguments(parser, command: str) -> None:
     parser.add_argument("run_a", type=Path, help="first scored run (e.g. the character run)")
     parser.add_argument("run_b", type=Path, help="second scored run (e.g. the style run)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for compare.csv/json, plane.csv/html/png")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for compare.csv/json, plane.csv/html/png (default: RUNS_DIR/reports/A-vs-B, "
+                             "where the dashboard and the card look)")
     parser.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples for CIs")
 
 
 def run(args) -> int:
     comp = compare_runs(Run(args.run_a), Run(args.run_b), n_boot=args.n_boot)
-    meta = comp.write(args.out)
+    out = args.out or comparison_dir(comp.run_a, comp.run_b)
+    meta = comp.write(out)
     if comp.is_pipeline_check:
         print(f"{PIPELINE_CHECK_LABEL} ({'; '.join(meta['pipeline_check_reasons'])})")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
         print(comp.table.to_string(index=False))
     if meta["png"]["warning"]:
         print(f"warning: {meta['png']['warning']}")
-    print(f"wrote {', '.join(FILES.values())} to {args.out}")
+    print(f"wrote {', '.join(FILES.values())} to {out}")
     return 0

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from core.errors import UserError
-from core.runfolder import Run
+from core.runfolder import Run, card_dir, comparison_dir
 
 RESOLUTION = 128  # the smallest SD resolution: keeps the demo to minutes on 2 CPU cores
 STEPS = 6  # training steps per run (same budget for both runs)
@@ -66,7 +66,7 @@ def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
         if not run.exists:
             _log(f"training {name} ({prop}, {STEPS} steps, random weights)")
             run = train(cfg, start_run(cfg, runs_dir, name), components)
-        elif run.meta["status"] != "finished":
+        elif run.record.status != "finished":
             _log(f"resuming {name}")
             run = train(cfg, run, components, resume=True)
         gcfg = GenerateConfig.from_dict({"prompts": str(data["prompts"]), "seeds": SEEDS, "checkpoints": "all",
@@ -108,10 +108,10 @@ def _build(runs_dir: Path) -> None:
     char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
     for run, refs in ((char, data["character"]), (style, data["style"])):
         _core("score", str(run), "--references", str(refs), "--clip", "ViT-B-32:random", "--no-progress")
-    reports = runs_dir / "reports"
-    _core("compare", str(char), str(style), "--out", str(reports / f"{char.name}-vs-{style.name}"))
-    _core("card", str(char), "--compare", str(style), "--out", str(reports / char.name))
-    _core("card", str(style), "--compare", str(char), "--out", str(reports / style.name))
+    # compare and card write where the dashboard looks (runfolder.comparison_dir / card_dir), named explicitly
+    _core("compare", str(char), str(style), "--out", str(comparison_dir(Run(char), Run(style))))
+    _core("card", str(char), "--compare", str(style), "--out", str(card_dir(Run(char))))
+    _core("card", str(style), "--compare", str(char), "--out", str(card_dir(Run(style))))
     marker.write_text(f"built in {time.time() - t0:.0f} s with random weights (pipeline demonstration)\n")
     _log(f"demo built in {time.time() - t0:.0f} s: {runs_dir}")
 

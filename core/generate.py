@@ -106,7 +106,7 @@ def png_bytes(img: np.ndarray, info: dict) -> bytes:
 def generate(run: Run, cfg: GenerateConfig, components, progress: bool = True) -> dict:
     """Make the missing images of the plan, then the grids. Returns counts. Holds the run's writer lock; an
     unexpected failure is logged in the run (logs/generate.log) and reported in one line."""
-    run.meta  # a clear error if this is not a run folder (before a lock file is made in it)
+    run.record  # a clear error if this is not a run folder (before a lock file is made in it)
     with run.writer("generate"):
         try:
             return _generate(run, cfg, components, progress)
@@ -126,11 +126,10 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
     from core.sampler import UNCONDITIONAL_TOKENS, Sampler, initial_noise
     from core.tokenizer import PromptTokenizer
 
-    meta = run.meta
-    tcfg = meta["config"]
-    token, n_vec = meta["token"]["placeholder"], int(meta["token"]["vectors"])
-    resolution = cfg.resolution or int(tcfg["resolution"])
-    templates = load_templates(cfg.prompts or EVAL_FILES[meta.get("property", "object")])
+    record = run.record
+    token, n_vec = record.token.placeholder, record.token.vectors
+    resolution = cfg.resolution or record.resolution
+    templates = load_templates(cfg.prompts or EVAL_FILES[record.property])
     tokenizer = PromptTokenizer(token, n_vec)
     prompt_ids = {t: tokenizer.encode(t.replace("{}", token)) for t in templates}  # errors before any work
     neg_ids = tokenizer.encode(cfg.negative) if cfg.negative else UNCONDITIONAL_TOKENS
@@ -178,7 +177,7 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
                                 "strength": str(cfg.strength) if cfg.init_image else "",
                                 "weights": weights, "run": run.name, "sampler": "ddim (KerasCV schedule)",
                                 "tool": f"tomcat-ti {__version__}"}
-                        if run.is_pipeline_check:
+                        if record.is_pipeline_check:
                             info["label"] = PIPELINE_CHECK_LABEL
                         atomic_write_bytes(run.resolve_inside(j.relpath, what="image"), png_bytes(img, info))
                         rows.append({"path": j.relpath, "prompt": j.prompt, "template": j.template,
@@ -243,9 +242,9 @@ def labelled_grid(cells: list[list[Path | None]], row_labels: list[str], col_lab
 def write_grids(run: Run, cfg: GenerateConfig, templates, steps, resolution, init_sha) -> list[Path]:
     import io
 
-    token = run.token
+    token = run.record.token.placeholder
     seeds = cfg.seed_list()
-    banner = "PIPELINE CHECK - random weights, not a model result" if run.is_pipeline_check else None
+    banner = "PIPELINE CHECK - random weights, not a model result" if run.record.is_pipeline_check else None
     mode = "img2img" if init_sha else "txt2img"
 
     def path_of(step, t, seed):
@@ -299,18 +298,17 @@ def run(args) -> int:
     from core.weights import WeightSpec
 
     run_ = Run(args.run_dir)
-    meta = run_.meta
+    record = run_.record
     cfg = GenerateConfig.from_dict({
         "prompts": str(args.prompts) if args.prompts else None, "seeds": args.seeds, "checkpoints": args.checkpoints,
         "steps": args.steps, "guidance": args.guidance, "negative": args.negative, "batch_size": args.batch_size,
         "init_image": str(args.init_image) if args.init_image else None, "strength": args.strength,
         "resolution": args.resolution, "jit_compile": args.jit_compile})
-    tcfg = meta["config"]
-    set_precision(tcfg.get("mixed_precision", "no"))
-    spec = WeightSpec.parse(tcfg["weights"], int(tcfg.get("weights_seed", 0)), bool(tcfg.get("allow_unverified")))
+    set_precision(record.mixed_precision)
+    spec = WeightSpec.parse(record.weights_arg, record.weights_seed, record.allow_unverified)
     if spec.source == "random":
         print("weights: random (seeded) - images are a PIPELINE CHECK, not model results", file=sys.stderr)
-    counts = generate(run_, cfg, Components(spec, cfg.resolution or int(tcfg["resolution"])), not args.quiet)
+    counts = generate(run_, cfg, Components(spec, cfg.resolution or record.resolution), not args.quiet)
     print(f"{counts['generated']} image(s) generated, {counts['skipped']} already there, {counts['grids']} grid(s) "
           f"in {run_.grids_dir}")
     return 0

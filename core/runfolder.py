@@ -6,7 +6,7 @@ builds paths into it. Writes are atomic (temp file + rename); metric and index l
 
     RUN/
       run.json                     metadata: schema, status, full resolved config, weights provenance,
-                                   token(s), timings, package versions, hardware (see `Run.meta`)
+                                   token(s), timings, package versions, hardware (see `Run.record`)
       metrics.csv                  step,loss,lr,seconds           one line per optimisation step, append-only
       dataset.csv                  file,sha256,bytes,width,height,license,source,author   training images
       embeddings/step-NNNNNN.safetensors   {token: float32[n_vectors, 768]}; step 0 is the initializer
@@ -38,13 +38,15 @@ naming the file and the key. Keys older versions did not write get the value sta
                            initializer, vectors, tokens), weights (WeightsProvenance: source, files, is_pipeline_check,
                            describe()), config (the saved dict) and resolution, weights_arg, weights_seed,
                            allow_unverified, mixed_precision, steps (budget), final_step, last_checkpoint,
-                           timings (Timings), versions, hardware, message, created, updated, source_file.
+                           timings (Timings), versions, hardware, message, created, updated, source_file, pid,
+                           heartbeat.
                            Read once per `Run` instance; `Run.reload()` reads again; `update_meta` keeps it current.
     Run.scores_record() -> ScoresRecord (scores.json): clip provenance and label, pipeline-check flag and reasons,
                            n_boot, references, baselines, the summaries `score` computed (by_step / by_prompt,
                            also as DataFrames), and `inputs` (sha256 of images.csv and scores.csv).
     Run.scores_stale()  -> None, or "stale: ... rerun `python -m core score ...`" when those inputs changed.
     core.compare.read_comparison(folder) -> ComparisonRecord (a folder written by `compare`), with stale_reason().
+`Run.meta` (the raw dict) is for this module only.
 
 Where report folders live (one place): `reports_dir(runs_dir)` = RUNS_DIR/reports; `comparison_dir(a, b)` =
 RUNS_DIR/reports/A-vs-B; `card_dir(run)` = RUNS_DIR/reports/RUN.
@@ -60,6 +62,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,12 +92,31 @@ PIPELINE_CHECK_LABEL = (
     "PIPELINE CHECK - random weights: these outputs test the code path only and say nothing about "
     "what Stable Diffusion learns."
 )
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _STEP_FILE = re.compile(r"^step-(\d{6,})\.(safetensors|npz)$")
 
 
 # ----------------------------------------------------------------------------------------------- atomic io
+def _umask() -> int:
+    """The process umask, read without changing it (Linux: /proc/self/status), so other threads (the dashboard
+    is threaded) never see a flipped umask. Without /proc it is read once, setting and restoring it under a lock."""
+    global _UMASK_FALLBACK
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        if _UMASK_FALLBACK is None:
+            _UMASK_FALLBACK = os.umask(0o022)
+            os.umask(_UMASK_FALLBACK)
+        return _UMASK_FALLBACK
+
+
+_UMASK_LOCK = threading.Lock()
+_UMASK_FALLBACK: int | None = None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a half-written one."""
     path = Path(path)
@@ -105,7 +127,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would have
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would have
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -429,6 +451,8 @@ class RunRecord:
     created: float | None
     updated: float | None
     source_file: Mapping[str, Any] | None  # import runs: the embedding file and its sha256
+    pid: int | None = None  # the process that last set status `running` (see Run.stale_reason)
+    heartbeat: float | None = None  # when that process last wrote a checkpoint
 
     @property
     def is_pipeline_check(self) -> bool:
@@ -460,6 +484,7 @@ class RunRecord:
             message=r.get("message", str, required=False),
             created=r.get("created", float, required=False), updated=r.get("updated", float, required=False),
             source_file=r.get("source_file", dict, required=False),
+            pid=r.get("pid", int, required=False), heartbeat=r.get("heartbeat", float, required=False),
         )
 
 
@@ -884,21 +909,10 @@ class Run:
         return (f"stale: run.json says running but its process (pid {pid or '?'}) is gone (last heartbeat {when}); "
                 f"it crashed or was killed - continue with: python -m core train --resume {self.path}")
 
-    # The three accessors below read run.json without validating the whole record, as before typed records:
-    # core/card/ still builds cards of bare folders through them. New code reads `record`.
-    @property
-    def weights(self) -> dict[str, Any]:
-        """run.json `weights` as written (a dict); typed: `record.weights`."""
-        return self.meta.get("weights", {"source": "unknown"})
-
     @property
     def is_pipeline_check(self) -> bool:
-        """True for random-weight runs (and for runs whose provenance is unknown): never a model result."""
-        return self.weights.get("source") not in REAL_WEIGHT_SOURCES
-
-    @property
-    def token(self) -> str:
-        return self.meta["token"]["placeholder"]
+        """`record.is_pipeline_check`: random-weight runs are never a model result."""
+        return self.record.is_pipeline_check
 
     # -------------------------------------------------------------------------------------------- metrics
     def append_metrics(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -935,7 +949,9 @@ class Run:
         for k, v in tensors.items():
             if v.ndim != 2:
                 raise ValueError(f"embedding for {k!r} must be [n_vectors, dim], got shape {v.shape}")
-        md = {"step": str(int(step)), "weights_source": str(self.weights.get("source", "unknown"))}
+        weights = self.meta.get("weights")  # as written so far (a run being created may not validate yet)
+        md = {"step": str(int(step)),
+              "weights_source": str(weights.get("source", "unknown") if isinstance(weights, dict) else "unknown")}
         md.update({k: str(v) for k, v in (metadata or {}).items()})
         path = self.embedding_path(step)
         atomic_write_bytes(path, save(tensors, metadata=md))

@@ -172,7 +172,7 @@ def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True,
     """Score every image of `run` not scored yet with the same CLIP model and references; write scores.csv and
     scores.json; return the scores.json dict. `scorer` (a core.clip_score.ClipScorer) is built from
     `config.clip` when not given. Holds the run's writer lock; an unexpected failure is logged in the run."""
-    run.meta  # a clear error if this is not a run folder (before a lock file is made in it)
+    run.record  # a clear error if this is not a run folder (before a lock file is made in it)
     with run.writer("score"):
         try:
             return _score_run(run, config, scorer, progress, log)
@@ -186,7 +186,7 @@ def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True,
 def _score_run(run: Run, config: ScoreConfig, scorer, progress: bool, log) -> dict[str, Any]:
     from core.images import validate_images
 
-    run_meta = run.meta  # a clear error if this is not a run folder
+    record = run.record  # a clear error if this is not a run folder or run.json is damaged
     images = _image_rows(run)
     ref_paths = validate_images(config.references)  # before loading CLIP: bad input fails fast
     refs = [{"file": p.name, "sha256": sha256_file(p)} for p in ref_paths]
@@ -222,8 +222,8 @@ def _score_run(run: Run, config: ScoreConfig, scorer, progress: bool, log) -> di
         log(f"{len(keep)} image(s) already scored with {describe(prov)}; scoring {len(todo)} new")
 
     pipeline_reasons = []
-    if run.is_pipeline_check:
-        pipeline_reasons.append(f"Stable Diffusion weights: {run.weights.get('source', 'unknown')}")
+    if record.is_pipeline_check:
+        pipeline_reasons.append(f"Stable Diffusion weights: {record.weights.source}")
     if scorer.is_random:
         pipeline_reasons.append(f"CLIP weights: random (seed {prov.get('seed')})")
     base_meta: dict[str, Any] = {
@@ -233,7 +233,7 @@ def _score_run(run: Run, config: ScoreConfig, scorer, progress: bool, log) -> di
         "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
                    "clip": f"{prov['model']}:{prov['pretrained']}", "device": scorer.device},
         "references": {"dir": str(Path(config.references).resolve()), "files": refs},
-        "run": {"name": run.name, "weights": run.weights, "token": run_meta.get("token")},
+        "run": {"name": run.name, "weights": record.weights.as_dict(), "token": asdict(record.token)},
         "pipeline_check": bool(pipeline_reasons),
         "pipeline_check_reasons": pipeline_reasons,
         "label": PIPELINE_CHECK_LABEL if pipeline_reasons else "",
@@ -252,8 +252,7 @@ def _score_run(run: Run, config: ScoreConfig, scorer, progress: bool, log) -> di
         # written first, so an interrupted scoring keeps its finished batches on the next run (same CLIP and refs)
         run.write_scores_meta(base_meta)
         save_rows()
-        token = run.token if "token" in run_meta else ""
-        texts = [clip_text(r, token) for r in todo]
+        texts = [clip_text(r, record.token.placeholder) for r in todo]
         uniq = sorted(set(texts))
         text_emb = dict(zip(uniq, scorer.encode_texts(uniq)))
         from tqdm import tqdm

@@ -59,7 +59,9 @@ class PromptTokenizer:
             self.base.add_tokens(token)
             self.placeholder_ids = list(range(VOCAB_SIZE, VOCAB_SIZE + n_vectors))
             self._token_id = self.base.encoder[token]
-            assert self._token_id == VOCAB_SIZE, "placeholder must be the first added token"
+            if self._token_id != VOCAB_SIZE:  # a real check: a KerasCV change here would shift every id
+                raise RuntimeError(f"placeholder {token!r} got id {self._token_id}, expected {VOCAB_SIZE} (the first "
+                                   "added token); the installed keras_cv SimpleTokenizer changed how add_tokens works")
 
     def initializer_id(self, word: str) -> int:
         ids = self.base.encode(word)[1:-1]

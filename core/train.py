@@ -300,7 +300,7 @@ def recorded(run: Run):
             raise
         except Exception as e:
             try:
-                already = run.meta.get("status") == "failed"  # the loop recorded the step it failed at
+                already = run.record.status == "failed"  # the loop recorded the step it failed at
             except (OSError, UserError):
                 already = False
             raise run.record_failure("train", e, mark_failed=not already, hint=resume_hint(run)) from e
@@ -308,26 +308,28 @@ def recorded(run: Run):
 
 def _mark_if_running(run: Run, status: str, message: str) -> None:
     with contextlib.suppress(OSError, UserError):
-        if run.meta.get("status") == "running":
+        if run.record.status == "running":
             run.update_meta(status=status, message=message)
 
 
 def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> Run:
+          stop_after: int | None = None, prepared: tuple | None = None) -> Run:
     """Train (or continue) `run` with `components`. `stop_after` ends early after that many steps in this
-    call (used to test resume); the run is then marked interrupted. Holds the run's writer lock; the run ends
-    `finished` only when the loop ends normally (see `recorded`)."""
+    call (used to test resume); the run is then marked interrupted. `prepared` is what `prepare(cfg)` returned
+    when the caller already validated (so each training image is read and hashed once). Holds the run's writer
+    lock; the run ends `finished` only when the loop ends normally (see `recorded`)."""
     with recorded(run):
-        return _train(cfg, run, components, resume, progress, stop_after)
+        return _train(cfg, run, components, resume, progress, stop_after, prepared)
 
 
-def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool, stop_after: int | None) -> Run:
+def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool, stop_after: int | None,
+           prepared: tuple | None) -> Run:
     from tqdm.auto import tqdm
 
     from core.components import PlaceholderTextEncoder, vocabulary_table
     from core.tokenizer import placeholder_tokens
 
-    images, manifest, templates, tokenizer, init_id = prepare(cfg)
+    images, manifest, templates, tokenizer, init_id = prepared or prepare(cfg)
     done = [s for s in run.checkpoint_steps() if s in run.embedding_steps()] if resume else []
     if resume and not done:  # killed before checkpoint 0 was complete: nothing to keep, start the run over
         resume = False
@@ -352,7 +354,7 @@ def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool,
         restore_checkpoint(run, start, model, encoder, placeholders)
         run.truncate_metrics(start)
         run.rewrite_neighbors([r for r in run.read_neighbors() if int(r["step"]) <= start])
-        prior_seconds = float(run.meta.get("timings", {}).get("seconds_total", 0.0))
+        prior_seconds = run.record.timings.seconds_total
         metrics = run.read_metrics()
         elapsed0 = metrics[-1]["seconds"] if metrics else 0.0
     else:
@@ -388,7 +390,8 @@ def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool,
                 status = "failed"
                 last = max(run.checkpoint_steps())
                 message = (f"loss became {loss} at step {step}; stopped. The last good checkpoint (step {last}) is "
-                           "kept. Lower --lr, or use --mixed-precision no")
+                           "kept. --resume would diverge the same way (it keeps the run's settings): start a new "
+                           "run with a lower --lr (or --mixed-precision no)")
                 break
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save_checkpoint(run, step, model, encoder, placeholders, vocabulary, init_vectors, tokenizer)
@@ -405,8 +408,8 @@ def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool,
         signal.signal(signal.SIGTERM, old_handler)
         total = prior_seconds + (time.time() - t_session)
         steps_done = step
-        meta_t = run.meta.get("timings", {})
-        timings = {"started": meta_t.get("started", t_session), "seconds_total": round(total, 3),
+        started = run.record.timings.started
+        timings = {"started": t_session if started is None else started, "seconds_total": round(total, 3),
                    "steps_done": steps_done, "last_session_started": t_session}
         if status == "finished":
             timings["finished"] = time.time()
@@ -497,24 +500,24 @@ def run(args) -> int:
 
     if args.resume:
         run_ = Run(args.resume)
-        meta = run_.meta
-        if meta.get("status") == "finished":
-            print(f"{run_.path}: already finished ({meta.get('final_step')} steps); nothing to do")
+        record = run_.record
+        if record.status == "finished":
+            print(f"{run_.path}: already finished ({record.final_step} steps); nothing to do")
             return 0
         holder = run_.lock_holder()
         if holder:
             raise UserError(f"{run_.path}: pid {holder['pid']} ({holder['command']}) is writing this run; "
                             "wait for it to end (or stop it) and retry")
-        if stale := run_.stale_reason(meta):
+        if stale := run_.stale_reason():
             print(f"{run_.path}: {stale.split(' - ')[0]}; resuming", file=sys.stderr)
-        cfg = TrainConfig.from_dict(meta["config"])
+        cfg = TrainConfig.from_dict(record.config)
     else:
         # every value is checked before anything heavy (TensorFlow, weight files) loads or a folder is made
         cfg = config_from_args(args)
         if args.name is not None:
             check_run_name(args.name)
         check_runs_dir(args.runs_dir)
-        prepare(cfg)  # validate images, prompts and token before anything is built or written
+        prepared = prepare(cfg)  # validate images, prompts and token before anything is built or written
     spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
     for name in TRAINING_COMPONENTS:  # download / hash-check the weight files before a run folder exists
         spec.resolve(name)
@@ -529,7 +532,8 @@ def run(args) -> int:
             print("weights: random (seeded) - this run is a PIPELINE CHECK, not a model result", file=sys.stderr)
         components = Components(spec, cfg.resolution,
                                 fused_attention={"auto": None, "yes": True, "no": False}[cfg.fused_attention])
-        train(cfg, run_, components, resume=bool(args.resume), progress=not args.quiet)
-    status = run_.meta["status"]
+        train(cfg, run_, components, resume=bool(args.resume), progress=not args.quiet,
+              prepared=None if args.resume else prepared)
+    status = run_.record.status
     print(f"{status}: {run_.path}")
     return {"finished": 0, "interrupted": 130}.get(status, 1)

@@ -16,13 +16,16 @@ import math
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pandas as pd
 import streamlit as st
 
 from core.errors import UserError
-from core.runfolder import PIPELINE_CHECK_LABEL, Run, list_runs
+from core.runfolder import PIPELINE_CHECK_LABEL, Run, ScoresRecord, comparison_dir, list_runs, reports_dir
+
+if TYPE_CHECKING:
+    from core.compare import ComparisonRecord
 
 DEFAULT_RUNS_DIR = "runs"
 RUNS_DIR_ENV = "TOMCAT_RUNS_DIR"
@@ -96,10 +99,13 @@ def run_info(run_path: str) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=2000)
 def _run_info(run_path: str, key: tuple) -> dict[str, Any]:
+    """The run's typed record (core.runfolder.RunRecord) flattened for the pages; a run.json that does not
+    validate gives `error` (naming the file and key) and nothing else."""
     run = Run(run_path)
     info: dict[str, Any] = {"name": run.name, "path": run_path, "error": None}
     try:
-        meta = run.meta
+        record = run.record
+        steps = run.embedding_steps()
     except UserError as e:
         info.update(error=str(e), status="damaged", pipeline_check=True, label="run.json damaged")
         return info
@@ -107,67 +113,34 @@ def _run_info(run_path: str, key: tuple) -> dict[str, Any]:
         info.update(error=str(_damaged(run.meta_path, e)), status="damaged", pipeline_check=True,
                     label="run.json damaged")
         return info
-    try:
-        weights = meta.get("weights") or {"source": "unknown"}
-        if not isinstance(weights, dict):
-            weights = {"source": str(weights)}
-        source = str(weights.get("source", "unknown"))
-        token = meta.get("token") or {}
-        if not isinstance(token, dict):
-            token = {"placeholder": str(token)}
-        config = meta.get("config") or {}
-        if not isinstance(config, dict):
-            config = {}
-        steps = run.embedding_steps()
-        info.update(
-            status=str(meta.get("status", "unknown")),
-            kind=str(meta.get("kind", "")),
-            weights_source=source,
-            provenance=provenance(weights),
-            pipeline_check=run.is_pipeline_check,
-            token=str(token.get("placeholder", config.get("token", ""))),
-            initializer=str(token.get("initializer", config.get("init", ""))),
-            vectors=token.get("vectors", config.get("vectors")),
-            property=str(meta.get("property", config.get("property", ""))),
-            config=config,
-            checkpoints=steps,
-            final_step=meta.get("final_step", steps[-1] if steps else None),
-            has_metrics=run.metrics_path.exists(),
-            has_images=run.images_index_path.exists(),
-            has_scores=run.scores_path.exists(),
-            has_neighbors=run.neighbors_path.exists(),
-            has_audit=run.audit_meta_path.exists(),
-            created=meta.get("created"),
-            updated=meta.get("updated"),
-            timings=meta.get("timings") or {},
-            pid=meta.get("pid"),
-            heartbeat=meta.get("heartbeat"),
-            message=meta.get("message"),
-        )
-        info["label"] = f"{run.name} ({info['property'] or '?'}, {source})"
-    except Exception as e:  # noqa: BLE001
-        info.update(error=str(_damaged(run.meta_path, e)), status="damaged", pipeline_check=True,
-                    label="run.json damaged")
+    info.update(
+        status=record.status,
+        kind=record.kind,
+        weights_source=record.weights.source,
+        provenance=record.weights.describe(),
+        pipeline_check=record.is_pipeline_check,
+        token=record.token.placeholder,
+        initializer=record.token.initializer or "",
+        vectors=record.token.vectors,
+        property=record.property,
+        config=dict(record.config),
+        budget_steps=record.steps,
+        checkpoints=steps,
+        final_step=record.final_step,
+        message=record.message,
+        has_metrics=run.metrics_path.exists(),
+        has_images=run.images_index_path.exists(),
+        has_scores=run.scores_path.exists(),
+        has_neighbors=run.neighbors_path.exists(),
+        has_audit=run.audit_meta_path.exists(),
+        created=record.created,
+        updated=record.updated,
+        seconds_total=record.timings.seconds_total,
+        pid=record.pid,
+        heartbeat=record.heartbeat,
+        label=f"{run.name} ({record.property}, {record.weights.source})",
+    )
     return info
-
-
-def provenance(weights: dict[str, Any]) -> str:
-    """Where the weights came from, in one line: 'random (PIPELINE CHECK)' or 'kerascv: file sha256 abcd...'."""
-    source = str(weights.get("source", "unknown"))
-    if source not in ("kerascv", "local"):
-        return f"{source} (PIPELINE CHECK)"
-    parts = []
-    files = weights.get("files") or {}
-    if isinstance(files, dict):
-        for name, v in files.items():
-            sha = v.get("sha256") if isinstance(v, dict) else v
-            path = v.get("path", name) if isinstance(v, dict) else name
-            parts.append(f"{Path(str(path)).name} sha256 {str(sha)[:12]}" if sha else str(path))
-    elif isinstance(files, list):
-        parts = [str(f) for f in files]
-    verified = weights.get("verified")
-    tail = "" if verified is None else (" (verified)" if verified else " (NOT verified)")
-    return f"{source}: " + ("; ".join(parts) if parts else "files not recorded") + tail
 
 
 def ok_runs(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -395,20 +368,6 @@ def _scores(run_path: str, key: Any) -> tuple[Any, str | None]:
     return df, None
 
 
-def scores_meta(run_path: str) -> dict[str, Any] | None:
-    run = Run(run_path)
-    return _unwrap(_scores_meta(run_path, _sig(run.scores_meta_path)))
-
-
-@st.cache_data(show_spinner=False, max_entries=100)
-def _scores_meta(run_path: str, key: Any) -> tuple[Any, str | None]:
-    run = Run(run_path)
-    try:
-        return run.read_scores_meta(), None
-    except Exception as e:  # noqa: BLE001
-        return None, str(_damaged(run.scores_meta_path, e))
-
-
 # ---------------------------------------------------------------------------------------------- neighbors
 def neighbors(run_path: str) -> pd.DataFrame:
     """neighbors.csv as a DataFrame (NEIGHBOR_COLUMNS, typed) plus `word` (the token without '</w>')."""
@@ -433,63 +392,57 @@ def _neighbors(run_path: str, key: Any) -> tuple[Any, str | None]:
     return df, None
 
 
-# -------------------------------------------------------------------------- results of other core modules
-def optional_module(name: str) -> tuple[Any, str | None]:
-    """Import a torch-free core module that may not exist yet; (module, None) or (None, why)."""
-    import importlib
+# --------------------------------------------------------------------------- what score and compare wrote
+def scores_record(run_path: str) -> ScoresRecord | None:
+    """scores.json as a typed record (core.runfolder.ScoresRecord), cached by its file signature; None when the run
+    is not scored. A damaged file is a DataError naming the file (and key)."""
+    run = Run(run_path)
+    return _unwrap(_scores_record(run_path, _sig(run.scores_meta_path)))
 
+
+@st.cache_data(show_spinner=False, max_entries=100)
+def _scores_record(run_path: str, key: Any) -> tuple[Any, str | None]:
     try:
-        return importlib.import_module(name), None
-    except ImportError as e:
-        return None, f"`{name}` is not available yet ({e})"
+        return Run(run_path).scores_record(), None
+    except UserError as e:
+        return None, str(e)
+    except Exception as e:  # noqa: BLE001
+        return None, str(_damaged(Run(run_path).scores_meta_path, e))
 
 
-def cached_call(fn: Callable[..., Any], run_paths: Sequence[str], **options: Any) -> Any:
-    """`fn(*[Run(p) for p in run_paths], **options)`, cached by fn's name, the runs' file signatures and the
-    (small) options. For results of other core modules (summaries, comparisons, cards). Exceptions propagate."""
-    key = tuple((str(p), _run_sig(Run(p))) for p in run_paths)
-    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-    return _cached_call(name, key, repr(sorted(options.items())), fn, options)
+def scores_stale(run_path: str) -> str | None:
+    """Why scores.json's summaries no longer describe the run's images and scores (with the command that remakes
+    them), or None."""
+    run = Run(run_path)
+    return _scores_stale(run_path, (_sig(run.scores_meta_path), _sig(run.scores_path), _sig(run.images_index_path)))
 
 
-@st.cache_resource(show_spinner=False, max_entries=200)
-def _cached_call(name: str, key: tuple, options_repr: str, _fn: Callable[..., Any], _options: dict) -> Any:
-    # cache_resource: results such as a Comparison hold figures and need not be picklable. Arguments whose
-    # names start with "_" are not hashed: the key is the function's name, every run's file signatures and
-    # the repr of the options. Callers treat results as read-only.
-    return _fn(*[Run(p) for p, _ in key], **_options)
-
-
-def _summary_by_step(run: Run) -> pd.DataFrame:
-    from core.score import summarize_by_step
-
-    return summarize_by_step(run.read_scores())
-
-
-def _summary_by_prompt(run: Run) -> pd.DataFrame:
-    from core.score import summarize_by_prompt
-
-    return summarize_by_prompt(run.read_scores())
+@st.cache_data(show_spinner=False, max_entries=100)
+def _scores_stale(run_path: str, key: Any) -> str | None:
+    try:
+        return Run(run_path).scores_stale()
+    except UserError as e:
+        return str(e)
 
 
 def summary(run_path: str, by: str = "step") -> pd.DataFrame:
-    """`core.score.summarize_by_step` (by="step") or `summarize_by_prompt` (by="prompt") of a run's scores:
-    means with bootstrap 95% CIs. Raises DataError when scores.csv cannot be read; ImportError when core.score
-    is not there."""
-    scores(run_path)  # a damaged scores.csv is a DataError naming the file
-    fn = _summary_by_step if by == "step" else _summary_by_prompt
-    try:
-        return cached_call(fn, [run_path])
-    except (UserError, ValueError, KeyError) as e:
-        raise DataError(f"{Run(run_path).scores_path}: cannot summarise ({e})") from e
+    """The summaries `score` wrote into scores.json (means with bootstrap 95% CIs, computed with score's
+    --n-boot), per checkpoint (by="step") or per prompt template and checkpoint (by="prompt"); never recomputed.
+    DataError when scores.json is missing, damaged or incomplete, with the command that makes it."""
+    record = scores_record(run_path)
+    if record is None or not record.complete:
+        state = "is missing" if record is None else "is incomplete (scoring did not finish)"
+        raise DataError(f"{Run(run_path).scores_meta_path}: {state}; run `{command_score(run_path)}`")
+    return record.by_step_frame() if by == "step" else record.by_prompt_frame()
 
 
 def comparison_folder(run_path: str, other_path: str) -> str | None:
-    """The folder `compare` wrote for these two runs (RUNS_DIR/reports/A-vs-B, either order), or None."""
-    from core.card import find_comparison
+    """The folder `compare` wrote for these two runs (core.runfolder.comparison_dir, either order), or None."""
+    from core.compare import FILES
 
-    folder = find_comparison(Run(run_path), Run(other_path))
-    return str(folder) if folder is not None else None
+    a, b = Run(run_path), Run(other_path)
+    return next((str(folder) for folder in (comparison_dir(a, b), comparison_dir(b, a))
+                 if (folder / FILES["meta"]).is_file()), None)
 
 
 def model_card(run_path: str, counterpart_path: str | None = None) -> Any:
@@ -511,34 +464,51 @@ def _model_card(paths: tuple, key: tuple, folder_key: Any) -> Any:
 
 
 def saved_comparisons(runs_dir: str) -> list[str]:
-    """Folders under RUNS_DIR/reports/ holding a comparison written by `python -m core compare --out` (the demo
-    writes its comparison there)."""
+    """Comparison folders under RUNS_DIR/reports/ (core.runfolder.reports_dir: where `compare` writes by default,
+    and where the demo writes)."""
     from core.compare import FILES
 
-    reports = Path(runs_dir) / "reports"
+    reports = reports_dir(runs_dir)
     if not reports.is_dir():
         return []
     return sorted(str(p) for p in reports.iterdir() if (p / FILES["meta"]).is_file())
 
 
-def saved_comparison(folder: str) -> dict[str, Any]:
-    """`core.compare.load_comparison(folder)`, cached by its files' signatures. UserError when absent/damaged."""
+def saved_comparison(folder: str) -> "ComparisonRecord":
+    """`core.compare.read_comparison(folder)`, cached by its files' signatures. UserError when absent/damaged."""
     from core.compare import FILES
 
     d = Path(folder)
     return _saved_comparison(str(d), tuple(_sig(d / f) for f in FILES.values()))
 
 
-@st.cache_data(show_spinner=False, max_entries=20)
-def _saved_comparison(folder: str, key: tuple) -> dict[str, Any]:
-    from core.compare import load_comparison
+@st.cache_resource(show_spinner=False, max_entries=20)
+def _saved_comparison(folder: str, key: tuple) -> "ComparisonRecord":
+    # cache_resource: the record holds DataFrames and paths; callers treat it as read-only
+    from core.compare import read_comparison
 
     try:
-        return load_comparison(folder)
+        return read_comparison(folder)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - e.g. a garbage CSV in the folder
         raise DataError(f"{folder}: the saved comparison cannot be read ({type(e).__name__}: {e})") from e
+
+
+def cached_call(fn: Callable[..., Any], run_paths: Sequence[str], **options: Any) -> Any:
+    """`fn(*[Run(p) for p in run_paths], **options)`, cached by fn's name, the runs' file signatures and the
+    (small) options: for results no file holds (a live comparison of two runs, the checkpoint advice)."""
+    key = tuple((str(p), _run_sig(Run(p))) for p in run_paths)
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    return _cached_call(name, key, repr(sorted(options.items())), fn, options)
+
+
+@st.cache_resource(show_spinner=False, max_entries=200)
+def _cached_call(name: str, key: tuple, options_repr: str, _fn: Callable[..., Any], _options: dict) -> Any:
+    # cache_resource: results such as a Comparison hold figures and need not be picklable. Arguments whose
+    # names start with "_" are not hashed: the key is the function's name, every run's file signatures and
+    # the repr of the options. Callers treat results as read-only.
+    return _fn(*[Run(p) for p, _ in key], **_options)
 
 
 # -------------------------------------------------------------------------------------------------- audit
@@ -607,8 +577,7 @@ def command_score(run_path: str) -> str:
 
 
 def command_compare(a: str, b: str) -> str:
-    out = Path(a).parent / "reports" / f"{Path(a).name}-vs-{Path(b).name}"  # where the dashboard finds it
-    return f"python -m core compare {q(a)} {q(b)} --out {q(out)}"
+    return f"python -m core compare {q(a)} {q(b)}"  # writes to comparison_dir(a, b), where the dashboard looks
 
 
 def command_audit(run_path: str) -> str:
@@ -745,10 +714,10 @@ def _trial_row(run_path: str, key: Any, trial_json: str) -> dict[str, Any]:
                 for s in ("mean", "lo", "hi"):
                     row[f"{m}_{s}"] = last.get(f"{m}_{s}")
         row["pipeline_check"] = bool(row["pipeline_check"] or scores.is_pipeline_check)
-        advice, _ = optional_module("core.advice")
-        if advice is not None:
-            try:
-                row["recommended"] = advice.advise_run(run).get("recommended")
-            except Exception:  # noqa: BLE001 - advice is optional on this page
-                row["recommended"] = None
+        from core.advice import advise_run
+
+        try:
+            row["recommended"] = advise_run(run).get("recommended")
+        except Exception:  # noqa: BLE001 - one trial's unreadable advice must not hide the others
+            row["recommended"] = None
     return row

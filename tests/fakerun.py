@@ -28,7 +28,8 @@ def draw_image(seed: int, size: int = 64) -> Image.Image:
 
 def make_fake_run(runs_dir: Path, name: str = "fake-object", prop: str = "object", steps: int = 20,
                   checkpoint_every: int = 10, prompts: list[str] | None = None, seeds=(0, 1),
-                  with_images: bool = True, with_scores: bool = True, status: str = "finished") -> Run:
+                  with_images: bool = True, with_scores: bool = True, status: str = "finished",
+                  n_boot: int = FAKE_N_BOOT) -> Run:
     token = "<tom-cat>"
     prompts = prompts or ["a 3D animation frame of {}, photorealistic", "a horror movie poster with {}"]
     run = Run.create(runs_dir, name, {
@@ -78,21 +79,31 @@ def make_fake_run(runs_dir: Path, name: str = "fake-object", prop: str = "object
         run.append_images(rows)
         if with_scores:
             run.write_scores(scores)
-            write_fake_scores_meta(run)
+            write_fake_scores_meta(run, n_boot)
     return run
 
 
-def write_fake_scores_meta(run: Run, n_boot: int = FAKE_N_BOOT, **fields) -> dict:
-    """scores.json as `score` writes it for the run's scores.csv: provenance, baselines, and the summaries with
-    bootstrap intervals computed with `n_boot` resamples (recorded in its config, as `score --n-boot` does)."""
-    from core.score import summarize_by_prompt, summarize_by_step
+def write_fake_scores_meta(run: Run, n_boot: int = FAKE_N_BOOT, clip: dict | None = None, **fields) -> dict:
+    """scores.json as `score` writes it for the run's scores.csv: CLIP provenance (random unless `clip` names
+    another), the pipeline-check reasons, baselines, the summaries with bootstrap intervals computed with `n_boot`
+    resamples (recorded in its config, as `score --n-boot` does) and the sha256 of its inputs. `fields` override."""
+    from core.clip_score import describe
+    from core.score import SCORES_SCHEMA, summarize_by_prompt, summarize_by_step
 
     rows = run.read_scores()
-    meta = {"clip": {"model": "ViT-B-32", "pretrained": "random", "seed": 0, "source": "random"},
-            "config": {"n_boot": n_boot}, "baselines": {"reference_ceiling_clip_i": 0.8},
-            "summaries": {"by_step": summarize_by_step(rows, n_boot=n_boot).to_dict("records"),
-                          "by_prompt": summarize_by_prompt(rows, n_boot=n_boot).to_dict("records")},
-            "n_images": len(rows), "complete": True, **fields}
+    clip = clip or {"model": "ViT-B-32", "pretrained": "random", "seed": 0, "source": "random"}
+    reasons = []
+    if run.record.is_pipeline_check:
+        reasons.append(f"Stable Diffusion weights: {run.record.weights.source}")
+    if clip.get("source") == "random":
+        reasons.append(f"CLIP weights: random (seed {clip.get('seed')})")
+    records = lambda df: df.to_dict(orient="records")  # noqa: E731
+    meta = {"schema_version": SCORES_SCHEMA, "clip": clip, "clip_label": describe(clip),
+            "config": {"n_boot": n_boot}, "pipeline_check": bool(reasons), "pipeline_check_reasons": reasons,
+            "baselines": {"reference_ceiling_clip_i": 0.8, "reference_ceiling": {"mean": 0.8}},
+            "summaries": {"by_step": records(summarize_by_step(rows, n_boot=n_boot)),
+                          "by_prompt": records(summarize_by_prompt(rows, n_boot=n_boot))},
+            "n_images": len(rows), "inputs": run.scores_inputs(), "complete": True, **fields}
     run.write_scores_meta(meta)
     return meta
-    return run
+

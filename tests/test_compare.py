@@ -2,6 +2,7 @@
 in prompts, seeds, budget or CLIP model are refused; the files round-trip; figures carry the pipeline-check label."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -77,17 +78,22 @@ def test_write_and_load_round_trip(pair, tmp_path):
 
 
 def test_png_falls_back_to_a_labelled_drawing(pair, tmp_path, monkeypatch):
-    import plotly.graph_objects as go
+    import kaleido
 
-    def no_kaleido(self, *a, **k):
+    seen = {}
+
+    def no_kaleido(fig, *a, **k):
+        seen.update(k)
         raise RuntimeError("Kaleido requires Google Chrome to be installed")
 
-    monkeypatch.setattr(go.Figure, "to_image", no_kaleido)
+    monkeypatch.setattr(kaleido, "calc_fig_sync", no_kaleido)
+    monkeypatch.delenv("BROWSER_PATH", raising=False)
     meta = compare_runs(*pair).write(tmp_path / "cmp")
     assert meta["png"]["renderer"] == "pil-fallback" and "Chrome" in meta["png"]["warning"]
     with Image.open(tmp_path / "cmp" / "plane.png") as im:
         assert im.format == "PNG"
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["png"]["renderer"] == "pil-fallback"
+    assert "opts" in seen and "BROWSER_PATH" not in os.environ  # the Chromium path is an argument, not the env
 
 
 def test_figure_labels_pipeline_check_only_when_random(pair):

@@ -202,8 +202,10 @@ def test_character_vs_style_saved_comparison(fake_runs, tmp_path):
     at = open_page(fake_runs, "views/character_vs_style.py")
     assert at.selectbox(key="cmp_saved_pick").value == str(out)
     assert not at.exception and not at.error, texts(at.error)
-    assert len(at.dataframe) == 2  # the live table and the saved one
+    assert len(at.dataframe) == 1  # the pair's saved table, read (not recomputed) and shown once
     assert len(at.image) == 8 + 1  # the pairs and the saved plane PNG
+    assert any("bootstrap resamples" in c for c in texts(at.caption))
+    assert any("shown above" in c for c in texts(at.caption))
     at.selectbox(key="cmp_saved_pick").set_value("another folder...").run()
     at.text_input(key="cmp_saved_dir").set_value(str(tmp_path / "nowhere")).run()
     assert not at.exception and any("no compare.json" in e for e in texts(at.error))
@@ -408,11 +410,15 @@ def test_thumbnail_is_small_and_cached_by_mtime(tmp_path):
 
 
 def test_provenance_strings():
-    from dashboard.data import provenance
+    """The Experiments page's weights column is RunRecord.weights.describe() (one home for the wording)."""
+    from core.runfolder import JsonFields, WeightsProvenance
 
-    assert provenance({"source": "random", "seed": 0}) == "random (PIPELINE CHECK)"
-    assert provenance({"source": "unknown"}) == "unknown (PIPELINE CHECK)"
-    s = provenance({"source": "local", "files": {"vae.h5": "c" * 64}, "verified": False})
+    def describe(weights):
+        return WeightsProvenance.parse(JsonFields(Path("run.json"), weights)).describe()
+
+    assert describe({"source": "random", "seed": 0}) == "random (PIPELINE CHECK)"
+    assert describe({"source": "unknown"}) == "unknown (PIPELINE CHECK)"
+    s = describe({"source": "local", "files": {"vae.h5": "c" * 64}, "verified": False})
     assert s == "local: vae.h5 sha256 cccccccccccc (NOT verified)"
 
 

@@ -69,7 +69,7 @@ def kohya_saved(path, vec):
 def test_import_takes_the_token_the_file_names(tmp_path, save, name, token, vec):
     save(tmp_path / name, vec)
     run = imp(tmp_path / name, tmp_path)
-    assert run.token == token and run.meta["token"]["vectors"] == len(vec)
+    assert run.record.token.placeholder == token and run.meta["token"]["vectors"] == len(vec)
     np.testing.assert_array_equal(run.load_embedding(1)[token], vec)
     assert run.is_pipeline_check and run.meta["source_file"]["sha256"]
 
@@ -101,7 +101,7 @@ def test_our_exports_round_trip_without_token(tmp_path, fmt, name, vectors):
     src = make_run(tmp_path / "src", "src", vectors)
     out = export_embedding(src, fmt, tmp_path / name)
     run = imp(out, tmp_path)
-    assert run.token == TOKEN
+    assert run.record.token.placeholder == TOKEN
     np.testing.assert_array_equal(run.load_embedding(1)[TOKEN], src.load_embedding(20)[TOKEN])
     assert run.meta["source_file"]["metadata"].get("tomcat_ti.run") == "src"
 

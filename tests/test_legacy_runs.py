@@ -48,10 +48,13 @@ def test_dashboard_data_layer_reads_legacy_runs(legacy):
         assert set(data.neighbors(path)["step"]) == {0, 2, 4}
         by_step = data.summary(path, "step")
         assert list(by_step["step"]) == [0, 4]
+        # the summaries `score --n-boot 500` wrote, not recomputed with the default n_boot
+        written = json.loads((Path(path) / "scores.json").read_text())["summaries"]["by_step"]
+        assert by_step["clip_i_lo"].tolist() == [r["clip_i_lo"] for r in written]
         assert data.grids(path) == ["checkpoint-000004-txt2img.png"]
     (folder,) = data.saved_comparisons(str(legacy))
     saved = data.saved_comparison(folder)
-    assert saved["meta"]["runs"]["a"]["name"] == "tom-object" and len(saved["table"]) == 10
+    assert saved.a.name == "tom-object" and len(saved.table) == 10 and saved.n_boot == 500
 
 
 @pytest.mark.parametrize("page", list(PAGES))

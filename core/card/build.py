@@ -45,7 +45,7 @@ def metadata(facts: CardFacts) -> dict:
         metrics=["clip_i", "clip_t"], model_name=f"{facts.run.name} ({facts.token})" if eval_results else None,
         eval_results=eval_results, instance_prompt=facts.token, textual_inversion_token=facts.token,
         initializer_token=facts.run.initializer, num_vectors=facts.run.n_vectors,
-        learned_property=facts.run.property, weights_source=str(facts.run.weights.get("source", "unknown")),
+        learned_property=facts.run.property, weights_source=facts.run.weights.source,
         pipeline_check=facts.pipeline_check, character_owner=facts.owner, **extra)
     return card_data.to_dict()
 
@@ -63,7 +63,7 @@ def json_data(facts: CardFacts, sections: list) -> dict:
                 "token": run.token, "initializer": run.initializer, "vectors": run.n_vectors,
                 "final_step": run.final_step, "checkpoints": run.checkpoints, "created": run.created,
                 "updated": run.updated},
-        "weights": run.weights,
+        "weights": run.weights.as_dict(),
         "scores_meta": facts.scores.public_meta(),
         "scores_meaningful": not bool(facts.scores.caveat), "scores_caveat": facts.scores.caveat,
         "config": run.config, "versions": run.versions or None, "hardware": run.hardware or None,

@@ -53,6 +53,6 @@ def run(args) -> int:
                          comparison_folder=args.comparison)
     for fmt, path in written.items():
         print(f"{fmt:5s} {path}")
-    if card_run.is_pipeline_check:
+    if card_run.record.is_pipeline_check:
         print("note: random-weight run: the card is labelled as a pipeline check")
     return 0

@@ -18,7 +18,7 @@ from core.card.examples import Examples, pick_examples
 from core.card.movement import Movement, measure_movement
 from core.card.overrides import ETHICS_ITEMS, OWNER_NOT_STATED, load_overrides
 from core.errors import UserError
-from core.runfolder import PIPELINE_CHECK_LABEL, Run, ScoresRecord, Timings, comparison_dir
+from core.runfolder import PIPELINE_CHECK_LABEL, Run, ScoresRecord, Timings, WeightsProvenance, comparison_dir
 
 
 class CardNotReady(UserError):
@@ -40,7 +40,7 @@ class RunFacts:
     initializer: str
     n_vectors: int
     property: str
-    weights: dict                 # WeightsProvenance.as_dict(): source, seed, files, verified
+    weights: WeightsProvenance    # source, seed, files (name -> sha256), verified
     pipeline_check: bool
     final_step: int | None
     checkpoints: list
@@ -58,7 +58,7 @@ def _run_facts(run: Run) -> RunFacts:
     return RunFacts(
         name=run.name, status=record.status, kind=record.kind, token=record.token.placeholder,
         initializer=record.token.initializer or "?", n_vectors=record.token.vectors, property=record.property,
-        weights=record.weights.as_dict(), pipeline_check=record.weights.is_pipeline_check,
+        weights=record.weights, pipeline_check=record.weights.is_pipeline_check,
         final_step=record.final_step if record.final_step is not None else (steps[-1] if steps else None),
         checkpoints=steps, config=dict(record.config), versions=dict(record.versions),
         hardware=dict(record.hardware), timings=record.timings, created=record.created, updated=record.updated)

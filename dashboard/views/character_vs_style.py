@@ -82,13 +82,29 @@ if ga is not None and gb is not None:
 
 # ------------------------------------------------------------------------------------- metric differences
 st.subheader("Metric differences (A - B)")
-compare, why = data.optional_module("core.compare")
+
+
+def show_saved(cmp, where: str) -> None:
+    """A comparison folder written by `compare` (core.compare.ComparisonRecord), shown as saved."""
+    st.caption(f"{cmp.a.name} ({cmp.a.property}) vs {cmp.b.name} ({cmp.b.property}) · {where} · "
+               f"CIs from {cmp.n_boot} bootstrap resamples")
+    stale = cmp.stale_reason()
+    if stale:
+        st.warning(stale, icon=":material/warning:")
+    if cmp.is_pipeline_check:
+        st.warning(f"{data.PIPELINE_CHECK_LABEL} ({'; '.join(cmp.pipeline_check_reasons)})", icon=":material/warning:")
+    st.dataframe(cmp.table, hide_index=True, width="stretch")
+    if cmp.png is not None:
+        try:
+            st.image(data.file_bytes(cmp.png), caption="reconstruction vs editability (saved)")
+        except Exception as e:  # noqa: BLE001 - a bad PNG is reported, not raised
+            st.warning(f"{cmp.png}: cannot show ({e})")
 
 
 def live_comparison() -> None:
-    if compare is None or not hasattr(compare, "compare_runs"):
-        st.info(f"The comparison is not available yet: {why or '`core.compare.compare_runs` is missing'}.")
-        return
+    """No saved comparison of this pair: compute it (not saved; the caption gives the command that saves it)."""
+    from core.compare import compare_runs
+
     lacking = [i for i in (a, b) if not i["has_scores"]]
     for i in lacking:
         ui.missing(f"{i['name']} has no CLIP scores yet, so there is nothing to compare.",
@@ -96,7 +112,7 @@ def live_comparison() -> None:
     if lacking:
         return
     try:
-        cmp = data.cached_call(compare.compare_runs, [a["path"], b["path"]])
+        cmp = data.cached_call(compare_runs, [a["path"], b["path"]])
     except data.UserError as e:  # runs that cannot be compared (different prompts, seeds, budget or CLIP)
         st.warning(f"{e}", icon=":material/warning:")
         return
@@ -110,40 +126,36 @@ def live_comparison() -> None:
     st.dataframe(cmp.table, hide_index=True, width="stretch")
     st.caption("diff = A - B over the matched (template, seed) pairs, with a paired bootstrap 95% CI "
                "(diff_lo, diff_hi): an interval that excludes 0 is a difference beyond resampling noise. "
-               f"Save it (tables, plane as HTML and PNG) with `{data.command_compare(a['path'], b['path'])}`.")
+               f"Not saved yet: save it (tables, plane as HTML and PNG) with "
+               f"`{data.command_compare(a['path'], b['path'])}`.")
     try:
         st.plotly_chart(cmp.figure(), key="cmp_fig")
     except Exception as e:  # noqa: BLE001
         st.warning(f"The comparison figure could not be drawn: {e}")
 
 
-live_comparison()
-if compare is None:
-    st.stop()
+pair_folder = data.comparison_folder(a["path"], b["path"])
+if pair_folder:
+    try:
+        show_saved(data.saved_comparison(pair_folder), pair_folder)
+    except data.UserError as e:
+        st.error(str(e))
+else:
+    live_comparison()
 
 st.subheader("Saved comparisons")
 found = data.saved_comparisons(ui.runs_dir())
 OTHER = "another folder..."
-choice = st.selectbox(f"Written by `python -m core compare ... --out DIR` (found under `{ui.runs_dir()}/reports/`)",
+choice = st.selectbox(f"Written by `python -m core compare ...` (found under `{ui.runs_dir()}/reports/`)",
                       found + [OTHER], key="cmp_saved_pick")
 folder = (st.text_input("Folder", key="cmp_saved_dir", placeholder="reports/tom-cat-character-vs-tom-cat-style")
           if choice == OTHER else choice)
-if folder:
+if folder and folder == pair_folder:
+    st.caption(f"`{ui.plain(folder)}` is this pair's comparison, shown above.")
+elif folder:
     try:
         saved = data.saved_comparison(folder)
     except data.UserError as e:
         st.error(str(e))
     else:
-        meta = saved["meta"]
-        runs = meta.get("runs") or {}
-        st.caption(" vs ".join(f"{(runs.get(k) or {}).get('name', '?')} ({(runs.get(k) or {}).get('property', '?')})"
-                               for k in ("a", "b")) + f" · {folder}")
-        if meta.get("pipeline_check"):
-            st.warning(f"{data.PIPELINE_CHECK_LABEL} ({'; '.join(meta.get('pipeline_check_reasons') or [])})",
-                       icon=":material/warning:")
-        st.dataframe(saved["table"], hide_index=True, width="stretch")
-        if saved["png"] is not None:
-            try:
-                st.image(data.file_bytes(saved["png"]), caption="reconstruction vs editability (saved)")
-            except Exception as e:  # noqa: BLE001 - a bad PNG is reported, not raised
-                st.warning(f"{saved['png']}: cannot show ({e})")
+        show_saved(saved, folder)

@@ -32,10 +32,10 @@ def band_figure(by_step, metric: str, ceiling: float | None) -> go.Figure:
 
 
 def run_scores_or_note(i: dict):
-    """(scores DataFrame, scores.json dict) of a run, or None after saying what is missing or damaged."""
+    """(scores DataFrame, scores.json record or None) of a run, or None after saying what is missing or damaged."""
     try:
         df = data.scores(i["path"])
-        meta = data.scores_meta(i["path"]) or {}
+        meta = data.scores_record(i["path"])
     except data.DataError as e:
         st.error(f"Run **{i['name']}**: {e}")
         return None
@@ -54,21 +54,23 @@ got = run_scores_or_note(info)
 if got is None:
     st.stop()
 df, meta = got
-if meta.get("pipeline_check"):
-    st.warning("Scores are a pipeline check: " + "; ".join(meta.get("pipeline_check_reasons") or [])
+if meta is not None and meta.is_pipeline_check:
+    st.warning("Scores are a pipeline check: " + "; ".join(meta.pipeline_check_reasons)
                + ". " + data.PIPELINE_CHECK_LABEL, icon=":material/warning:")
-if meta and not meta.get("complete", True):
+if meta is not None and not meta.complete:
     st.info(f"Scoring of {info['name']} is incomplete; finish it with `{data.command_score(path)}`.")
-ceiling = ((meta.get("baselines") or {}).get("reference_ceiling_clip_i"))
-st.caption(f"{len(df)} scored image(s) · CLIP: {meta.get('clip_label') or df.get('clip_model', ['?']).iloc[0]}"
-           + (f" · reference ceiling CLIP-I {ceiling:.3f}" if isinstance(ceiling, (int, float)) else ""))
+stale = data.scores_stale(path)
+if stale:
+    st.warning(f"{info['name']}: {stale}", icon=":material/warning:")
+ceiling = meta.reference_ceiling_clip_i if meta is not None else None
+st.caption(f"{len(df)} scored image(s) · CLIP: {(meta.clip_label if meta else '') or df.get('clip_model', ['?']).iloc[0]}"
+           + (f" · reference ceiling CLIP-I {ceiling:.3f}" if ceiling is not None else "")
+           + (f" · 95% CIs from {meta.n_boot} bootstrap resamples (as `score` computed them)"
+              if meta is not None and meta.n_boot else ""))
 
 try:
     by_step = data.summary(path, "step")
     by_prompt = data.summary(path, "prompt")
-except ImportError as e:
-    by_step = by_prompt = None
-    st.info(f"Summaries with confidence intervals are not available yet (core.score: {e}).")
 except data.DataError as e:
     by_step = by_prompt = None
     st.error(f"Run **{info['name']}**: {e}")
@@ -125,7 +127,7 @@ with t4:
             continue
         try:
             s = data.summary(i["path"], "step")
-        except (ImportError, data.DataError) as e:
+        except data.DataError as e:
             st.error(f"Run **{i['name']}**: {e}")
             continue
         if s.empty:

@@ -57,7 +57,7 @@ def _row(i: dict) -> dict:
         "checkpoints": ", ".join(map(str, i["checkpoints"])) or "none",
         "images": "yes" if i["has_images"] else "no",
         "scores": "yes" if i["has_scores"] else "no",
-        "seconds": (i["timings"] or {}).get("seconds_total"),
+        "seconds": i["seconds_total"],
     }
 
 
@@ -91,7 +91,7 @@ with st.expander("Full resolved config of a run"):
 st.subheader("Loss and learning rate")
 names = [i["name"] for i in shown]
 chosen = st.multiselect("Runs to plot", names, default=names[:8], key="exp_plot_runs")
-longest = max([i["config"].get("steps") for i in shown if isinstance(i["config"].get("steps"), int)] or [2])
+longest = max([i["budget_steps"] for i in shown if i["budget_steps"] is not None] or [2])
 smooth = st.slider("Smoothing (moving average over steps)", 1, max(2, min(200, longest)), 1, key="exp_smooth")
 loss_fig, lr_fig = go.Figure(), go.Figure()
 by_name = {i["name"]: i for i in shown}

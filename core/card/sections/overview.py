@@ -6,12 +6,11 @@ from core.card import texts
 from core.card.document import Bold, Bullets, Callout, Link, Mono, Para, Table
 from core.card.overrides import OWNER_NOT_STATED
 from core.card.sections.common import concept, section
-from core.runfolder import PIPELINE_CHECK_LABEL
+from core.runfolder import PIPELINE_CHECK_LABEL, WeightsProvenance
 
 
-def weights_sentence(weights: dict) -> str:
-    source = str(weights.get("source", "unknown"))
-    files = weights.get("files") or {}
+def weights_sentence(weights: WeightsProvenance) -> str:
+    source, files = weights.source, weights.files
     if source == "random":
         return "random initialisation (pipeline check, not Stable Diffusion's trained weights)"
     if source == "kerascv":

@@ -9,6 +9,7 @@ from core.card.document import Bold, Bullets, Callout, CodeBlock, Mono, Para, Ta
 from core.card.formatting import a1111_name, duration
 from core.card.sections.common import section
 from core.card.sections.overview import weights_sentence
+from core.runfolder import WeightsProvenance
 
 
 def get_started(facts) -> list:
@@ -58,17 +59,17 @@ def training_details(facts) -> list:
     ]
 
 
-def _verified(weights: dict) -> str:
-    answer = {True: "yes", False: "NO - the files did not match or were not checked"}.get(weights.get("verified"))
+def _verified(weights: WeightsProvenance) -> str:
+    answer = {True: "yes", False: "NO - the files did not match or were not checked"}.get(weights.verified)
     if answer:
         return answer
-    return "not applicable" if weights.get("source") == "random" else "not recorded"
+    return "not applicable" if weights.source == "random" else "not recorded"
 
 
 def technical_specifications(facts) -> list:
     weights = facts.run.weights
-    files = weights.get("files") or {}
-    random_note = " (random initialisation)." if weights.get("source") == "random" else "."
+    files = weights.files
+    random_note = " (random initialisation)." if weights.source == "random" else "."
     versions = facts.run.versions
     return [
         section("Technical Specifications", 2),
@@ -78,7 +79,7 @@ def technical_specifications(facts) -> list:
             f"{facts.token}; objective: the denoising (noise-prediction) MSE of latent diffusion."])),
         section("Weight Provenance", 3,
                 Bullets([
-                    [Bold("Source:"), " ", str(weights.get("source", "unknown")), " - ", weights_sentence(weights)],
+                    [Bold("Source:"), " ", weights.source, " - ", weights_sentence(weights)],
                     [Bold("Verified against recorded checksums:"), " ", _verified(weights)],
                 ]),
                 Table(["file", "sha256"], [[str(name), str(digest)] for name, digest in files.items()]) if files
