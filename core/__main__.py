@@ -1,8 +1,10 @@
 """Command line: `python -m core <command> --help`. Each command lives in the module named in COMMANDS.
 
-A command module exposes `add_arguments(parser, command)` and `run(args) -> int` (`args.command` names it), and imports nothing heavy at module
-level (TensorFlow/keras_cv or torch/open_clip are imported inside `run`), so `--help` is instant and one process
-never imports TensorFlow before torch.
+A command module exposes `add_arguments(parser, command)` and `run(args) -> int` (`args.command` names it), and
+imports nothing heavy at module level (TensorFlow/keras_cv or torch/open_clip are imported inside `run`, after the
+options are validated), so `--help` is instant, a bad option fails before TensorFlow loads, and one process never
+imports TensorFlow before torch. Options come from the command's config dataclass (`core.config.add_options` /
+`from_args`); a usage error is one line (`core.config.OneLineParser`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import traceback
 
 from core import __version__
+from core.config import OneLineParser
 from core.errors import JobFailed, UserError
 
 # command -> (module, one-line help)
@@ -46,7 +49,7 @@ def choose_backend() -> str | None:
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """All commands are listed; only the one being run is imported (keeps start-up light and torch/TF apart)."""
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m core", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)

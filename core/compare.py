@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.clip_score import describe, provenance_key
+from core.config import StrictConfig, add_options, add_run_argument, check, from_args, option
 from core.errors import UserError
 from core.runfolder import (PIPELINE_CHECK_LABEL, JsonFields, Run, ScoresRecord, WeightsProvenance,
                             atomic_write_bytes, atomic_write_json, atomic_write_text, comparison_dir, sha256_file)
@@ -453,18 +454,28 @@ def load_comparison(out_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
+@dataclass
+class CompareConfig(StrictConfig):
+    """`compare` options besides the two runs."""
+
+    out: Path | None = option(None, "folder for compare.csv/json, plane.csv/html/png (default: RUNS_DIR/reports/"
+                                    "A-vs-B, where the dashboard and the card look)", metavar="DIR")
+    n_boot: int = option(DEFAULT_N_BOOT, "bootstrap resamples for every confidence interval")
+
+    def validate(self) -> None:
+        check(self.n_boot >= 1, "n_boot", self.n_boot, "must be at least 1")
+
+
 def add_arguments(parser, command: str) -> None:
-    parser.add_argument("run_a", type=Path, help="first scored run (e.g. the character run)")
-    parser.add_argument("run_b", type=Path, help="second scored run (e.g. the style run)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for compare.csv/json, plane.csv/html/png (default: RUNS_DIR/reports/A-vs-B, "
-                             "where the dashboard and the card look)")
-    parser.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples for CIs")
+    add_run_argument(parser, "first scored run (e.g. the character run)", name="run_a")
+    add_run_argument(parser, "second scored run (e.g. the style run)", name="run_b")
+    add_options(parser, CompareConfig)
 
 
 def run(args) -> int:
-    comp = compare_runs(Run(args.run_a), Run(args.run_b), n_boot=args.n_boot)
-    out = args.out or comparison_dir(comp.run_a, comp.run_b)
+    cfg = from_args(CompareConfig, args)
+    comp = compare_runs(Run(args.run_a), Run(args.run_b), n_boot=cfg.n_boot)
+    out = cfg.out or comparison_dir(comp.run_a, comp.run_b)
     meta = comp.write(out)
     if comp.is_pipeline_check:
         print(f"{PIPELINE_CHECK_LABEL} ({'; '.join(meta['pipeline_check_reasons'])})")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from core.config import StrictConfig, add_options, from_args, option
 from core.errors import UserError
 from core.runfolder import Run, card_dir, comparison_dir
 
@@ -117,14 +119,20 @@ def _build(runs_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
+@dataclass
+class DemoConfig(StrictConfig):
+    runs_dir: Path = option(Path("demo-runs"), "where the demo runs go", metavar="DIR")
+    stage: str = option("all", "internal: one stage only", choices=("all", "train-generate"))
+
+
 def add_arguments(p, command: str) -> None:
-    p.add_argument("--runs-dir", type=Path, default=Path("demo-runs"), help="where the demo runs go")
-    p.add_argument("--stage", choices=("all", "train-generate"), default="all", help="internal: one stage only")
+    add_options(p, DemoConfig)
 
 
 def run(args) -> int:
-    if args.stage == "train-generate":
-        train_and_generate(Path(args.runs_dir), build_data(Path(args.runs_dir)))
+    cfg = from_args(DemoConfig, args)
+    if cfg.stage == "train-generate":
+        train_and_generate(cfg.runs_dir, build_data(cfg.runs_dir))
     else:
-        build(args.runs_dir)
+        build(cfg.runs_dir)
     return 0

@@ -23,6 +23,7 @@ import numpy as np
 from core import __version__
 from core.embedfile import (META_PREFIX, a1111_pt_bytes, clean, diffusers_bytes, emb_params_bytes, metadata_json,
                             read_embedding_file)
+from core.config import add_run_argument
 from core.errors import UserError
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
 
@@ -279,7 +280,7 @@ def import_embedding(path: Path, runs_dir: Path, name: str | None, token: str | 
 # ------------------------------------------------------------------------------------------------------ CLI
 def add_arguments(p, command: str) -> None:
     if command == "export":
-        p.add_argument("run_dir", type=Path, metavar="RUN")
+        add_run_argument(p, "the run whose learned token is exported")
         p.add_argument("--format", choices=tuple(FORMATS), default="diffusers",
                        help="; ".join(f"{k}: {v.help}" for k, v in FORMATS.items()))
         out = p.add_mutually_exclusive_group(required=True)
@@ -303,7 +304,7 @@ def add_arguments(p, command: str) -> None:
 
 def run(args: Any) -> int:
     if args.command == "export":
-        r = Run(args.run_dir)
+        r = Run(args.run)
         if args.bundle is not None:
             for p in export_bundle(r, args.bundle, args.checkpoint, args.force):
                 print(f"wrote {clean(p)}")

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from core import __version__
-from core.config import StrictConfig, check
+from core.config import (StrictConfig, add_options, add_progress_flag, add_run_argument, check, from_args,
+                         option)
 from core.errors import UserError
 from core.images import opened
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
@@ -24,17 +25,21 @@ from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
 
 @dataclass
 class GenerateConfig(StrictConfig):
-    prompts: str | None = None  # template file; default: prompts/eval/ for the run's property
-    seeds: str = "0,1,2"  # one image per (prompt, seed, checkpoint)
-    checkpoints: str = "0,final"  # '0,final', 'all' or a list of steps; 0 is the initializer (before training)
-    steps: int = 50  # DDIM steps, KerasCV's default
-    guidance: float = 7.5  # classifier-free guidance scale, KerasCV's default
-    negative: str = ""  # negative prompt ('' = KerasCV's unconditional context)
-    batch_size: int = 4  # images per sampler call
-    init_image: str | None = None  # image-to-image: start from this picture
-    strength: float = 0.6  # image-to-image: share of the denoising run (1 = ignore the picture)
-    resolution: int | None = None  # default: the run's training resolution
-    jit_compile: bool = False  # XLA for the sampler loop (GPU)
+    """Everything `generate` needs besides the run. Each field's help names the source of its default."""
+
+    prompts: str | None = option(None, "template file, one prompt with {} per line (default: prompts/eval/ for the "
+                                       "run's property)", metavar="FILE")
+    seeds: str = option("0,1,2", "comma-separated seeds: one image per (prompt, seed, checkpoint)")
+    checkpoints: str = option("0,final", "'0,final', 'all' or steps like 0,500,1000; 0 is the initializer "
+                                         "(before training)")
+    steps: int = option(50, "DDIM sampling steps (KerasCV's default)")
+    guidance: float = option(7.5, "classifier-free guidance scale (KerasCV's default)")
+    negative: str = option("", "negative prompt ('' = KerasCV's unconditional context)")
+    batch_size: int = option(4, "images per sampler call")
+    init_image: str | None = option(None, "image-to-image: start from this picture", metavar="FILE")
+    strength: float = option(0.6, "image-to-image: share of the denoising run (1 = ignore the picture)")
+    resolution: int | None = option(None, "output size in px (default: the run's training resolution)")
+    jit_compile: bool = option(False, "XLA for the sampler loop (worth it on a GPU)")
 
     def validate(self) -> None:
         check(self.steps >= 1, "steps", self.steps, "must be >= 1")
@@ -276,39 +281,24 @@ def write_grids(run: Run, cfg: GenerateConfig, templates, steps, resolution, ini
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def add_arguments(p, command: str) -> None:
-    d = GenerateConfig()
-    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder made by train (or import)")
-    p.add_argument("--prompts", type=Path, help="template file (default: prompts/eval/ for the run's property)")
-    p.add_argument("--seeds", default=d.seeds)
-    p.add_argument("--checkpoints", default=d.checkpoints, help="'0,final', 'all', or steps like 0,500,1000")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--guidance", type=float, default=d.guidance)
-    p.add_argument("--negative", default=d.negative, help="negative prompt")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--init-image", type=Path, help="image-to-image: start from this picture")
-    p.add_argument("--strength", type=float, default=d.strength)
-    p.add_argument("--resolution", type=int, help="default: the run's training resolution")
-    p.add_argument("--jit-compile", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    add_run_argument(p, "a run folder made by train (or import)")
+    add_options(p, GenerateConfig)
+    add_progress_flag(p)
 
 
 def run(args) -> int:
+    cfg = from_args(GenerateConfig, args)  # a bad value fails here, before TensorFlow is imported
+    run_ = Run(args.run)
+    record = run_.record
     from core.components import Components
     from core.train import set_precision
     from core.weights import WeightSpec
 
-    run_ = Run(args.run_dir)
-    record = run_.record
-    cfg = GenerateConfig.from_dict({
-        "prompts": str(args.prompts) if args.prompts else None, "seeds": args.seeds, "checkpoints": args.checkpoints,
-        "steps": args.steps, "guidance": args.guidance, "negative": args.negative, "batch_size": args.batch_size,
-        "init_image": str(args.init_image) if args.init_image else None, "strength": args.strength,
-        "resolution": args.resolution, "jit_compile": args.jit_compile})
     set_precision(record.mixed_precision)
     spec = WeightSpec.parse(record.weights_arg, record.weights_seed, record.allow_unverified)
     if spec.source == "random":
         print("weights: random (seeded) - images are a PIPELINE CHECK, not model results", file=sys.stderr)
-    counts = generate(run_, cfg, Components(spec, cfg.resolution or record.resolution), not args.quiet)
+    counts = generate(run_, cfg, Components(spec, cfg.resolution or record.resolution), not args.no_progress)
     print(f"{counts['generated']} image(s) generated, {counts['skipped']} already there, {counts['grids']} grid(s) "
           f"in {run_.grids_dir}")
     return 0

@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.config import StrictConfig, add_options, check, from_args, option
 from core.errors import UserError
 
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -218,13 +219,23 @@ def manifest_rows(folder: Path, images: list[Path]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
+@dataclass
+class CheckImagesConfig(StrictConfig):
+    """`check-images` options besides the folder."""
+
+    min_size: int = option(MIN_SIDE, "smallest allowed short side in px")
+
+    def validate(self) -> None:
+        check(self.min_size >= 1, "min_size", self.min_size, "must be at least 1")
+
+
 def add_arguments(parser, command: str) -> None:
     parser.add_argument("folder", type=Path, help="folder of training or reference images")
-    parser.add_argument("--min-size", type=int, default=MIN_SIDE, help="smallest allowed short side in px")
+    add_options(parser, CheckImagesConfig)
 
 
 def run(args) -> int:
-    good, bad = scan_folder(args.folder, args.min_size)
+    good, bad = scan_folder(args.folder, from_args(CheckImagesConfig, args).min_size)
     for b in bad:
         print(b)
     if bad:

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from core.config import StrictConfig, add_options, add_progress_flag, add_run_argument, check, from_args, option
 from core.errors import UserError
 from core.prompts import strip_token
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, sha256_file
@@ -33,24 +34,26 @@ SUMMARY_COLUMNS = ["n"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "
 
 
 @dataclass
-class ScoreConfig:
+class ScoreConfig(StrictConfig):
     """Everything `score` needs besides the run; saved in scores.json."""
 
-    references: Path  # folder of reference images (the character or the style), validated like training images
-    clip: str = "ViT-B-32:openai"  # MODEL:TAG; TAG = open_clip pretrained tag, a local weights file, or "random"
-    clip_seed: int = 0  # torch.manual_seed applied right before building a random CLIP model
-    batch_size: int = 16  # images per CLIP forward pass
-    device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
-    n_boot: int = DEFAULT_N_BOOT  # bootstrap resamples for every confidence interval
+    references: Path = option(required=True, help="folder of reference images of the character or style, "
+                                                  "validated like training images", metavar="DIR")
+    clip: str = option("ViT-B-32:openai", "MODEL:TAG; TAG is an open_clip pretrained tag, a local weights file "
+                                          "(ViT-B-32:/path/open_clip_model.safetensors) or 'random' (pipeline check)")
+    clip_seed: int = option(0, "torch seed applied right before building a MODEL:random CLIP model")
+    batch_size: int = option(16, "images per CLIP forward pass")
+    device: str = option("auto", "auto (cuda when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    n_boot: int = option(DEFAULT_N_BOOT, "bootstrap resamples for every confidence interval")
 
     def __post_init__(self) -> None:
         self.references = Path(self.references)
-        if int(self.batch_size) < 1:
-            raise UserError(f"--batch-size {self.batch_size}: must be at least 1")
-        if int(self.n_boot) < 1:
-            raise UserError(f"--n-boot {self.n_boot}: must be at least 1")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise UserError(f"--device {self.device!r}: use auto, cpu or cuda")
+        self.validate()  # also when built directly (tests, the demo), not only through from_dict
+
+    def validate(self) -> None:
+        check(int(self.batch_size) >= 1, "batch_size", self.batch_size, "must be at least 1")
+        check(int(self.n_boot) >= 1, "n_boot", self.n_boot, "must be at least 1")
+        check(self.device in ("auto", "cpu", "cuda"), "device", self.device, "use auto, cpu or cuda")
 
 
 # ------------------------------------------------------------------------------------ torch-free summaries
@@ -314,23 +317,13 @@ def load_scores(run: Run) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def add_arguments(parser, command: str) -> None:
-    parser.add_argument("run", type=Path, help="run folder (made by `train`, with images from `generate`)")
-    parser.add_argument("--references", type=Path, required=True,
-                        help="folder of reference images of the character or style (checked like training images)")
-    parser.add_argument("--clip", default=ScoreConfig.clip,
-                        help="MODEL:TAG; TAG is an open_clip pretrained tag, a local weights file "
-                             "(ViT-B-32:/path/open_clip_model.safetensors) or 'random' (pipeline check)")
-    parser.add_argument("--clip-seed", type=int, default=ScoreConfig.clip_seed,
-                        help="torch seed for --clip MODEL:random")
-    parser.add_argument("--batch-size", type=int, default=ScoreConfig.batch_size, help="images per CLIP batch")
-    parser.add_argument("--device", default=ScoreConfig.device, choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--n-boot", type=int, default=ScoreConfig.n_boot, help="bootstrap resamples for CIs")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_argument(parser, "run folder (made by `train`, with images from `generate`)")
+    add_options(parser, ScoreConfig)
+    add_progress_flag(parser)
 
 
 def run(args) -> int:
-    config = ScoreConfig(references=args.references, clip=args.clip, clip_seed=args.clip_seed,
-                         batch_size=args.batch_size, device=args.device, n_boot=args.n_boot)
+    config = from_args(ScoreConfig, args)
     run_ = Run(args.run)
     meta = score_run(run_, config, progress=not args.no_progress)
     if meta["pipeline_check"]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from core import __version__
-from core.config import StrictConfig, check
+from core.config import StrictConfig, add_options, add_progress_flag, check, from_args, option
 from core.errors import JobFailed, UserError
 from core.runfolder import Run, one_line
 
@@ -32,30 +32,40 @@ MAX_TOKEN_CHARS = 100  # a placeholder word; it also becomes part of the run fol
 
 @dataclass
 class TrainConfig(StrictConfig):
-    images: str = ""  # folder of ~5-20 pictures of the character (or of the style)
-    token: str = "<tom-cat>"  # the new word; must not already be in CLIP's vocabulary
-    init: str = "cat"  # initializer word (exactly one token): the new vector starts as its embedding
-    vectors: int = 1  # vectors per token (diffusers' --num_vectors; 1 in the paper)
-    property: str = "object"  # object: character templates (prompts/object.txt); style: prompts/style.txt
-    prompts: str | None = None  # a template file that replaces the property's templates
-    steps: int = 3000  # diffusers' textual-inversion example: --max_train_steps=3000
-    batch_size: int = 4  # diffusers' example: batch 1 x gradient accumulation 4 = 4 images per update
-    lr: float = 2e-3  # diffusers' example: 5e-4 scaled by the effective batch of 4 (--scale_lr)
-    weight_decay: float = 1e-2  # diffusers' --adam_weight_decay default (AdamW, on the new vector only)
-    seed: int = 0  # seeds every draw of every step (see the module docstring)
-    resolution: int = 512  # SD v1.4's training size; any multiple of 128 (128 for smoke runs)
-    checkpoint_every: int = 500  # diffusers' --save_steps default
-    mixed_precision: str = "no"  # no | bf16 | fp16 (Keras mixed_bfloat16 / mixed_float16 policies)
-    jit_compile: bool = False  # XLA; worth it on a GPU, slow to compile on a CPU
-    fused_attention: str = "auto"  # yes: keras.ops.dot_product_attention in place of KerasCV's attention (same
-    # maths); auto: yes on the JAX backend (cuDNN fused kernels), no on TensorFlow (slower there on a CPU)
-    remat: bool = False  # gradient checkpointing of the UNet's blocks: less memory, ~1/3 more compute
-    weights: str = "kerascv"  # kerascv | random | a folder of KerasCV's weight files
-    weights_seed: int = 0  # seed of --weights random
-    allow_unverified: bool = False  # accept local weight files whose sha256 differs from KerasCV's
-    min_crop_area: float = 0.8  # augmentation: random crop over [min_crop_area, 1] of the area
-    flip_p: float = 0.5  # augmentation: horizontal flip probability
-    min_image_size: int = 64  # smallest allowed short side of a training image, px
+    """Everything `train` needs; saved in run.json `config`. Each field's help names the source of its default."""
+
+    images: str = option("", "folder of ~5-20 pictures of the character (or of the style): jpg, png, webp, bmp, "
+                             "gif; optional licenses.csv", metavar="DIR")
+    token: str = option("<tom-cat>", "the new word; must not already be in CLIP's vocabulary")
+    init: str = option("cat", "initializer word (exactly one CLIP token): the new vector starts as its embedding")
+    vectors: int = option(1, "vectors per token (diffusers' --num_vectors; 1 in the paper)")
+    property: str = option("object", "object: learn the character (prompts/object.txt); style: the art style "
+                                     "(prompts/style.txt)", choices=("object", "style"))
+    prompts: str | None = option(None, "a template file that replaces the property's templates", metavar="FILE")
+    steps: int = option(3000, "training steps (diffusers' textual-inversion example: --max_train_steps=3000)")
+    batch_size: int = option(4, "images per update (diffusers' example: batch 1 x gradient accumulation 4)")
+    lr: float = option(2e-3, "AdamW learning rate, constant (diffusers' example: 5e-4 scaled by the effective "
+                             "batch of 4, --scale_lr)")
+    weight_decay: float = option(1e-2, "AdamW weight decay on the new vector only (diffusers' "
+                                       "--adam_weight_decay default)")
+    seed: int = option(0, "seeds every random draw of every step (see the module docstring)")
+    resolution: int = option(512, "training size in px: SD v1.4's is 512; any multiple of 128 (128 for smoke runs)")
+    checkpoint_every: int = option(500, "steps between checkpoints (diffusers' --save_steps default)")
+    mixed_precision: str = option("no", "Keras mixed_bfloat16 / mixed_float16 policy, or no",
+                                  choices=("no", "bf16", "fp16"))
+    jit_compile: bool = option(False, "compile the step with XLA: worth it on a GPU, slow to compile on a CPU")
+    fused_attention: str = option("auto", "yes: keras.ops.dot_product_attention in place of KerasCV's attention "
+                                          "(same maths); auto: yes on the JAX backend (cuDNN fused kernels), no on "
+                                          "TensorFlow (slower there on a CPU)", choices=("auto", "yes", "no"))
+    remat: bool = option(False, "gradient checkpointing of the UNet's blocks: less memory, ~1/3 more compute")
+    weights: str = option("kerascv", "Stable Diffusion weights: kerascv (KerasCV's files, downloaded and "
+                                     "hash-checked) | random (a pipeline check) | a folder of KerasCV's weight files")
+    weights_seed: int = option(0, "seed of --weights random")
+    allow_unverified: bool = option(False, "accept local weight files whose sha256 differs from KerasCV's "
+                                           "(recorded in run.json)")
+    min_crop_area: float = option(0.8, "augmentation: random crop over [min_crop_area, 1] of the area")
+    flip_p: float = option(0.5, "augmentation: horizontal flip probability")
+    min_image_size: int = option(64, "smallest allowed short side of a training image, px")
 
     def validate(self) -> None:
         check(bool(self.images), "images", self.images, "pass --images DIR, a folder of pictures")
@@ -448,47 +458,16 @@ def start_run(cfg: TrainConfig, runs_dir: Path, name: str | None) -> Run:
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def add_arguments(p, command: str) -> None:
-    d = TrainConfig()
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from its last checkpoint "
                    "(all other options come from its run.json)")
-    p.add_argument("--images", type=Path, help="folder of pictures (jpg, png, webp, bmp, gif); optional licenses.csv")
-    p.add_argument("--token", default=d.token, help="the new placeholder word")
-    p.add_argument("--init", default=d.init, help="initializer word, exactly one CLIP token")
-    p.add_argument("--vectors", type=int, default=d.vectors, help="vectors per token")
-    p.add_argument("--property", choices=("object", "style"), default=d.property,
-                   help="object: learn the character; style: learn the art style")
-    p.add_argument("--prompts", type=Path, help="template file overriding the property's templates")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (constant)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--resolution", type=int, default=d.resolution, help="multiple of 128")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=d.mixed_precision)
-    p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA (GPU)")
-    p.add_argument("--fused-attention", choices=("auto", "yes", "no"), default=d.fused_attention,
-                   help="keras.ops.dot_product_attention instead of KerasCV's attention (auto: on JAX only)")
-    p.add_argument("--remat", action="store_true", help="recompute UNet blocks in the backward pass (less memory)")
-    p.add_argument("--weights", default=d.weights, help="kerascv | random | DIR of KerasCV weight files")
-    p.add_argument("--weights-seed", type=int, default=d.weights_seed, help="seed for --weights random")
-    p.add_argument("--allow-unverified", action="store_true",
-                   help="accept local weight files whose sha256 differs from KerasCV's (recorded)")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    add_options(p, TrainConfig)
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the run folder is made")
     p.add_argument("--name", help="run folder name (default: token-property-timestamp)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_flag(p)
 
 
 def config_from_args(args) -> TrainConfig:
-    return TrainConfig.from_dict({
-        "images": str(args.images) if args.images else "", "token": args.token, "init": args.init,
-        "vectors": args.vectors, "property": args.property, "prompts": str(args.prompts) if args.prompts else None,
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
-        "seed": args.seed, "resolution": args.resolution, "checkpoint_every": args.checkpoint_every,
-        "mixed_precision": args.mixed_precision, "jit_compile": args.jit_compile,
-        "fused_attention": args.fused_attention, "remat": args.remat, "weights": args.weights,
-        "weights_seed": args.weights_seed, "allow_unverified": args.allow_unverified,
-    })
+    return from_args(TrainConfig, args)
 
 
 TRAINING_COMPONENTS = ("text_encoder", "diffusion_model", "image_encoder")  # the decoder is not needed to train
@@ -532,7 +511,7 @@ def run(args) -> int:
             print("weights: random (seeded) - this run is a PIPELINE CHECK, not a model result", file=sys.stderr)
         components = Components(spec, cfg.resolution,
                                 fused_attention={"auto": None, "yes": True, "no": False}[cfg.fused_attention])
-        train(cfg, run_, components, resume=bool(args.resume), progress=not args.quiet,
+        train(cfg, run_, components, resume=bool(args.resume), progress=not args.no_progress,
               prepared=None if args.resume else prepared)
     status = run_.record.status
     print(f"{status}: {run_.path}")

@@ -98,7 +98,7 @@ def test_cli_train_kill_resume(real, char_images, tmp_path):
 
     runs = tmp_path / "runs"
     args = ["train", "--images", str(char_images), "--weights", "random", "--resolution", str(RES), "--steps", "4",
-            "--checkpoint-every", "2", "--batch-size", "1", "--runs-dir", str(runs), "--name", "cli", "--quiet"]
+            "--checkpoint-every", "2", "--batch-size", "1", "--runs-dir", str(runs), "--name", "cli", "--no-progress"]
     proc = cli(*args)
     run = Run(runs / "cli")
     deadline = time.time() + 400
@@ -109,7 +109,7 @@ def test_cli_train_kill_resume(real, char_images, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert run.meta["status"] == "running"  # killed: nothing could mark it
-    done = cli("train", "--resume", str(run.path), "--quiet")
+    done = cli("train", "--resume", str(run.path), "--no-progress")
     out, _ = done.communicate(timeout=600)
     assert done.returncode == 0, out
     run.reload()  # Run reads run.json once per instance; the resuming process wrote it since
