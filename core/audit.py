@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from core.clip_score import DEFAULT_CLIP
+from core.config import StrictConfig, add_options, add_progress_flag, add_run_argument, check, from_args, option
 from core.errors import UserError
 from core.prompts import MISUSE_FILE
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, sha256_file
@@ -56,33 +57,36 @@ NULL_PARTS = ("train_vs_train", "initializer_vs_train", "generated_vs_heldout")
 
 
 @dataclass
-class AuditConfig:
-    """Everything `audit` needs besides the run; saved in audit.json."""
+class AuditConfig(StrictConfig):
+    """Everything `audit` needs besides the run; saved in audit.json. Each field is one command-line option."""
 
-    references: Path  # the run's training images (the folder given to `train`), validated like training images
-    held_out: Path | None = None  # optional: pictures of the same subject NOT trained on (calibration null)
-    clip: str = DEFAULT_CLIP  # MODEL:TAG as for `score` (open_clip tag, local weights file, or "random")
-    clip_seed: int = 0  # torch.manual_seed right before building a random CLIP model
-    batch_size: int = 16  # images per CLIP forward pass
-    device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
-    fpr: float = 0.01  # target false-positive rate of every threshold on its calibration null
-    n_pairs: int = 6  # closest generated/training pairs drawn side by side, per measure
-    misuse: Path = field(default_factory=lambda: MISUSE_FILE)  # categorised prompt file of the misuse probes
-    n_boot: int = DEFAULT_N_BOOT  # bootstrap resamples for every confidence interval
+    references: Path = option(required=True, help="the run's training images (the folder given to `train`), "
+                                                  "validated like training images", metavar="DIR")
+    held_out: Path | None = option(None, "optional: pictures of the same subject that were NOT trained on "
+                                         "(calibration null)", metavar="DIR")
+    clip: str = option(DEFAULT_CLIP, "MODEL:TAG as for `score`: an open_clip pretrained tag, a local weights file "
+                                     "or 'random' (pipeline check)")
+    clip_seed: int = option(0, "torch seed applied right before building a MODEL:random CLIP model")
+    batch_size: int = option(16, "images per CLIP forward pass")
+    device: str = option("auto", "auto (cuda when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    fpr: float = option(0.01, "target false-positive rate of each copy threshold on its calibration null")
+    n_pairs: int = option(6, "closest generated/training pairs drawn side by side, per measure")
+    misuse: Path = option(MISUSE_FILE, "categorised prompt file of the misuse probes ('# category: NAME' lines)",
+                          metavar="FILE")
+    n_boot: int = option(DEFAULT_N_BOOT, "bootstrap resamples for every confidence interval")
 
     def __post_init__(self) -> None:
         self.references = Path(self.references)
         self.held_out = Path(self.held_out) if self.held_out else None
         self.misuse = Path(self.misuse)
-        if not 0.0 < float(self.fpr) < 0.5:
-            raise UserError(f"--fpr {self.fpr}: must be between 0 and 0.5 (e.g. 0.01)")
+        self.validate()  # also when built directly (the sweep, tests), not only through from_dict
+
+    def validate(self) -> None:
+        check(0.0 < float(self.fpr) < 0.5, "fpr", self.fpr, "must be between 0 and 0.5 (e.g. 0.01)")
         for name in ("batch_size", "n_boot"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
-        if int(self.n_pairs) < 0:
-            raise UserError(f"--n-pairs {self.n_pairs}: must be 0 or more")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise UserError(f"--device {self.device!r}: use auto, cpu or cuda")
+            check(int(getattr(self, name)) >= 1, name, getattr(self, name), "must be at least 1")
+        check(int(self.n_pairs) >= 0, "n_pairs", self.n_pairs, "must be 0 or more")
+        check(self.device in ("auto", "cpu", "cuda"), "device", self.device, "use auto, cpu or cuda")
 
 
 # ------------------------------------------------------------------------------------------ perceptual hash
@@ -472,31 +476,13 @@ def load_audit(run: Run):
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def add_arguments(parser, command: str) -> None:
-    parser.add_argument("run", type=Path, help="run folder (made by `train`, with images from `generate`)")
-    parser.add_argument("--references", type=Path, required=True,
-                        help="the run's training images (the folder given to `train`)")
-    parser.add_argument("--held-out", type=Path, default=None,
-                        help="optional: pictures of the same subject that were NOT trained on (calibration null)")
-    parser.add_argument("--clip", default=AuditConfig.clip,
-                        help="MODEL:TAG as for `score`: an open_clip pretrained tag, a local weights file or "
-                             "'random' (pipeline check)")
-    parser.add_argument("--clip-seed", type=int, default=AuditConfig.clip_seed, help="torch seed for MODEL:random")
-    parser.add_argument("--batch-size", type=int, default=AuditConfig.batch_size, help="images per CLIP batch")
-    parser.add_argument("--device", default=AuditConfig.device, choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--fpr", type=float, default=AuditConfig.fpr,
-                        help="target false-positive rate of each copy threshold on its calibration null")
-    parser.add_argument("--n-pairs", type=int, default=AuditConfig.n_pairs,
-                        help="closest pairs drawn side by side, per measure")
-    parser.add_argument("--misuse", type=Path, default=MISUSE_FILE,
-                        help="categorised prompt file of the misuse probes ('# category: NAME' lines)")
-    parser.add_argument("--n-boot", type=int, default=AuditConfig.n_boot, help="bootstrap resamples for CIs")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_argument(parser, "run folder (made by `train`, with images from `generate`)")
+    add_options(parser, AuditConfig)
+    add_progress_flag(parser)
 
 
 def run(args) -> int:
-    config = AuditConfig(references=args.references, held_out=args.held_out, clip=args.clip,
-                         clip_seed=args.clip_seed, batch_size=args.batch_size, device=args.device, fpr=args.fpr,
-                         n_pairs=args.n_pairs, misuse=args.misuse, n_boot=args.n_boot)
+    config = from_args(AuditConfig, args)  # a bad value fails here, before torch is imported
     run_ = Run(args.run)
     meta = audit_run(run_, config, progress=not args.no_progress)
     if meta["pipeline_check"]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from core.config import StrictConfig, check
+from core.config import StrictConfig, add_options, check, from_args, option
 
 SIDES = ("ours", "kerascv", "diffusers")
 WORK_SIDES = {"train": ("ours", "diffusers"), "generate": ("ours", "kerascv", "diffusers")}
@@ -31,23 +31,26 @@ PROMPT_IDS = [49406, 320, 1125, 539, 49408] + [49407] * 72  # "a photo of <tom-c
 
 @dataclass
 class BenchConfig(StrictConfig):
-    resolution: int = 512  # SD v1.4's size; 128 is the CPU-sized run
-    quick: bool = False  # CPU-sized defaults below (marked quick:)
-    train_batches: str = ""  # "" = 1,4 (quick: 2); images per training step
-    gen_batches: str = ""  # "" = 1,8 (quick: 2); images per generation call
-    gen_steps: int = 0  # 0 = 50 DDIM steps (quick: 5)
-    guidance: float = 7.5  # classifier-free guidance scale
-    train_iters: int = 0  # timed training steps per process after one warm-up step: 0 = 5 (quick: 2)
-    gen_iters: int = 0  # timed generation calls per process after one warm-up call: 0 = 3 (quick: 1)
-    rounds: int = 0  # processes per side and measurement, interleaved across sides: 0 = 3 (quick: 2)
-    references: str = "kerascv,diffusers"  # which references to run (comma list; "" = ours only)
-    work: str = "train,generate"  # what to measure
-    mixed_precision: str = "auto"  # auto: bf16 for Keras and fp16 for diffusers on a GPU, float32 on a CPU
-    jit_compile: str = "auto"  # our training step under XLA: auto = on a GPU only (yes | no | auto)
-    fused_attention: str = "auto"  # ours: keras.ops.dot_product_attention (yes | no | auto = on JAX only)
-    remat: bool = False  # our training step recomputes UNet blocks in the backward pass (less memory)
-    timeout: int = 3600  # seconds allowed per measurement process
-    out: str = "bench.json"  # JSON result file
+    resolution: int = option(512, "SD v1.4's size; 128 is the CPU-sized run")
+    quick: bool = option(False, "CPU-sized defaults: batch 2, 5 steps, 2 rounds")
+    train_batches: str = option("", "images per training step, comma list ('' = 1,4; quick: 2)")
+    gen_batches: str = option("", "images per generation call, comma list ('' = 1,8; quick: 2)")
+    gen_steps: int = option(0, "DDIM steps (0 = 50; quick: 5)")
+    guidance: float = option(7.5, "classifier-free guidance scale")
+    train_iters: int = option(0, "timed training steps per process after one warm-up step (0 = 5; quick: 2)")
+    gen_iters: int = option(0, "timed generation calls per process after one warm-up call (0 = 3; quick: 1)")
+    rounds: int = option(0, "processes per side and measurement, interleaved across sides (0 = 3; quick: 2)")
+    references: str = option("kerascv,diffusers", "which references to run, comma list ('' = ours only)")
+    work: str = option("train,generate", "what to measure: train and/or generate")
+    mixed_precision: str = option("auto", "auto: bf16 for Keras and fp16 for diffusers on a GPU, float32 on a CPU",
+                                  choices=("auto", "no", "bf16", "fp16"))
+    jit_compile: str = option("auto", "our training step under XLA: auto = on a GPU only",
+                              choices=("auto", "yes", "no"))
+    fused_attention: str = option("auto", "ours: keras.ops.dot_product_attention (auto: on JAX only)",
+                                  choices=("auto", "yes", "no"))
+    remat: bool = option(False, "our training step recomputes UNet blocks in the backward pass (less memory)")
+    timeout: int = option(3600, "seconds allowed per measurement process")
+    out: str = option("bench.json", "JSON result file", metavar="FILE")
 
     def validate(self) -> None:
         check(self.resolution >= 128 and self.resolution % 128 == 0, "resolution", self.resolution,
@@ -519,35 +522,11 @@ def header(report: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------------ CLI
 def add_arguments(p, command: str) -> None:
-    d = BenchConfig()
-    p.add_argument("--resolution", type=int, default=d.resolution)
-    p.add_argument("--quick", action="store_true", help="CPU-sized run: batch 2, 5 steps, 2 rounds")
-    p.add_argument("--train-batches", default=d.train_batches, help="comma list (default 1,4; quick 2)")
-    p.add_argument("--gen-batches", default=d.gen_batches, help="comma list (default 1,8; quick 2)")
-    p.add_argument("--gen-steps", type=int, default=d.gen_steps, help="DDIM steps (default 50; quick 5)")
-    p.add_argument("--guidance", type=float, default=d.guidance)
-    p.add_argument("--train-iters", type=int, default=d.train_iters, help="timed steps per process (5; quick 2)")
-    p.add_argument("--gen-iters", type=int, default=d.gen_iters, help="timed calls per process (3; quick 1)")
-    p.add_argument("--rounds", type=int, default=d.rounds, help="interleaved rounds (3; quick 2)")
-    p.add_argument("--references", default=d.references, help="kerascv,diffusers (empty: ours only)")
-    p.add_argument("--work", default=d.work, help="train,generate")
-    p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), default=d.mixed_precision)
-    p.add_argument("--jit-compile", choices=("auto", "yes", "no"), default=d.jit_compile)
-    p.add_argument("--fused-attention", choices=("auto", "yes", "no"), default=d.fused_attention,
-                   help="ours: keras.ops.dot_product_attention (auto: on JAX only)")
-    p.add_argument("--remat", action="store_true", help="rematerialise UNet blocks in our training step")
-    p.add_argument("--timeout", type=int, default=d.timeout, help="seconds per measurement process")
-    p.add_argument("--out", default=d.out, help="JSON result file")
+    add_options(p, BenchConfig)
 
 
 def run(args) -> int:
-    cfg = BenchConfig.from_dict({
-        "resolution": args.resolution, "quick": args.quick, "train_batches": args.train_batches,
-        "gen_batches": args.gen_batches, "gen_steps": args.gen_steps, "guidance": args.guidance,
-        "train_iters": args.train_iters, "gen_iters": args.gen_iters, "rounds": args.rounds,
-        "references": args.references, "work": args.work, "mixed_precision": args.mixed_precision,
-        "jit_compile": args.jit_compile, "fused_attention": args.fused_attention, "remat": args.remat,
-        "timeout": args.timeout, "out": args.out})
+    cfg = from_args(BenchConfig, args)
     report = bench(cfg, echo=lambda s: print(s, file=sys.stderr, flush=True))
     text = render_table(report["results"], header(report))
     print(text)

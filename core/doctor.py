@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import StrictConfig, check
+from core.config import StrictConfig, add_options, check, from_args, option
 
 
 @dataclass
 class DoctorConfig(StrictConfig):
-    resolution: int = 0  # UNet timing size, px; 0 = 512 when a GPU is seen, else 128 (a CPU is ~100x slower)
-    unet_seconds: float = 10.0  # how long to time repeated UNet calls (after one warm-up call)
-    skip_unet: bool = False  # skip building the UNet (its build takes ~1 min and ~4 GB on a CPU)
-    json: str | None = None  # also write the report to this file
+    resolution: int = option(0, "UNet timing size in px; 0 = 512 when a GPU is seen, else 128 (a CPU is ~100x "
+                                "slower)")
+    unet_seconds: float = option(10.0, "seconds of repeated UNet calls to time (after one warm-up call)")
+    skip_unet: bool = option(False, "do not build or time the UNet (its build takes ~1 min and ~4 GB on a CPU)")
+    json: str | None = option(None, "also write the report as JSON to this file", metavar="FILE")
 
     def validate(self) -> None:
         check(self.resolution == 0 or (self.resolution >= 128 and self.resolution % 128 == 0), "resolution",
@@ -271,16 +272,11 @@ def render(r: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------------ CLI
 def add_arguments(p, command: str) -> None:
-    d = DoctorConfig()
-    p.add_argument("--resolution", type=int, default=d.resolution, help="UNet timing size; 0 = 512 on GPU, 128 on CPU")
-    p.add_argument("--unet-seconds", type=float, default=d.unet_seconds, help="seconds of repeated UNet calls")
-    p.add_argument("--skip-unet", action="store_true", help="do not build or time the UNet")
-    p.add_argument("--json", help="also write the report as JSON to this file")
+    add_options(p, DoctorConfig)
 
 
 def run(args) -> int:
-    cfg = DoctorConfig.from_dict({"resolution": args.resolution, "unet_seconds": args.unet_seconds,
-                                  "skip_unet": args.skip_unet, "json": args.json})
+    cfg = from_args(DoctorConfig, args)
     report = diagnose(cfg)
     print(render(report))
     if cfg.json:

@@ -21,9 +21,9 @@ from typing import Any, Callable
 import numpy as np
 
 from core import __version__
+from core.config import StrictConfig, add_options, add_run_argument, check, from_args, option
 from core.embedfile import (META_PREFIX, a1111_pt_bytes, clean, diffusers_bytes, emb_params_bytes, metadata_json,
                             read_embedding_file)
-from core.config import add_run_argument
 from core.errors import UserError
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
 
@@ -278,42 +278,68 @@ def import_embedding(path: Path, runs_dir: Path, name: str | None, token: str | 
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
+@dataclass
+class ExportConfig(StrictConfig):
+    """`export` options besides the run (one command-line option per field)."""
+
+    format: str = option("diffusers", "; ".join(f"{k}: {v.help}" for k, v in FORMATS.items()),
+                         choices=tuple(FORMATS))
+    out: Path | None = option(None, "file to write (learned_embeds.safetensors | NAME.pt | NAME.safetensors)",
+                              metavar="FILE")
+    bundle: Path | None = option(None, "write NAME.safetensors + NAME.preview.png + NAME.description.txt into DIR "
+                                       "(a web UI's embeddings folder); --format is ignored", metavar="DIR")
+    checkpoint: str = option("final", "'final' or a step")
+    force: bool = option(False, "overwrite existing files")
+
+    def validate(self) -> None:
+        if (self.out is None) == (self.bundle is None):
+            raise UserError("export: pass exactly one of --out FILE or --bundle DIR")
+
+
+@dataclass
+class ImportConfig(StrictConfig):
+    """`import` options besides the embedding file (one command-line option per field)."""
+
+    token: str | None = option(None, "placeholder token (default: the token the file names)")
+    property: str = option("object", "object: a character; style: an art style (picks generate's eval prompts)",
+                           choices=("object", "style"))
+    weights: str = option("kerascv", "SD weights to generate with: kerascv | random | DIR")
+    weights_seed: int = option(0, "seed of --weights random")
+    resolution: int = option(512, "generation size in px (SD v1.4's is 512; any multiple of 128)")
+    runs_dir: Path = option(Path("runs"), "where the run folder is made", metavar="DIR")
+    name: str | None = option(None, "run folder name (default: from the token)")
+
+    def validate(self) -> None:
+        check(0 <= self.weights_seed < 2**32, "weights_seed", self.weights_seed, "must be in [0, 2**32)")
+        check(self.resolution >= 128 and self.resolution % 128 == 0, "resolution", self.resolution,
+              "must be a positive multiple of 128")
+
+
 def add_arguments(p, command: str) -> None:
     if command == "export":
         add_run_argument(p, "the run whose learned token is exported")
-        p.add_argument("--format", choices=tuple(FORMATS), default="diffusers",
-                       help="; ".join(f"{k}: {v.help}" for k, v in FORMATS.items()))
-        out = p.add_mutually_exclusive_group(required=True)
-        out.add_argument("--out", type=Path, help="file to write (learned_embeds.safetensors | NAME.pt | NAME.safetensors)")
-        out.add_argument("--bundle", type=Path, metavar="DIR",
-                         help="write NAME.safetensors + NAME.preview.png + NAME.description.txt into DIR "
-                              "(a web UI's embeddings folder); --format is ignored")
-        p.add_argument("--checkpoint", default="final", help="'final' or a step")
-        p.add_argument("--force", action="store_true", help="overwrite existing files")
+        add_options(p, ExportConfig)
     else:
         p.add_argument("file", type=Path, help="diffusers learned_embeds.safetensors/.bin, A1111 .pt/.safetensors, "
                                                "kohya/ComfyUI/InvokeAI emb_params .safetensors, original TI .pt")
-        p.add_argument("--token", help="placeholder token (default: the token the file names)")
-        p.add_argument("--property", choices=("object", "style"), default="object")
-        p.add_argument("--weights", default="kerascv", help="SD weights to generate with: kerascv | random | DIR")
-        p.add_argument("--weights-seed", type=int, default=0)
-        p.add_argument("--resolution", type=int, default=512)
-        p.add_argument("--runs-dir", type=Path, default=Path("runs"))
-        p.add_argument("--name")
+        add_options(p, ImportConfig)
 
 
 def run(args: Any) -> int:
     if args.command == "export":
+        cfg = from_args(ExportConfig, args)
         r = Run(args.run)
-        if args.bundle is not None:
-            for p in export_bundle(r, args.bundle, args.checkpoint, args.force):
+        if cfg.bundle is not None:
+            for p in export_bundle(r, cfg.bundle, cfg.checkpoint, cfg.force):
                 print(f"wrote {clean(p)}")
         else:
-            print(f"wrote {clean(export_embedding(r, args.format, args.out, args.checkpoint, args.force))}")
+            print(f"wrote {clean(export_embedding(r, cfg.format, cfg.out, cfg.checkpoint, cfg.force))}")
         if r.record.is_pipeline_check:
             print("note: random-weight run: the files say PIPELINE CHECK in their metadata")
     else:
-        r = import_embedding(args.file, args.runs_dir, args.name, args.token, args.weights, args.weights_seed,
-                             args.resolution, args.property)
-        print(f"imported {r.record.token.placeholder} into {clean(r.path)} (checkpoint {IMPORT_STEP}); generate with --checkpoints final")
+        cfg = from_args(ImportConfig, args)
+        r = import_embedding(args.file, cfg.runs_dir, cfg.name, cfg.token, cfg.weights, cfg.weights_seed,
+                             cfg.resolution, cfg.property)
+        print(f"imported {r.record.token.placeholder} into {clean(r.path)} (checkpoint {IMPORT_STEP}); "
+              "generate with --checkpoints final")
     return 0

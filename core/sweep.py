@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core.config import StrictConfig, add_options, check, from_args, option
 from core.errors import UserError
 from core.runfolder import Run, list_runs
 from core.sweeprecord import SweepRecord
@@ -604,26 +605,38 @@ def _raise_interrupt(signum, frame):
 
 
 # -------------------------------------------------------------------------------------------------------- CLI
+@dataclass
+class SweepCommandConfig(StrictConfig):
+    """`sweep` options besides the spec file (what to run is in the spec; these say where and how)."""
+
+    runs_dir: Path = option(Path("runs"), "where the trials' run folders go (on a cluster: storage every node "
+                                          "shares)", metavar="DIR")
+    address: str | None = option(None, "attach to an existing Ray cluster (HEAD:6379, or auto on a node of it); "
+                                       "default: start an embedded local Ray")
+    num_cpus: int | None = option(None, "CPUs of the embedded local Ray (default: all)")
+    object_store_mb: int = option(OBJECT_STORE_MB, "shared memory of the embedded local Ray in MB (trials exchange "
+                                                   "only small results)")
+    dry_run: bool = option(False, "print the trials and a time estimate; run nothing")
+
+    def validate(self) -> None:
+        check(self.num_cpus is None or self.num_cpus >= 1, "num_cpus", self.num_cpus, "must be at least 1")
+        check(self.object_store_mb >= 1, "object_store_mb", self.object_store_mb, "must be at least 1")
+
+
 def add_arguments(p, command: str) -> None:
     p.add_argument("spec", type=Path, metavar="SPEC", help="the sweep's TOML file (see `core/sweep.py`'s docstring)")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
-                   help="where the trials' run folders go (on a cluster: storage every node shares)")
-    p.add_argument("--address", help="attach to an existing Ray cluster (HEAD:6379, or auto on a node of it); "
-                                     "default: start an embedded local Ray")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray (default: all)")
-    p.add_argument("--object-store-mb", type=int, default=OBJECT_STORE_MB,
-                   help="shared memory of the embedded local Ray (trials exchange only small results)")
-    p.add_argument("--dry-run", action="store_true", help="print the trials and a time estimate; run nothing")
+    add_options(p, SweepCommandConfig)
 
 
 def run(args) -> int:
-    runs_dir = args.runs_dir.resolve()
+    cfg = from_args(SweepCommandConfig, args)
+    runs_dir = cfg.runs_dir.resolve()
     spec = load_spec(args.spec, runs_dir)  # everything validated before Ray starts or a folder is made
     record = SweepRecord(runs_dir, spec.name)
-    if args.dry_run:
+    if cfg.dry_run:
         print(dry_run(spec, runs_dir, spec.sweep["parallel"] or 1))
         return 0
-    ray = start_ray(args.address, args.num_cpus, args.object_store_mb)
+    ray = start_ray(cfg.address, cfg.num_cpus, cfg.object_store_mb)
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     driver = None
     try:

@@ -253,7 +253,7 @@ def test_bad_input_is_one_clear_error_and_loses_nothing(case, tmp_path):
     with pytest.raises(UserError, match="broken.png"):
         audit_run(run, AuditConfig(references=train), scorer=PixelScorer(), progress=False)
     assert run.audit_path.read_bytes() == before
-    with pytest.raises(UserError, match="--fpr"):
+    with pytest.raises(UserError, match="fpr=0.7"):
         AuditConfig(references=train, fpr=0.7)
     with pytest.raises(UserError, match="not a run folder"):
         audit_run(Run(tmp_path / "nothing"), AuditConfig(references=held), scorer=PixelScorer(), progress=False)

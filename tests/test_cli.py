@@ -18,14 +18,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def config_classes():
+    from core.audit import AuditConfig
+    from core.bench import BenchConfig
+    from core.card.cli import CardConfig
     from core.compare import CompareConfig
     from core.demo import DemoConfig
+    from core.doctor import DoctorConfig
+    from core.export import ExportConfig, ImportConfig
     from core.generate import GenerateConfig
     from core.images import CheckImagesConfig
     from core.score import ScoreConfig
+    from core.sweep import SweepCommandConfig
     from core.train import TrainConfig
 
-    return [TrainConfig, GenerateConfig, ScoreConfig, CompareConfig, CheckImagesConfig, DemoConfig]
+    return [TrainConfig, GenerateConfig, ScoreConfig, AuditConfig, CompareConfig, CardConfig, ExportConfig,
+            ImportConfig, CheckImagesConfig, DemoConfig, SweepCommandConfig, DoctorConfig, BenchConfig]
 
 
 def parser_for(cls) -> argparse.ArgumentParser:
@@ -74,6 +81,14 @@ CASES = [
     (["score", "RUN", "--references", "refs", "--n-boot", "0"], "n_boot=0: must be at least 1"),
     (["compare", "A", "B", "--n-boot", "x"], "n_boot='x': must be a whole number"),
     (["check-images", "dir", "--min-size", "-3"], "min_size=-3"),
+    (["audit", "RUN", "--references", "refs", "--fpr", "0.7"], "fpr=0.7: must be between 0 and 0.5"),
+    (["card", "RUN", "--format", "md,docx"], "--format 'docx': unknown format"),
+    (["card", "RUN", "--comparison", "DIR"], "give --compare RUN_B too"),
+    (["export", "RUN"], "exactly one of --out FILE or --bundle DIR"),
+    (["import", "f.pt", "--resolution", "100"], "resolution=100"),
+    (["sweep", "spec.toml", "--num-cpus", "0"], "num_cpus=0: must be at least 1"),
+    (["doctor", "--unet-seconds", "x"], "unet_seconds='x': must be a number"),
+    (["bench", "--work", "eat"], "work='eat'"),
 ]
 
 
@@ -97,6 +112,35 @@ def test_bad_values_are_one_line_before_tensorflow_is_imported(tmp_path):
 def test_run_is_the_positional_argument_of_every_run_command():
     from core.__main__ import build_parser
 
-    for argv in (["generate", "R"], ["score", "R", "--references", "x"], ["export", "R", "--out", "f.safetensors"]):
+    for argv in (["generate", "R"], ["score", "R", "--references", "x"], ["export", "R", "--out", "f.safetensors"],
+                 ["audit", "R", "--references", "x"], ["card", "R"]):
         args = build_parser(argv).parse_args(argv)
         assert args.run == Path("R"), argv
+
+
+def test_every_command_documents_every_option_and_long_ones_share_the_progress_flag():
+    """The generated parsers: each visible option has help text, and each command that shows a progress bar takes
+    --no-progress (and the deprecated --quiet) and --debug."""
+    from core.__main__ import COMMANDS, build_parser
+
+    for command in COMMANDS:
+        parser = build_parser([command])
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+        for action in sub._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (command, action.option_strings or action.dest)
+        flags = {s for a in sub._actions for s in a.option_strings}
+        assert "--debug" in flags, command
+        if command in ("train", "generate", "score", "audit"):
+            assert {"--no-progress", "--quiet"} <= flags, command
+
+
+def test_export_needs_exactly_one_destination():
+    from core.export import ExportConfig
+
+    with pytest.raises(Exception, match="exactly one of --out FILE or --bundle DIR"):
+        ExportConfig.from_dict({})
+    with pytest.raises(Exception, match="exactly one"):
+        ExportConfig.from_dict({"out": "a.pt", "bundle": "d"})
+    assert ExportConfig.from_dict({"bundle": "d"}).bundle == Path("d")

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.card.output import FORMATS, parse_formats, write_card
 from core.card.overrides import overrides_template
+from core.config import StrictConfig, add_options, add_run_argument, from_args, option
 from core.errors import UserError
 from core.runfolder import Run, atomic_write_bytes, card_dir
 
 
+@dataclass
+class CardConfig(StrictConfig):
+    """`card` options besides the run (one command-line option per field)."""
+
+    compare: Path | None = option(None, "the counterpart run (style for a character run, or the reverse) to "
+                                        "compare with", metavar="RUN_B")
+    comparison: Path | None = option(None, "the folder `python -m core compare` wrote for RUN and RUN_B; default "
+                                           "RUNS_DIR/reports/A-vs-B (either order)", metavar="DIR")
+    format: str = option(",".join(FORMATS), f"comma-separated: {', '.join(FORMATS)}")
+    out: Path | None = option(None, "output folder; default RUNS_DIR/reports/<run name>/", metavar="DIR")
+    overrides: Path | None = option(None, "overrides file, YAML or JSON; default RUN/card.yaml when it exists",
+                                    metavar="FILE")
+    init_overrides: bool = option(False, "write a commented RUN/card.yaml to fill in (never overwrites one) and "
+                                         "stop")
+
+    def validate(self) -> None:
+        parse_formats(self.format)  # an unknown format is a one-line error before anything is read
+        if self.comparison is not None and self.compare is None:
+            raise UserError(f"--comparison {self.comparison}: give --compare RUN_B too (the run it compares with)")
+
+
 def add_arguments(parser, command: str) -> None:
-    parser.add_argument("run", help="run folder (made by `train`)")
-    parser.add_argument("--compare", metavar="RUN_B", default=None,
-                        help="the counterpart run (style for a character run, or the reverse) to compare with")
-    parser.add_argument("--comparison", metavar="DIR", default=None,
-                        help="the folder `python -m core compare` wrote for RUN and RUN_B; None means "
-                             "RUNS_DIR/reports/A-vs-B (either order)")
-    parser.add_argument("--format", default=",".join(FORMATS), help=f"comma-separated: {', '.join(FORMATS)}")
-    parser.add_argument("--out", default=None, help="output folder; None means RUNS_DIR/reports/<run name>/")
-    parser.add_argument("--overrides", default=None,
-                        help="overrides file, YAML or JSON; None means RUN/card.yaml when it exists")
-    parser.add_argument("--init-overrides", action="store_true",
-                        help="write a commented RUN/card.yaml to fill in (never overwrites one) and stop")
+    add_run_argument(parser, "run folder (made by `train` or `import`)")
+    add_options(parser, CardConfig)
 
 
 def _init_overrides(run: Run) -> int:
@@ -35,22 +48,19 @@ def _init_overrides(run: Run) -> int:
 
 
 def run(args) -> int:
+    cfg = from_args(CardConfig, args)
     card_run = Run(args.run)
     card_run.record  # a UserError naming the folder (or the damaged key) if it is not a run
-    if args.init_overrides:
+    if cfg.init_overrides:
         return _init_overrides(card_run)
     compare_run = None
-    if args.compare:
-        compare_run = Run(args.compare)
+    if cfg.compare is not None:
+        compare_run = Run(cfg.compare)
         compare_run.record
         if compare_run.path.resolve() == card_run.path.resolve():
-            raise UserError(f"--compare {args.compare}: the same run as RUN; give the counterpart run")
-    elif args.comparison:
-        raise UserError(f"--comparison {args.comparison}: give --compare RUN_B too (the run it compares with)")
-    formats = parse_formats(args.format)
-    out = Path(args.out) if args.out else card_dir(card_run)
-    written = write_card(card_run, out, formats, compare_run=compare_run, overrides_path=args.overrides,
-                         comparison_folder=args.comparison)
+            raise UserError(f"--compare {cfg.compare}: the same run as RUN; give the counterpart run")
+    written = write_card(card_run, cfg.out or card_dir(card_run), parse_formats(cfg.format), compare_run=compare_run,
+                         overrides_path=cfg.overrides, comparison_folder=cfg.comparison)
     for fmt, path in written.items():
         print(f"{fmt:5s} {path}")
     if card_run.record.is_pipeline_check:
