@@ -1,6 +1,9 @@
 """Dashboard data access: the one module the pages read runs through (via `core.runfolder`), with caching.
 
-Every loader takes a run folder path and returns plain data (dicts, DataFrames, bytes). Results are cached with
+Every loader takes a run folder path and returns plain data (dicts, DataFrames, bytes) or the typed records core
+writes and reads (`ScoresRecord`, `ComparisonRecord`); run summaries come from `Run.record`, score summaries from
+scores.json as `score` computed them (never recomputed), comparisons from the folder `compare` wrote (found
+through `core.runfolder.reports_dir` / `comparison_dir`). Results are cached with
 `st.cache_data`, keyed by the files' (mtime_ns, size), so a file that changes on disk is read again on the next
 rerun and an unchanged one is never re-parsed. A file that cannot be read raises `DataError` (a `UserError`)
 naming the file; pages catch it and show an error for that run only.
