@@ -12,6 +12,11 @@ and the model card import it); plotly only builds the figure.
     OUT/compare.json  runs, properties, SD and CLIP weights provenance of both, pipeline-check flag, notes
     OUT/plane.html    the interactive plotly figure (plotly.js embedded: opens offline)
     OUT/plane.png     the same figure as PNG (plotly + kaleido; a labelled PIL drawing where kaleido cannot run)
+
+OUT defaults to RUNS_DIR/reports/A-vs-B (`core.runfolder.comparison_dir`). Readers never run `compare_runs` again:
+`read_comparison(OUT)` gives the typed `ComparisonRecord` the card and the dashboard show, and its `stale_reason()`
+says when either run was rescored since (compare.json records the sha256 of both scores.csv files). The runs'
+scores come in through `Run.scores_record()` (the CLIP model each was scored with) and scores.csv.
 """
 
 from __future__ import annotations

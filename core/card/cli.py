@@ -1,4 +1,6 @@
-"""`python -m core card RUN [--compare RUN_B] [--format md,html,pdf,json] [--out DIR]`: write the model card."""
+"""`python -m core card RUN [--compare RUN_B] [--format md,html,pdf,json] [--out DIR]`: write the model card.
+Its options are the fields of `CardConfig` (core.config generates the command line from them); --out defaults to
+RUNS_DIR/reports/RUN (`core.runfolder.card_dir`)."""
 
 from __future__ import annotations
 
