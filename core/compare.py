@@ -207,7 +207,7 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
     for key, run, m in (("a", run_a, ma), ("b", run_b, mb)):
         if run.record.is_pipeline_check:
             reasons.append(f"{run.name}: Stable Diffusion weights {run.record.weights.source}")
-        source = m.clip.get("source", "unknown") if m is not None else "unknown"
+        source = m.clip["source"] if m is not None else "not recorded (no scores.json)"
         if source not in ("open_clip-tag", "local"):
             reasons.append(f"{run.name}: CLIP weights {source}")
 

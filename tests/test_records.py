@@ -150,3 +150,23 @@ def test_record_type_is_frozen():
     assert isinstance(rec, RunRecord)
     with pytest.raises(Exception):
         rec.status = "running"
+
+
+def test_file_modes_follow_the_umask_without_flipping_it(tmp_path, monkeypatch):
+    """The umask is read from /proc/self/status, never set: os.umask(0) at import (or per write) would change it for
+    every thread of the process for a moment (the dashboard is threaded)."""
+    import os
+
+    from core import runfolder
+
+    real = os.umask(0o027)
+    os.umask(real)
+    try:
+        os.umask(0o027)
+        monkeypatch.setattr(os, "umask", lambda *a: pytest.fail("os.umask called"))
+        runfolder.atomic_write_bytes(tmp_path / "f", b"x")
+        assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
+    finally:
+        monkeypatch.undo()
+        os.umask(real)
+

@@ -87,7 +87,7 @@ weight_decay = { min = 1e-4, max = 1e-1, log = true }
     (("[grid]", "[random]\nn = 2\nwarmup = [1]\n[grid]"), r"\[random\] warmup: not a train option"),
     (("[grid]", "[random]\nn = 2\nflip_p = { min = 0.5, max = 0.1 }\n[grid]"), r"\[random\] flip_p: min=0.5, max=0.1"),
     (("[grid]", "[score]\nreferences = 'x'\n[grid]"), r"\[score\]: needs \[generate\]"),
-    (("[grid]", "[generate]\n[audit]\nfpr = 0.9\n[grid]"), r"\[audit\]: --fpr 0.9: must be between 0 and 0.5"),
+    (("[grid]", "[generate]\n[audit]\nfpr = 0.9\n[grid]"), r"\[audit\]: fpr=0.9: must be between 0 and 0.5"),
     (("[grid]", "[generate]\n[audit]\nheldout = 'x'\n[grid]"), r"\[audit\] heldout: unknown key"),
     (('init = "cat"', 'init = "tomcat"'), r"tokenizes to 2 tokens"),
 ])

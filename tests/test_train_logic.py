@@ -125,6 +125,8 @@ def test_nan_loss_stops_and_keeps_checkpoint(tiny, char_images, tmp_path, monkey
     run = train_mod.train(cfg, train_mod.start_run(cfg, tmp_path, "nan"), tiny, progress=False)
     meta = run.meta
     assert meta["status"] == "failed" and "step 3" in meta["message"] and "step 2" in meta["message"]
+    # --resume keeps the run's config (its --lr), so the advice is a new run with a lower --lr
+    assert "start a new run with a lower --lr" in meta["message"]
     assert run.embedding_steps() == [0, 2]
     assert all(np.isfinite(run.load_embedding(2)["<tom-cat>"]).ravel())
 
@@ -207,3 +209,26 @@ def test_cli_offline_kerascv_fails_before_any_run_folder(char_images, tmp_path):
     assert "could not get KerasCV's kcv_encoder.h5" in p.stderr and "--weights random" in p.stderr
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_fresh_train_reads_and_hashes_the_training_images_once(tiny, char_images, tmp_path, monkeypatch):
+    """`run` validates with prepare() before anything is built and hands the result to train(): one pass."""
+    from core import train as train_mod
+
+    cfg = cfg_for(char_images, steps=2)
+    prepared = train_mod.prepare(cfg)
+    calls = []
+    monkeypatch.setattr(train_mod, "prepare", lambda c: calls.append(c) or prepared)
+    run = train_mod.train(cfg, train_mod.start_run(cfg, tmp_path, "once"), tiny, progress=False, prepared=prepared)
+    assert run.record.status == "finished" and calls == []
+    train_mod.train(cfg, train_mod.start_run(cfg, tmp_path, "twice"), tiny, progress=False)
+    assert len(calls) == 1  # without `prepared` it still validates by itself
+
+
+def test_placeholder_id_check_is_a_real_error(monkeypatch):
+    """Not an assert (stripped under python -O): a tokenizer that gives the placeholder another id is refused."""
+    import core.tokenizer as tok
+
+    monkeypatch.setattr(tok, "VOCAB_SIZE", tok.VOCAB_SIZE + 5)
+    with pytest.raises(RuntimeError, match="expected .* \\(the first added token\\)"):
+        tok.PromptTokenizer("<x-tok>", 1)
