@@ -38,36 +38,54 @@ class ImageProblem:
         return f"{self.path}: {self.reason}"
 
 
+class _Unusable(Exception):
+    """Why a file cannot be used as an image (a short reason, no path)."""
+
+
+@contextlib.contextmanager
+def _checked(path: Path, max_pixels: int) -> Iterator[Image.Image]:
+    """The one place that opens an image: its size is checked before any pixel is decoded, and every way a
+    file can fail (missing, unreadable, not an image, a decompression bomb, truncated) becomes `_Unusable`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise _Unusable(f"too many pixels ({w}x{h} > {max_pixels:,}; it may be a decompression bomb)")
+                yield img
+    except _Unusable:
+        raise
+    except FileNotFoundError:
+        raise _Unusable("missing") from None
+    except PermissionError as e:
+        raise _Unusable(f"unreadable ({e.strerror})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _Unusable(f"too many pixels (over {max_pixels:,}; it may be a decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise _Unusable("not an image (cannot identify image file)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        msg = " ".join(str(e).split())[:120]
+        if "truncated" in msg.lower() or isinstance(e, (SyntaxError, ValueError)):
+            raise _Unusable(f"truncated or corrupt ({msg})") from None
+        raise _Unusable(f"unreadable ({msg})") from None
+
+
 def check_image(path: Path, min_side: int = MIN_SIDE) -> str | None:
     """The reason `path` cannot be used as a training/reference image, or None if it is fine."""
     path = Path(path)
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         return f"not a supported image type ({path.suffix or 'no extension'}; use {', '.join(SUPPORTED_SUFFIXES)})"
     try:
-        size = path.stat().st_size
+        if path.stat().st_size == 0:
+            return "empty (0 bytes)"
+        with _checked(path, MAX_PIXELS) as img:
+            w, h = img.size
+            img.load()  # decodes everything: catches truncated files
     except OSError as e:
         return f"unreadable ({e.strerror})"
-    if size == 0:
-        return "empty (0 bytes)"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    return f"too many pixels ({w}x{h} > {MAX_PIXELS:,}); downscale it first"
-                img.load()  # decodes everything: catches truncated files
-    except PermissionError as e:
-        return f"unreadable ({e.strerror})"
-    except UnidentifiedImageError:
-        return "not an image (cannot identify image file)"
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return f"too many pixels (over {MAX_PIXELS:,}); downscale it first"
-    except (OSError, SyntaxError, ValueError) as e:
-        msg = str(e)
-        if "truncated" in msg.lower() or isinstance(e, (SyntaxError, ValueError)):
-            return f"truncated or corrupt ({msg})"
-        return f"unreadable ({msg})"
+    except _Unusable as e:
+        return str(e) + ("; downscale it first" if str(e).startswith("too many") else "")
     if min(w, h) < min_side:
         return f"too small ({w}x{h} px; need at least {min_side} px on the short side)"
     return None
@@ -105,26 +123,11 @@ def opened(path: Path, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
     one-line UserError naming the file. Use it for every image read from a run (generated images, grids)."""
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise UserError(f"{path}: too many pixels ({w}x{h} > {max_pixels:,}); refused (it may be a "
-                                    "decompression bomb) - delete or regenerate it")
-                yield img
-    except UserError:
-        raise
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; regenerate it or restore the file") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError(f"{path}: too many pixels (over {max_pixels:,}); refused (it may be a decompression bomb) "
-                        "- delete or regenerate it") from None
-    except UnidentifiedImageError:
-        raise UserError(f"{path}: not an image (cannot identify image file); delete or regenerate it") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"{path}: damaged or unreadable image ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
-                        "delete or regenerate it") from None
+        with _checked(path, max_pixels) as img:
+            yield img
+    except _Unusable as e:
+        fix = "regenerate it or restore the file" if str(e) == "missing" else "delete or regenerate it"
+        raise UserError(f"{path}: {e}; {fix}") from None
 
 
 def load_rgb(path: Path) -> Image.Image:
