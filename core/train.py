@@ -8,6 +8,7 @@ numpy's generator seeded with (seed, k), so a resumed run draws exactly what the
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import math
 import os
 import platform
@@ -195,10 +196,15 @@ def environment() -> dict[str, Any]:
 
     versions = {"core": __version__, "python": platform.python_version(), "keras": keras.__version__,
                 "backend": keras.backend.backend(), "numpy": np.__version__}
-    for mod in ("keras_cv", "tensorflow", "jax"):
-        m = sys.modules.get(mod)
-        if m is not None and hasattr(m, "__version__"):
-            versions[mod] = m.__version__
+    for mod, dist in (("keras_cv", "keras-cv"), ("tensorflow", "tensorflow-cpu"), ("jax", "jax")):
+        m = sys.modules.get(mod)  # the imported module's version; else the installed one (e.g. bench's probe)
+        version = getattr(m, "__version__", None) if m is not None else None
+        try:
+            version = version or importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        if version:
+            versions[mod] = version
     devices = ["CPU"]
     try:
         if keras.backend.backend() == "tensorflow":

@@ -321,6 +321,7 @@ def _kill_cycles(argv: list[str], done, kills_wanted: int, rng, est_seconds: flo
 
 
 @pytest.mark.real  # ~30 child processes (each imports TensorFlow or torch): its own process in `make test`
+@pytest.mark.timeout(3000)  # ~30 child processes; the default 1500 s ran out under a load of ~6 on 2 cores
 def test_kill_9_and_resume_train_generate_score_lose_or_duplicate_nothing(tiny, char_images, tmp_path):
     """Issue 10: >= 20 kill -9 / resume cycles across train, generate and score; every metric step, image and
     score row exactly once and equal to an uninterrupted run's."""
