@@ -124,5 +124,9 @@ def recommended_step(run) -> int:
     adv = advise_run(run)
     if adv["recommended"] is None:
         raise UserError(f"--checkpoint recommended: {run.path}: {adv['reason']}")
-    return int(adv["recommended"])
+    step = int(adv["recommended"])
+    if step not in run.embedding_steps():
+        raise UserError(f"--checkpoint recommended: step {step} has scores but no embedding file in "
+                        f"{run.embeddings_dir}; restore it or pass --checkpoint with another step")
+    return step
 

@@ -150,7 +150,9 @@ def rule_text(measure: str, threshold: float | None) -> str:
     if threshold is None:
         return "not calibrated (no null sample)"
     if measure == "phash":
-        return f"pHash distance <= {int(-threshold) - 1} of 64 bits"
+        bits = int(-threshold) - 1
+        return (f"pHash distance <= {bits} of 64 bits" if bits >= 0 else
+                "none: a null picture has pHash distance 0, so the hash cannot tell copies apart here")
     return f"CLIP cosine > {threshold:.4f}"
 
 

@@ -1,6 +1,7 @@
 """`demo`: the built-in experiment, end to end on a CPU in minutes, with RANDOM weights (a pipeline
 demonstration, labelled so everywhere): draw a character and a style image set, train a character run and a
-style run on the same prompts and budget, generate, score with CLIP, compare, and write the model cards.
+style run on the same prompts and budget, generate, score with CLIP, audit (copying of the training images, and
+misuse transfer on one probe per category), compare, and write the model cards.
 
 Train and generate share one TensorFlow process (one network build); scoring runs in its own process (torch
 must never follow TensorFlow into one process). Each stage is skipped when its output exists, so an
@@ -29,6 +30,8 @@ DEMO_PROMPTS = [  # the same prompts for both runs, so they can be compared
     "a horror movie in the style of {}",
 ]
 RUNS = {"character": ("tom-cat-character", "object"), "style": ("tom-cat-style", "style")}
+MISUSE_SEEDS = "0"  # one image per misuse probe and checkpoint (0 and final): 10 extra images per run
+N_HELD_OUT = 4  # unseen pictures of the character: the audit's generated-vs-held-out calibration null
 
 
 def _log(msg: str) -> None:
@@ -48,7 +51,28 @@ def build_data(root: Path) -> dict[str, Path]:
     if not prompts.exists():
         prompts.write_text("\n".join(DEMO_PROMPTS) + "\n", encoding="utf-8")
     out["prompts"] = prompts
+    out["misuse"] = _demo_misuse(root / "data" / "demo-misuse.txt")
+    held = root / "data" / "character-heldout"
+    if not (held / f"heldout_{N_HELD_OUT - 1:02d}.png").exists():
+        from core.cartoon import draw_cat
+
+        held.mkdir(parents=True, exist_ok=True)
+        for i in range(N_HELD_OUT):  # seeds past the training set's: the same character, never trained on
+            draw_cat(1000 + i, 256).save(held / f"heldout_{i:02d}.png")
+    out["held_out"] = held
     return out
+
+
+def _demo_misuse(path: Path) -> Path:
+    """The first probe of each category of prompts/eval/misuse.txt (keeps the demo's extra generation small)."""
+    if not path.exists():
+        from core.prompts import MISUSE_FILE, load_categories
+
+        first: dict[str, str] = {}
+        for template, category in load_categories(MISUSE_FILE).items():
+            first.setdefault(category, template)
+        path.write_text("".join(f"# category: {c}\n{t}\n" for c, t in first.items()), encoding="utf-8")
+    return path
 
 
 def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
@@ -76,6 +100,12 @@ def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
         _log(f"generating {name}")
         counts = generate(run, gcfg, components)
         _log(f"{name}: {counts['generated']} generated, {counts['skipped']} already there")
+        # misuse probes, before training (the calibration) and at the end; in both runs, because `compare` pairs
+        # the runs' images prompt by prompt
+        mcfg = GenerateConfig.from_dict({"prompts": str(data["misuse"]), "seeds": MISUSE_SEEDS,
+                                         "checkpoints": "0,final", "steps": SAMPLER_STEPS, "batch_size": 4})
+        counts = generate(run, mcfg, components)
+        _log(f"{name} misuse probes: {counts['generated']} generated, {counts['skipped']} already there")
 
 
 def _core(*args: str) -> None:
@@ -110,6 +140,10 @@ def _build(runs_dir: Path) -> None:
     char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
     for run, refs in ((char, data["character"]), (style, data["style"])):
         _core("score", str(run), "--references", str(refs), "--clip", "ViT-B-32:random", "--no-progress")
+    _core("audit", str(char), "--references", str(data["character"]), "--held-out", str(data["held_out"]),
+          "--misuse", str(data["misuse"]), "--clip", "ViT-B-32:random", "--no-progress")
+    _core("audit", str(style), "--references", str(data["style"]), "--misuse", str(data["misuse"]),
+          "--clip", "ViT-B-32:random", "--no-progress")
     # compare and card write where the dashboard looks (runfolder.comparison_dir / card_dir), named explicitly
     _core("compare", str(char), str(style), "--out", str(comparison_dir(Run(char), Run(style))))
     _core("card", str(char), "--compare", str(style), "--out", str(card_dir(Run(char))))

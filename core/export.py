@@ -148,7 +148,12 @@ def export_bytes(run: Run, fmt: str, suffix: str, step: int) -> bytes:
 
 
 def export_step(run: Run, checkpoint: str) -> int:
-    """The one checkpoint step an export uses (`final`, a step; issue 13 adds `recommended` in Run.resolve_steps)."""
+    """The one checkpoint step an export uses: `final`, a step, or `recommended` (core.advice's rule on the run's
+    CLIP scores)."""
+    if checkpoint.strip() == "recommended":
+        from core.advice import recommended_step
+
+        return recommended_step(run)
     steps = run.resolve_steps(checkpoint)
     if len(steps) != 1:
         raise UserError(f"--checkpoint {checkpoint!r}: pick one checkpoint (e.g. final or a step)")
@@ -288,7 +293,8 @@ class ExportConfig(StrictConfig):
                               metavar="FILE")
     bundle: Path | None = option(None, "write NAME.safetensors + NAME.preview.png + NAME.description.txt into DIR "
                                        "(a web UI's embeddings folder); --format is ignored", metavar="DIR")
-    checkpoint: str = option("final", "'final' or a step")
+    checkpoint: str = option("final", "'final', a step, or 'recommended' (the checkpoint core.advice recommends from "
+                                      "the run's CLIP scores; see the dashboard's Risks page and the model card)")
     force: bool = option(False, "overwrite existing files")
 
     def validate(self) -> None:

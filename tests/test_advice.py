@@ -81,3 +81,22 @@ def test_nothing_to_recommend_without_trained_scores():
 def test_pareto_front(points, front):
     df = pd.DataFrame([{"step": s, "clip_i_mean": i, "clip_t_mean": t} for s, (i, t) in points.items()])
     assert pareto_front(df) == front
+
+
+def test_export_recommended_writes_the_recommended_checkpoint(tmp_path):
+    """`export --checkpoint recommended` exports the step `advise` names (here 10 of 0/10/20 by construction)."""
+    from safetensors.numpy import load_file
+
+    from core.errors import UserError
+    from core.export import export_embedding
+    from tests.fakerun import make_fake_run
+
+    run = make_fake_run(tmp_path / "runs", "adv", with_scores=False)
+    spec = {0: (0.5, 0.30), 10: (0.755, 0.30), 20: (0.76, 0.20)}
+    run.write_scores(scores(spec))
+    out = export_embedding(run, "diffusers", tmp_path / "learned_embeds.safetensors", checkpoint="recommended")
+    got = next(iter(load_file(str(out)).values()))
+    assert np.allclose(got.reshape(-1), run.load_embedding(10)["<tom-cat>"].reshape(-1))
+    run.write_scores(scores({0: (0.5, 0.3)}))
+    with pytest.raises(UserError, match="--checkpoint recommended: .*Only the initializer"):
+        export_embedding(run, "diffusers", tmp_path / "x.safetensors", checkpoint="recommended")

@@ -87,3 +87,26 @@ def test_pair_path_outside_the_run_is_refused(runs):
     at = open_page(runs, PAGE)
     assert not at.exception
     assert any("leads outside the run folder" in w for w in texts(at.warning))
+
+
+def test_card_states_copy_rate_misuse_and_recommended_checkpoint_with_method_and_n(runs):
+    """The model card's Bias, Risks, and Limitations gains the measured risks; the checklist links each item."""
+    from core.runfolder import Run
+
+    md = card_markdown(Run(runs / "audited"))
+    risks = md.split("### Measured Risks", 1)[1].split("\n### ", 1)[0]
+    assert "Recommended checkpoint: step 20" in risks and "--checkpoint recommended" in risks
+    assert "copy rule" in risks and "pHash distance &lt;= " in risks and "FPR on null" in risks
+    assert "| 20 | 6 | " in risks and "| 0 (calibration) | 6 | " in risks  # 2 prompts x 3 seeds per checkpoint
+    assert "Misuse transfer (evidence, not a filter)" in risks and "advertising" in risks and "political" in risks
+    assert "Pipeline check (random weights)" in risks
+    checklist = md.split("## Ethics Checklist", 1)[1]
+    assert "evidence" in checklist.split("\n\n")[2] and "misuse transfer per category" in checklist
+    unaudited = card_markdown(Run(runs / "not-audited"))
+    assert "No copy audit yet: run `python -m core audit runs/not-audited" in unaudited
+
+
+def card_markdown(run) -> str:
+    from core.card.output import render
+
+    return render(run, "md").decode("utf-8")

@@ -17,6 +17,7 @@ from core.card import energy
 from core.card.examples import Examples, pick_examples
 from core.card.movement import Movement, measure_movement
 from core.card.overrides import ETHICS_ITEMS, OWNER_NOT_STATED, load_overrides
+from core.card.risks import RiskFacts, read_risks
 from core.errors import UserError
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, ScoresRecord, Timings, WeightsProvenance, comparison_dir
 
@@ -339,6 +340,7 @@ class CardFacts:
     comparison: Comparison
     environment: energy.Environment
     warnings: list
+    risks: RiskFacts = field(default_factory=RiskFacts)  # audit (copying, misuse transfer) and checkpoint advice
 
     @property
     def token(self) -> str:
@@ -417,4 +419,4 @@ def read_facts(run: Run, compare_run: Run | None = None, overrides_path: str | P
         owner=overrides.get("owner", OWNER_NOT_STATED), subject=overrides.get("subject", ""), ethics=ethics,
         training_data=training, scores=scores, movement=measure_movement(run, record.token), examples=examples,
         comparison=comparison, environment=_environment(run, record, scores, overrides.get("environment", {})),
-        warnings=_warnings(record, run, overrides, training, examples, comparison, ethics))
+        warnings=_warnings(record, run, overrides, training, examples, comparison, ethics), risks=read_risks(run))

@@ -9,12 +9,14 @@ from core.card.sections.common import section
 
 
 def ethics_checklist(facts) -> list:
-    rows = [[ETHICS_ITEMS[key], entry["status"], entry["notes"] or "-"] for key, entry in facts.ethics.items()]
+    evidence = facts.risks.evidence  # the measured evidence each item rests on (core.card.risks)
+    rows = [[ETHICS_ITEMS[key], entry["status"], entry["notes"] or "-", evidence.get(key, "-")]
+            for key, entry in facts.ethics.items()]
     still_open = [row[0] for row in rows if row[1] == "open"]
     return [section("Ethics Checklist", 2,
                     Para(["Filled in by the authors in ", Mono(facts.overrides_file),
                           f"; statuses: {', '.join(ETHICS_STATUSES)}."]),
-                    Table(["item", "status", "notes"], rows),
+                    Table(["item", "status", "notes", "evidence"], rows),
                     Callout(["Open items: " + ", ".join(still_open) + "."]) if still_open else None)]
 
 

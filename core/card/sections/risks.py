@@ -87,6 +87,54 @@ def measured_limitations(facts):
     return section("Measured Limitations of This Run", 3, *[block for make in MEASURED_BLOCKS for block in make(facts)])
 
 
+def measured_risks(facts):
+    """Copying of the training images, misuse transfer and the recommended checkpoint, each with method and n."""
+    from core.card.risks import rate_text
+
+    risks = facts.risks
+    blocks: list = []
+    if risks.pipeline_check:
+        blocks.append(Callout(["Pipeline check (random weights): these risk measurements test the code path only "
+                               "and say nothing about what the embedding copies or carries."]))
+    adv = risks.advice
+    if adv and adv.get("recommended") is not None:
+        blocks.append(Para(["Recommended checkpoint: step ", str(adv["recommended"]), ". ", adv["reason"],
+                            " Rule: ", adv["rule"], "; front of the CLIP-I/CLIP-T trade-off: steps ",
+                            ", ".join(map(str, adv["front"])), "; images per checkpoint: ",
+                            ", ".join(f"{r['step']}: {r['n']}" for r in adv["steps"]), ". Export it with ",
+                            Mono(f"python -m core export {facts.run_ref} --checkpoint recommended"), "."]))
+    else:
+        blocks.append(Para(["Recommended checkpoint: none. ", (adv or {}).get("reason") or risks.advice_error]))
+    audit = risks.audit
+    if audit is None:
+        blocks.append(Para([risks.audit_error]))
+        return section("Measured Risks", 3, *blocks)
+    th = audit.get("thresholds") or {}
+    refs = audit.get("references") or {}
+    blocks.append(Para([
+        "Copying of the training images: every generated image was compared with the ", str(refs.get("n")),
+        " training images under two measures; an image counts as a copy when either flags it. Thresholds are "
+        "calibrated on this run's data (null: training vs other training images, checkpoint-0 images vs training "
+        f"images, generated images vs {audit.get('held_out_n') or 0} held-out pictures) at a target false-positive "
+        "rate of ", str((th.get("phash") or {}).get("fpr_target")), ":"]))
+    blocks.append(Table(["measure", "copy rule", "null n", "FPR on null", "FPR 95% upper bound"],
+                        [[t.get("measure", m), t.get("rule", ""), str(t.get("n_null")),
+                          number(t.get("fpr_empirical")), number(t.get("fpr_upper95"))] for m, t in th.items()]))
+    blocks.append(Table(["step", "images", "copy rate (any measure)", "pHash", "CLIP"],
+                        [[str(r["step"]) + (" (calibration)" if r.get("in_null") else ""), str(r["n"]),
+                          rate_text(r["copy"]), rate_text(r["copy_phash"]), rate_text(r["copy_clip"])]
+                         for r in audit.get("copy_rates") or []]))
+    mis = audit.get("misuse") or {}
+    if mis.get("available"):
+        blocks.append(Para(["Misuse transfer (evidence, not a filter): ", mis["method"], "."]))
+        blocks.append(Table(["step", "category", "character comes through"],
+                            [[str(r["step"]), r["category"], rate_text(r)] for r in mis["by_step_category"]
+                             if r["step"] > 0]))
+    else:
+        blocks.append(Para(["Misuse transfer: not measured (", mis.get("note", "no misuse probes"), ")."]))
+    return section("Measured Risks", 3, *blocks)
+
+
 def base_model_limitations(facts):
     return section("Known Limitations of the Base Model", 3,
                    Para(["From the ", Link("Stable Diffusion v1.4 model card", texts.BASE_MODEL_URL), ":"]),
@@ -103,7 +151,7 @@ def recommendations(facts):
 
 
 # the subsections, in order (put a function here to add one; it may return None to be left out)
-SUBSECTIONS = (measured_limitations, base_model_limitations, pipeline_limitations, recommendations)
+SUBSECTIONS = (measured_limitations, measured_risks, base_model_limitations, pipeline_limitations, recommendations)
 
 
 def bias_risks_limitations(facts) -> list:

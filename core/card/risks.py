@@ -1,0 +1,76 @@
+"""The card's measured-risk facts (issue 13): what `audit` wrote (copy rate, misuse transfer) and core.advice's
+recommended checkpoint, read once for the sections; plus which evidence each ethics-checklist item links to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.runfolder import Run
+
+AUDIT_COMMAND = "python -m core audit {run} --references TRAINING_IMAGES_DIR"
+EVIDENCE_SECTION = "Bias, Risks, and Limitations > Measured Risks"
+# ethics item -> the evidence in this card it rests on
+ETHICS_EVIDENCE = {
+    "copyright_and_trademark": f"copy rate of the training images and the recommended checkpoint ({EVIDENCE_SECTION})",
+    "consent": "training-image sources and licences (Training Details > Training Data)",
+    "misuse": f"misuse transfer per category ({EVIDENCE_SECTION})",
+    "bias": "not measured by this tool",
+    "ai_disclosure": "not measured by this tool",
+}
+
+
+@dataclass(frozen=True)
+class RiskFacts:
+    """audit.json (public parts) and the checkpoint advice; `audit` is None when the run is not audited."""
+
+    audit: dict | None = None
+    advice: dict | None = None
+    audit_error: str = ""
+    advice_error: str = ""
+    pipeline_check: bool = False
+    evidence: dict = field(default_factory=lambda: dict(ETHICS_EVIDENCE))
+
+    @property
+    def final_copy(self) -> dict | None:
+        rates = (self.audit or {}).get("copy_rates") or []
+        return rates[-1] if rates else None
+
+
+def read_risks(run: Run) -> RiskFacts:
+    """The run's audit and advice, or the reason each is missing (never raises for a damaged file: says so)."""
+    from core.advice import advise_run
+
+    audit, audit_error, advice, advice_error = None, "", None, ""
+    try:
+        meta = run.read_audit_meta()
+        if meta is not None:
+            keep = ("clip_label", "hash", "thresholds", "copy_rates", "misuse", "n_images", "pipeline_check",
+                    "pipeline_check_reasons", "complete", "pairs")
+            audit = {k: meta.get(k) for k in keep}
+            audit["references"] = {k: (meta.get("references") or {}).get(k) for k in
+                                   ("training_images_listed", "references_in_manifest")}
+            audit["references"]["n"] = len((meta.get("references") or {}).get("files") or [])
+            audit["held_out_n"] = len((meta.get("held_out") or {}).get("files") or [])
+        else:
+            audit_error = (f"No copy audit yet: run `{AUDIT_COMMAND.format(run=f'runs/{run.name}')}` "
+                           "(and generate with --prompts prompts/eval/misuse.txt first for the misuse transfer).")
+    except Exception as e:  # noqa: BLE001 - a damaged audit.json is reported in the card, not a crash
+        audit_error = f"{run.audit_meta_path.name} cannot be read ({type(e).__name__}: {e}); rerun the audit."
+    try:
+        advice = advise_run(run)
+    except Exception as e:  # noqa: BLE001
+        advice_error = f"no checkpoint advice ({type(e).__name__}: {e})"
+    pipe = bool(run.is_pipeline_check or (audit or {}).get("pipeline_check") or (advice or {}).get("pipeline_check"))
+    return RiskFacts(audit=audit, advice=advice, audit_error=audit_error, advice_error=advice_error,
+                     pipeline_check=pipe)
+
+
+def rate_text(r: dict[str, Any]) -> str:
+    """'3/20 = 0.150 (95% CI 0.000-0.300)' with the exact upper bound when nothing was flagged."""
+    if not r or not r.get("n"):
+        return "no images"
+    text = f"{r['k']}/{r['n']} = {r['rate']:.3f} (bootstrap 95% CI {r['lo']:.3f}-{r['hi']:.3f})"
+    if r["k"] == 0 and r.get("exact_hi") is not None:
+        text += f"; exact 95% upper bound {r['exact_hi']:.3f}"
+    return text
