@@ -1,7 +1,10 @@
 """Checkpoint advice: the CLIP-I / CLIP-T trade-off front of a run's checkpoints and the one to ship, by a stated rule.
 
-Input: a run's score rows (scores.csv, read through core.score; the summaries are the same bootstrap means and
-95% CIs that `score` writes to scores.json). Torch-free: the dashboard, the model card and `export` use it.
+Input: a run's score rows (scores.csv) and, for a run, the per-checkpoint summaries `score` wrote to scores.json
+(means and 95% CIs with its `--n-boot`): `advise_run` reads those, never recomputes them, so the card, the Risks
+page and `export --checkpoint recommended` name the same step with the same intervals as the card's score table.
+Only the paired CLIP-T test against step 0 (not in scores.json) is computed here, from scores.csv with score's
+n_boot and a fixed seed (core.stats). Torch-free: the dashboard, the model card and `export` use it.
 
 RULE: among trained checkpoints (step > 0), recommend the EARLIEST one whose mean CLIP-I is within the 95% CI of
 the best checkpoint's (mean >= the best's lower bound) and whose CLIP-T is not significantly below the
@@ -50,17 +53,23 @@ def _clip_t_vs_initializer(df: pd.DataFrame, step: int, n_boot: int) -> tuple[fl
     return d, lo, hi, len(a) + len(b), False
 
 
-def advise(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
+def advise(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, n_boot: int = DEFAULT_N_BOOT,
+           by_step: pd.DataFrame | None = None) -> dict[str, Any]:
     """The front, the best CLIP-I checkpoint, every checkpoint's test results and the recommended step with a
-    one-sentence reason. `recommended` is None when no trained checkpoint is scored."""
+    one-sentence reason. `recommended` is None when no trained checkpoint is scored. `by_step`: the per-checkpoint
+    summaries (step, n, clip_i_mean/lo/hi, clip_t_mean) as `score` wrote them; computed from `rows` when None."""
     from core.score import scores_frame, summarize_by_step
 
     df = scores_frame(rows)
-    out: dict[str, Any] = {"rule": RULE, "front": [], "best": None, "recommended": None, "steps": [], "reason": ""}
+    out: dict[str, Any] = {"rule": RULE, "front": [], "best": None, "recommended": None, "steps": [], "reason": "",
+                           "n_boot": n_boot}
     if df.empty:
         out["reason"] = "The run has no scores; score it first (python -m core score)."
         return out
-    by_step = summarize_by_step(df, n_boot=n_boot)
+    if by_step is None or by_step.empty:
+        by_step = summarize_by_step(df, n_boot=n_boot)
+    by_step = by_step.sort_values("step").reset_index(drop=True)
+    out["by_step"] = by_step.to_dict("records")  # the summaries the advice used (the Risks page draws these)
     out["front"] = pareto_front(by_step)
     trained = by_step[by_step["step"] > 0].sort_values("step")
     has_init = bool((by_step["step"] == 0).any())
@@ -109,11 +118,24 @@ def advise(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, n_boot: int = DEFAU
     return out
 
 
-def advise_run(run, n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
-    """`advise` on a run's scores.csv, with the scores' pipeline-check flag."""
-    out = advise(run.read_scores(), n_boot=n_boot)
-    scores = run.scores_record()
-    out["pipeline_check"] = bool(run.record.is_pipeline_check or (scores is not None and scores.is_pipeline_check))
+def advise_run(run, n_boot: int | None = None) -> dict[str, Any]:
+    """`advise` on a run: the per-checkpoint summaries `score` wrote to scores.json (not recomputed) and the paired
+    CLIP-T test with score's `--n-boot` (`n_boot` overrides it). Stale or unfinished scores give no recommendation,
+    with the command that refreshes them. `summaries` says where the intervals came from."""
+    record = run.scores_record()
+    stale = run.scores_stale(record) if record is not None else None
+    n = n_boot or (record.n_boot if record is not None and record.n_boot else DEFAULT_N_BOOT)
+    by_step = record.by_step_frame() if record is not None and record.by_step else None
+    if stale:
+        out = {"rule": RULE, "front": [], "best": None, "recommended": None, "steps": [], "by_step": [], "n_boot": n,
+               "reason": f"No advice from {run.scores_meta_path.name}: {stale}."}
+    else:
+        out = advise(run.read_scores(), n_boot=n, by_step=by_step)
+    boots = f"score --n-boot {record.n_boot}" if record is not None and record.n_boot else "resamples not recorded"
+    out["summaries"] = (f"{run.scores_meta_path.name} ({boots})" if by_step is not None else
+                        f"computed from {run.scores_path.name} with {n} resamples ({run.scores_meta_path.name} "
+                        "holds no summaries)")
+    out["pipeline_check"] = bool(run.record.is_pipeline_check or (record is not None and record.is_pipeline_check))
     return out
 
 

@@ -1,9 +1,11 @@
 """Fixture runs made without any network: complete run folders (metrics, embeddings, images, scores) written
 through `core.runfolder` with synthetic content, for the fast tests of scoring, comparison, the dashboard and
-the model card. The numbers are fabricated test data, and the runs say `weights.source = "random"`."""
+the model card. The numbers are fabricated test data, and the runs say `weights.source = "random"`. Everything
+is seeded (no `hash()` of strings, which changes per process), so a fixture run is the same in every test run."""
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +68,7 @@ def make_fake_run(runs_dir: Path, name: str = "fake-object", prop: str = "object
                 for seed in seeds:
                     rel = run.image_relpath(s, f"p{pi:02d}-s{seed}.png")
                     (run.path / rel).parent.mkdir(parents=True, exist_ok=True)
-                    draw_image(hash((name, s, pi, seed)) % 10_000).save(run.path / rel)
+                    draw_image(zlib.crc32(f"{name}/{s}/{pi}/{seed}".encode()) % 10_000).save(run.path / rel)
                     prompt = tmpl.replace("{}", token)
                     rows.append({"path": rel, "prompt": prompt, "template": tmpl, "negative_prompt": "",
                                  "seed": seed, "step": s, "steps": 3, "guidance": 7.5, "token": token,

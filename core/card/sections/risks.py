@@ -101,7 +101,8 @@ def measured_risks(facts):
         blocks.append(Para(["Recommended checkpoint: step ", str(adv["recommended"]), ". ", adv["reason"],
                             " Rule: ", adv["rule"], "; front of the CLIP-I/CLIP-T trade-off: steps ",
                             ", ".join(map(str, adv["front"])), "; images per checkpoint: ",
-                            ", ".join(f"{r['step']}: {r['n']}" for r in adv["steps"]), ". Export it with ",
+                            ", ".join(f"{r['step']}: {r['n']}" for r in adv["steps"]), "; means and 95% CIs: ",
+                            adv.get("summaries", ""), ". Export it with ",
                             Mono(f"python -m core export {facts.run_ref} --checkpoint recommended"), "."]))
     else:
         blocks.append(Para(["Recommended checkpoint: none. ", (adv or {}).get("reason") or risks.advice_error]))
