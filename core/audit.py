@@ -383,6 +383,7 @@ def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Calla
         "misuse_scores": {"clip_label": scores_record.clip_label if scores_record else None,
                           "pipeline_check": scores_record.is_pipeline_check if scores_record else None},
         "n_images": len(rows), "n_audited_now": len(todo), "n_kept": len(keep),
+        "inputs": run.scores_inputs(),  # sha256 of images.csv and scores.csv: Run.audit_stale compares them
         "complete": True, "updated": time.time(),
     }
     run.write_audit_meta(meta)

@@ -335,6 +335,9 @@ def run(args: Any) -> int:
     if args.command == "export":
         cfg = from_args(ExportConfig, args)
         r = Run(args.run)
+        if cfg.checkpoint.strip() == "recommended":
+            print(f"checkpoint recommended = step {export_step(r, 'recommended')} (core.advice; the dashboard's "
+                  "Risks page and the model card say why)")
         if cfg.bundle is not None:
             for p in export_bundle(r, cfg.bundle, cfg.checkpoint, cfg.force):
                 print(f"wrote {clean(p)}")

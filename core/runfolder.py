@@ -1100,6 +1100,21 @@ class Run:
             return None
         return json.loads(self.audit_meta_path.read_text(encoding="utf-8"))
 
+    def audit_stale(self, meta: Mapping[str, Any] | None = None) -> str | None:
+        """Why audit.json no longer describes the run's images and scores (it records their sha256 in `inputs`),
+        with the command that refreshes it; None when current or written before inputs were recorded."""
+        meta = self.read_audit_meta() if meta is None else meta
+        if not meta or not isinstance(meta.get("inputs"), dict):
+            return None
+        command = f"`python -m core audit {self.path} --references TRAINING_IMAGES_DIR`"
+        if not meta.get("complete"):
+            return f"stale: the audit of {self.path} did not finish; rerun {command}"
+        now = self.scores_inputs()
+        changed = sorted(k for k in set(now) | set(meta["inputs"]) if now.get(k) != meta["inputs"].get(k))
+        if not changed:
+            return None
+        return f"stale: {', '.join(changed)} changed since audit.json was written; rerun {command}"
+
 
 def list_runs(runs_dir: str | os.PathLike) -> list[Run]:
     """Every folder under runs_dir that has a run.json, sorted by name."""

@@ -547,6 +547,14 @@ def _audit_meta(run_path: str, key: Any) -> tuple[Any, str | None]:
         return None, str(_damaged(run.audit_meta_path, e))
 
 
+def audit_stale(run_path: str) -> str | None:
+    """`Run.audit_stale`: why audit.json no longer matches images.csv/scores.csv (with the command), or None."""
+    try:
+        return Run(run_path).audit_stale()
+    except Exception as e:  # noqa: BLE001 - a damaged audit.json is reported by audit_meta
+        return f"cannot check whether the audit is current ({type(e).__name__}: {e})"
+
+
 def audit_pair_file(run_path: str, rel: str) -> Path:
     """A side-by-side pair image named in audit.json; DataError if it would lead outside the run."""
     try:

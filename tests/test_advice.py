@@ -100,3 +100,52 @@ def test_export_recommended_writes_the_recommended_checkpoint(tmp_path):
     run.write_scores(scores({0: (0.5, 0.3)}))
     with pytest.raises(UserError, match="--checkpoint recommended: .*Only the initializer"):
         export_embedding(run, "diffusers", tmp_path / "x.safetensors", checkpoint="recommended")
+
+
+def test_advice_reads_the_summaries_score_wrote_and_refuses_stale_scores(tmp_path):
+    """advise_run uses scores.json's per-checkpoint means and CIs (score --n-boot), never recomputed ones, so the card,
+    the Risks page and export name the same step with the same intervals as the card's score table."""
+    from core.advice import advise_run
+    from core.errors import UserError
+    from core.export import export_step
+    from tests.fakerun import make_fake_run, write_fake_scores_meta
+
+    run = make_fake_run(tmp_path / "runs", "adv", with_scores=False)
+    run.write_scores(scores({0: (0.5, 0.30), 10: (0.755, 0.30), 20: (0.76, 0.20)}))
+    meta = write_fake_scores_meta(run, n_boot=500, inputs=run.scores_inputs())
+    adv = advise_run(run)
+    best = next(r for r in meta["summaries"]["by_step"] if r["step"] == 20)
+    assert adv["recommended"] == 10 and adv["n_boot"] == 500 and "score --n-boot 500" in adv["summaries"]
+    assert f"[{best['clip_i_lo']:.3f}, {best['clip_i_hi']:.3f}]" in adv["reason"]
+    assert adv["pipeline_check"]  # a random-weight run
+
+    # read, not recomputed: a narrower best CI in scores.json leaves step 10 outside it
+    best["clip_i_lo"] = 0.759
+    write_fake_scores_meta(run, n_boot=500, inputs=run.scores_inputs(),
+                           summaries={**meta["summaries"], "by_step": meta["summaries"]["by_step"]})
+    assert advise_run(run)["recommended"] == 20
+
+    # scores.csv changed after score wrote scores.json: no advice, and export says which command refreshes it
+    run.write_scores(scores({0: (0.5, 0.30), 10: (0.755, 0.30), 20: (0.76, 0.20)}, seed=3))
+    adv = advise_run(run)
+    assert adv["recommended"] is None and "python -m core score" in adv["reason"]
+    with pytest.raises(UserError, match="--checkpoint recommended: .*stale: scores.csv changed"):
+        export_step(run, "recommended")
+
+
+def test_export_cli_checkpoint_recommended(tmp_path, capsys):
+    """`python -m core export RUN --checkpoint recommended --out F` writes the recommended step and names it."""
+    from safetensors.numpy import load_file
+
+    from core.__main__ import main
+    from tests.fakerun import make_fake_run, write_fake_scores_meta
+
+    run = make_fake_run(tmp_path / "runs", "adv", with_scores=False)
+    run.write_scores(scores({0: (0.5, 0.30), 10: (0.755, 0.30), 20: (0.76, 0.20)}))
+    write_fake_scores_meta(run, n_boot=500)
+    out = tmp_path / "learned_embeds.safetensors"
+    assert main(["export", str(run.path), "--checkpoint", "recommended", "--out", str(out)]) == 0
+    assert "checkpoint recommended = step 10" in capsys.readouterr().out
+    got = next(iter(load_file(str(out)).values()))
+    assert np.allclose(got.reshape(-1), run.load_embedding(10)["<tom-cat>"].reshape(-1))
+    assert not np.allclose(got.reshape(-1), run.load_embedding(20)["<tom-cat>"].reshape(-1))

@@ -11,7 +11,7 @@ import pytest
 from core.audit import AuditConfig, audit_run
 from core.prompts import MISUSE_FILE, load_categories
 from core.runfolder import PIPELINE_CHECK_LABEL
-from tests.fakerun import draw_image, make_fake_run
+from tests.fakerun import draw_image, make_fake_run, write_fake_scores_meta
 from tests.test_audit import PixelScorer
 from tests.test_dashboard import assert_clean, open_page, texts
 
@@ -110,3 +110,22 @@ def card_markdown(run) -> str:
     from core.card.output import render
 
     return render(run, "md").decode("utf-8")
+
+
+def test_stale_audit_is_left_out_of_the_card_and_flagged_on_the_page(runs):
+    """audit.json records the sha256 of images.csv and scores.csv; when they change, the card shows the command
+    instead of outdated numbers and the page warns."""
+    from core.runfolder import Run
+
+    run = Run(runs / "audited")
+    assert run.audit_stale() is None
+    rows = run.read_scores()
+    rows[0] = {**rows[0], "clip_i": 0.123}  # rescored after the audit (scores.json rewritten, as `score` does)
+    run.write_scores(rows)
+    write_fake_scores_meta(run)
+    assert "scores.csv changed since audit.json was written" in run.audit_stale()
+    risks = card_markdown(run).split("### Measured Risks", 1)[1].split("\n### ", 1)[0]
+    assert "out of date" in risks and "python -m core audit" in risks and "copy rule" not in risks
+    at = open_page(runs, PAGE)
+    assert not at.exception
+    assert any("out of date" in w for w in texts(at.warning))

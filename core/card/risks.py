@@ -44,7 +44,10 @@ def read_risks(run: Run) -> RiskFacts:
     audit, audit_error, advice, advice_error = None, "", None, ""
     try:
         meta = run.read_audit_meta()
-        if meta is not None:
+        stale = run.audit_stale(meta) if meta is not None else None
+        if stale:
+            audit_error = f"The copy audit is out of date, so its numbers are not shown here ({stale})."
+        elif meta is not None:
             keep = ("clip_label", "hash", "thresholds", "copy_rates", "misuse", "n_images", "pipeline_check",
                     "pipeline_check_reasons", "complete", "pairs")
             audit = {k: meta.get(k) for k in keep}

@@ -42,13 +42,13 @@ if advice is not None:
     c1, c2 = st.columns([1, 3])
     c1.metric("Recommended checkpoint", "none" if rec is None else f"step {rec}")
     c2.markdown(f"**Why:** {advice['reason']}")
-    c2.caption(f"Rule: {advice['rule']}. Export it with `python -m core export {data.q(path)} "
-               "--checkpoint recommended`.")
+    c2.caption(f"Rule: {advice['rule']}. Means and 95% CIs: {advice['summaries']}. Export it with "
+               f"`python -m core export {data.q(path)} --checkpoint recommended`.")
     if pipe_adv:
         st.warning("The advice is computed from pipeline-check scores (random weights): it shows the rule at "
                    "work, not a checkpoint worth shipping.", icon=":material/warning:")
     if advice["steps"]:
-        by_step = data.summary(path, "step")
+        by_step = pd.DataFrame(advice["by_step"])  # the summaries score wrote, as the advice used them
         front = set(advice["front"])
         fig = go.Figure()
         fig.add_trace(go.Scatter(
@@ -85,7 +85,11 @@ else:
     if meta.get("pipeline_check"):
         st.warning("Audit is a pipeline check: " + "; ".join(meta.get("pipeline_check_reasons") or []) + ". "
                    + data.PIPELINE_CHECK_LABEL, icon=":material/warning:")
-    if not meta.get("complete", True):
+    stale = data.audit_stale(path)
+    if stale:
+        st.warning(f"The audit of {info['name']} is out of date ({stale}); the numbers below describe the run as it "
+                   "was when audited.", icon=":material/history:")
+    elif not meta.get("complete", True):
         st.info(f"The audit of {info['name']} is incomplete; finish it with `{data.command_audit(path)}`.")
     th = meta.get("thresholds") or {}
     st.markdown("**Copy thresholds**, each calibrated on this run's data (a picture is a copy when *any* "
