@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Debian's chromium driven by Playwright against `streamlit run dashboard/app.py`
 served on 127.0.0.1 over fixture runs. Opens every page, checks its heading and that no exception or error shows,
-switches a run and moves the checkpoint slider. Screenshots go to $DASHBOARD_SCREENSHOTS (default /tmp).
+switches a run and moves the checkpoint slider, and reads the Risks page of an audited run (its charts, the closest
+pairs and their enlarge dialog). Screenshots go to $DASHBOARD_SCREENSHOTS (default /tmp).
 
 Needs /usr/bin/chromium (`apt-get install -y chromium`; Playwright's own browser download does not work here).
 Set DASHBOARD_TEST_RUNS_DIR to a runs folder (e.g. the demo's) to walk that instead of the fixture runs.
@@ -32,7 +33,10 @@ PAGES = {  # url path -> heading
     "token_explorer": "Token explorer",
     "model_card": "Model card and limitations review",
     "sweeps": "Sweeps",
+    "risks": "Risks",
 }
+AUDITED = "risk-audited"  # the fixture's audited run (tests/test_risks_page.make_audited_runs)
+LOADED_WIDTH = "img => img.decode().then(() => img.naturalWidth, () => 0)"  # 0: the image failed to load
 SHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS", "/tmp"))
 
 pytestmark = [
@@ -62,6 +66,11 @@ def runs_dir(tmp_path_factory) -> Path:
     from tests.test_sweeps_page import make_sweep
 
     make_sweep(runs)  # a sweep of four trials over fake runs (three scored, one never started)
+    from tests.test_risks_page import make_audited_runs
+
+    # `risk-audited` (copy audit, pairs, misuse probes) and `risk-not-audited`; named to sort after fake-object,
+    # the first run of the pages that open on the first run
+    make_audited_runs(runs, runs.parent / "refs", prefix="risk-")
     return runs
 
 
@@ -213,6 +222,39 @@ def test_sweeps_page_view_lives_in_the_url(server, page):
     settle(page, "Sweeps")
     assert "f_lr=0.005" in page.url
     page.screenshot(path=str(SHOTS / "dashboard-sweeps.png"), full_page=True)
+
+
+def test_risks_page_of_an_audited_run_shows_charts_pairs_and_labels(server, page, runs_dir):
+    """The Risks page of a run WITH audit files: the front, copy-rate and misuse charts drawn (each titled with the
+    pipeline-check label of a random-weight run), the closest pairs loaded as images with labelled captions, and
+    the enlarge dialog showing the pair. Skipped for a DASHBOARD_TEST_RUNS_DIR without a `risk-audited` run."""
+    if not (runs_dir / AUDITED / "audit.json").exists():
+        pytest.skip(f"{runs_dir} has no audited run named `{AUDITED}`")
+    page.goto(f"{server}/risks?run={AUDITED}")
+    settle(page, "Risks")
+    assert_no_errors(page, "Risks (audited)")
+    assert page.get_by_role("combobox", name="Run", exact=True).input_value().startswith(AUDITED)
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .gtitle').length >= 3",
+                           timeout=30000)
+    assert charts.count() == 3
+    titles = page.locator('[data-testid="stPlotlyChart"] .gtitle').all_text_contents()  # SVG: no innerText
+    assert len(titles) == 3 and all(t.startswith("PIPELINE CHECK (random weights)") for t in titles), titles
+    assert any("Copy rate per checkpoint" in t for t in titles) and any("misuse category" in t for t in titles)
+    images = page.locator('[data-testid="stImage"] img')
+    assert images.count() == 2  # n_pairs=2 for the chosen measure
+    for i in range(2):
+        assert images.nth(i).evaluate(LOADED_WIDTH) > 0, f"pair {i} did not load"
+    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+    assert len(captions) == 2 and all(c.startswith("PIPELINE CHECK") for c in captions), captions
+    page.get_by_role("button", name="Enlarge").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    big = dialog.locator('[data-testid="stImage"] img')
+    big.wait_for()
+    assert big.evaluate(LOADED_WIDTH) > 0
+    assert dialog.locator('[data-testid="stImageCaption"]').inner_text() == captions[0]
+    page.screenshot(path=str(SHOTS / "dashboard-risks-audited.png"), full_page=True)
 
 
 def test_served_on_loopback_only(server):

@@ -18,17 +18,18 @@ from tests.test_dashboard import assert_clean, open_page, texts
 PAGE = "views/risks.py"
 
 
-def make_audited_runs(runs: Path, refs: Path) -> Path:
-    """An audited run whose prompts are two misuse probes (two categories), and an unaudited one."""
+def make_audited_runs(runs: Path, refs: Path, prefix: str = "") -> Path:
+    """An audited run whose prompts are two misuse probes (two categories), and an unaudited one (names start with
+    `prefix`)."""
     refs.mkdir(parents=True, exist_ok=True)
     for i in range(4):
         draw_image(700 + i, 96).save(refs / f"tom_{i}.png")
     cats = load_categories(MISUSE_FILE)
     probes = [next(t for t, c in cats.items() if c == "advertising"), next(t for t, c in cats.items() if c == "political")]
-    run = make_fake_run(runs, "audited", "object", prompts=probes, seeds=(0, 1, 2))
+    run = make_fake_run(runs, f"{prefix}audited", "object", prompts=probes, seeds=(0, 1, 2))
     audit_run(run, AuditConfig(references=refs, n_pairs=2, n_boot=200), scorer=PixelScorer(), progress=False,
               log=lambda m: None)
-    make_fake_run(runs, "not-audited", "object")
+    make_fake_run(runs, f"{prefix}not-audited", "object")
     return runs
 
 
