@@ -563,19 +563,26 @@ class Driver:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         return counts
 
-    def stop(self, inflight: dict[Any, tuple[str, str]], grace: float = 60.0) -> None:
-        """Ctrl-C: ask every running stage to stop (train marks its run interrupted at a step boundary), wait a
-        while, then record the truth: a run still marked running after its worker is gone was interrupted."""
+    def stop(self, inflight: dict[Any, tuple[str, str]], grace: float = 10.0) -> None:
+        """Ctrl-C: ask every running stage to stop (train marks its run interrupted at a step boundary); a stage
+        whose worker still holds its run's writer lock after `grace` seconds (a cancel does not always reach a
+        retried task) is killed, so no trial trains on after the sweep has exited. Then record the truth: a run
+        still marked running after its worker is gone was interrupted (`settle`)."""
         print("interrupted: stopping the running trials ...", file=sys.stderr)
-        for ref in inflight:
-            try:
-                self.ray.cancel(ref, force=False)
-            except Exception:  # noqa: BLE001 - already finished
-                pass
-        try:
-            self.ray.wait(list(inflight), num_returns=len(inflight), timeout=grace)
-        except Exception:  # noqa: BLE001
-            pass
+        by_name = {t.name: t for t in self.spec.trials}
+        for force in (False, True):
+            for ref in inflight:
+                try:
+                    self.ray.cancel(ref, force=force)
+                except Exception:  # noqa: BLE001 - already finished
+                    pass
+            deadline = time.time() + (grace if not force else 30.0)
+            held = [by_name[n].plan.run for n, _ in inflight.values()]
+            while held and time.time() < deadline:
+                held = [r for r in held if r.exists and r.lock_holder() is not None]
+                time.sleep(0.2)
+            if not held:
+                break
         for name, stage in inflight.values():
             self.rows[name].update(status="interrupted", stage=stage, message="sweep interrupted (Ctrl-C)")
             self.stopped.append(name)
