@@ -266,6 +266,7 @@ def _diffusers_networks(resolution: int, tiny: bool = False):
                         block_out_channels=channels, down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4, sample_size=resolution,
                         norm_num_groups=32)
+    text_encoder.resize_token_embeddings(49409)  # PROMPT_IDS holds the new token's id, as after training
     return text_encoder, unet, vae
 
 
@@ -289,7 +290,6 @@ def measure_diffusers_train(spec: dict[str, Any]) -> dict[str, Any]:
     dev, reset, peak = _torch_setup()
     t0 = time.perf_counter()
     text_encoder, unet, vae = _diffusers_networks(spec["resolution"], spec.get("tiny", False))
-    text_encoder.resize_token_embeddings(49409)
     vae.requires_grad_(False)
     unet.requires_grad_(False)
     body = getattr(text_encoder, "text_model", text_encoder)  # transformers 5 dropped the .text_model wrapper
@@ -349,7 +349,6 @@ def measure_diffusers_generate(spec: dict[str, Any]) -> dict[str, Any]:
     dev, reset, peak = _torch_setup()
     t0 = time.perf_counter()
     text_encoder, unet, vae = _diffusers_networks(spec["resolution"], spec.get("tiny", False))
-    text_encoder.resize_token_embeddings(49409)  # the prompt holds the new token's id, as after training
     dtype = torch.float16 if spec["diffusers_precision"] == "fp16" else torch.float32
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)
