@@ -65,7 +65,6 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines drown the progress bars
     choose_backend()
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)

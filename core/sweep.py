@@ -475,7 +475,6 @@ def start_ray(address: str | None, num_cpus: int | None, object_store_mb: int):
         root = str(Path(__file__).resolve().parent.parent)  # workers of the local instance import this checkout
         paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
         os.environ["PYTHONPATH"] = os.pathsep.join(paths)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=object_store_mb * 1024 * 1024,
                  include_dashboard=False, log_to_driver=True, configure_logging=False)
     return ray

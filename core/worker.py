@@ -25,7 +25,7 @@ def run_in_subprocess(target: str, spec: dict[str, Any], timeout: float | None =
     """Run `target` ("module:function") on `spec` in a new interpreter; its result dict, or
     {"error": "...", "output_tail": "..."} when it failed (non-zero exit, timeout, no result line)."""
     cmd = [sys.executable, "-m", "core.worker", target, json.dumps(spec)]
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), **(env or {})}
+    full_env = {**os.environ, **(env or {})}  # TensorFlow's log settings: core/__init__.py
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
