@@ -129,6 +129,47 @@ def test_two_processes_appending_to_a_new_csv_write_one_header(tmp_path):
         assert path.read_text().count("path,prompt") == 1
 
 
+def test_jsonl_appends_whole_lines_cut_a_torn_one_and_refuse_a_damaged_one(tmp_path):
+    """The locked JSONL helper (RUN/review/*.jsonl) keeps the CSV logs' rule: a line torn by a killed writer is
+    dropped by readers and cut before the next append, never merged; a damaged complete line is one line."""
+    from core.runfolder import append_jsonl, read_jsonl
+
+    path = tmp_path / "review" / "notes.jsonl"
+    append_jsonl(path, [{"image": "a.png", "verdict": "ok"}, {"image": "b.png", "note": "ünïcode"}])
+    with open(path, "ab") as f:
+        f.write(b'{"image": "c.png", "verd')  # killed mid-append
+    assert [r["image"] for r in read_jsonl(path)] == ["a.png", "b.png"]
+    append_jsonl(path, [{"image": "d.png"}])
+    assert [r["image"] for r in read_jsonl(path)] == ["a.png", "b.png", "d.png"]
+    assert path.read_text(encoding="utf-8").count("\n") == 3 and "c.png" not in path.read_text(encoding="utf-8")
+    assert read_jsonl(tmp_path / "absent.jsonl") == []
+    with pytest.raises(TypeError):
+        append_jsonl(path, [["not", "a", "mapping"]])
+    with open(path, "ab") as f:
+        f.write(b"[1, 2]\n")
+    with pytest.raises(UserError, match=r"notes.jsonl: line 4 is not a JSON object"):
+        read_jsonl(path)
+    path.write_text('{"a": 1}\n{"a": \n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"notes.jsonl: line 2 is not JSON"):
+        read_jsonl(path)
+
+
+def test_two_processes_appending_jsonl_never_interleave(tmp_path):
+    code = """
+        import sys
+        from core.runfolder import append_jsonl
+        path, who = sys.argv[1], sys.argv[2]
+        for i in range(30):
+            append_jsonl(path, [{"who": who, "i": i, "pad": "x" * 5000}])
+    """
+    from core.runfolder import read_jsonl
+
+    path = tmp_path / "log.jsonl"
+    procs = [subprocess.Popen([PY, "-c", textwrap.dedent(code), str(path), who], cwd=ROOT) for who in ("a", "b")]
+    assert all(p.wait() == 0 for p in procs)
+    assert sorted((r["who"], r["i"]) for r in read_jsonl(path)) == sorted((w, i) for w in "ab" for i in range(30))
+
+
 # ------------------------------------------------------------------------------------------ true status
 RES = 128
 
@@ -185,7 +226,7 @@ def test_a_full_disk_while_writing_run_json_is_reported_and_the_run_reads_as_sta
     """Issue 10.1: on a full disk the status stayed `running` forever; now the next reader says stale."""
     import errno
 
-    import core.runfolder as rf
+    import core.runfolder.fileio as rf  # where atomic_write_json finds atomic_write_bytes
     from core.errors import JobFailed
     from core.train import start_run, train
 

@@ -1,0 +1,120 @@
+"""The run folder: the one package that knows where every file of an experiment lives and how it is written.
+
+A run is a plain folder anyone can open (layout after MLflow's file store). Everything else in the project
+(training, generation, scoring, the dashboard, the model card) reads and writes through `Run`; nothing else
+builds paths into it. Writes are atomic (temp file + rename); metric and index logs are append-only CSV (JSONL
+for logs of JSON objects), appended under a lock, with a torn last line cut off, never merged.
+
+    core/runfolder/
+      __init__.py   this reference; re-exports every public name (`from core.runfolder import Run, ...`)
+      layout.py     `Run` (paths, reads and writes of each file, staleness), list_runs, reports_dir & co.
+      records.py    the typed records: RunRecord, ScoresRecord, ... (JSON validated once, where it is read)
+      fileio.py     atomic writes, locked CSV/JSONL appends, torn-line repair, sha256_file
+      lock.py       the writer lock (flock; one writing command per run)
+      embedding.py  reading and validating a checkpoint's safetensors embedding
+
+    RUN/
+      run.json                     metadata: schema, status, full resolved config, weights provenance,
+                                   token(s), timings, package versions, hardware (see `Run.record`)
+      metrics.csv                  step,loss,lr,seconds           one line per optimisation step, append-only
+      dataset.csv                  file,sha256,bytes,width,height,license,source,author   training images
+      embeddings/step-NNNNNN.safetensors   {token: float32[n_vectors, 768]}; step 0 is the initializer
+      checkpoints/step-NNNNNN.npz  optimizer state + step for --resume (embedding lives in embeddings/)
+      neighbors.csv                step,vector,rank,token,token_id,cosine,distance_from_init  (token explorer)
+      images/step-NNNNNN/*.png     generated images (PNG text chunks hold their full provenance)
+      images.csv                   one row per generated image (IMAGE_COLUMNS), append-only
+      grids/*.png                  labelled prompt x seed and checkpoint x seed grids
+      scores.csv                   one row per scored image (SCORE_COLUMNS)
+      scores.json                  CLIP model + provenance, baselines (reference ceiling), summaries
+      audit.csv                    one row per audited image (AUDIT_COLUMNS): nearest training image per measure
+      audit.json                   copy-audit thresholds with their calibration, copy rates, misuse transfer
+      audit/pairs/*.png            the closest generated/training pairs side by side (written by `audit`)
+      card.yaml                    model-card overrides the user fills (owner, intended use, ethics checklist)
+      .writer.lock                 held (flock) by the one command writing the run; holds its pid + command
+      logs/<command>.log           tracebacks of failed commands (the terminal shows one line unless --debug)
+
+Every path read from a run goes through `Run.resolve_inside` (no file outside the run, or its declared
+references folder, is ever read through a run); one writer at a time holds `Run.writer(command)`.
+
+`weights.source` in run.json is "kerascv", "local" or "random"; a "random" run is a pipeline check and
+every consumer must label it so (`Run.record.is_pipeline_check`).
+
+Typed records: the JSON files are validated once, here, where they are read, and consumers use the records
+(never the JSON keys; tests/test_boundaries.py enforces it). A missing or damaged key is a one-line UserError
+naming the file and the key. Keys older versions did not write get the value stated in the record's docstring.
+
+    Run.record          -> RunRecord: name, kind (train/import), status, property, token (TokenInfo: placeholder,
+                           initializer, vectors, tokens), weights (WeightsProvenance: source, files, is_pipeline_check,
+                           describe()), config (the saved dict) and resolution, weights_arg, weights_seed,
+                           allow_unverified, mixed_precision, steps (budget), final_step, last_checkpoint,
+                           timings (Timings), versions, hardware, message, created, updated, source_file, pid,
+                           heartbeat.
+                           Read once per `Run` instance; `Run.reload()` reads again; `update_meta` keeps it current.
+    Run.scores_record() -> ScoresRecord (scores.json): clip provenance and label, pipeline-check flag and reasons,
+                           n_boot, references, baselines, the summaries `score` computed (by_step / by_prompt,
+                           also as DataFrames), and `inputs` (sha256 of images.csv and scores.csv).
+    Run.scores_stale()  -> None, or "stale: ... rerun `python -m core score ...`" when those inputs changed
+                           (`Run.audit_stale()` the same for audit.json: one rule, `Run.inputs_stale`).
+    core.compare.read_comparison(folder) -> ComparisonRecord (a folder written by `compare`), with stale_reason().
+`Run.meta` (the raw dict) is for this package only.
+
+Where report folders live (one place): `reports_dir(runs_dir)` = RUNS_DIR/reports; `comparison_dir(a, b)` =
+RUNS_DIR/reports/A-vs-B; `card_dir(run)` = RUNS_DIR/reports/RUN.
+"""
+
+from core.runfolder.embedding import MAX_EMBEDDING_BYTES, read_step_embedding, validate_step_embedding
+from core.runfolder.fileio import (
+                                   append_csv,
+                                   append_jsonl,
+                                   atomic_write_bytes,
+                                   atomic_write_json,
+                                   atomic_write_text,
+                                   one_line,
+                                   read_csv_rows,
+                                   read_jsonl,
+                                   sha256_file,
+                                   write_csv,
+)
+from core.runfolder.layout import (
+                                   AUDIT_COLUMNS,
+                                   IMAGE_COLUMNS,
+                                   MANIFEST_COLUMNS,
+                                   MAX_NAME_CHARS,
+                                   METRIC_COLUMNS,
+                                   NEIGHBOR_COLUMNS,
+                                   SCORE_COLUMNS,
+                                   Run,
+                                   card_dir,
+                                   changed_inputs,
+                                   check_run_name,
+                                   check_runs_dir,
+                                   comparison_dir,
+                                   list_runs,
+                                   reports_dir,
+)
+from core.runfolder.lock import lock_holder, writer_lock
+from core.runfolder.records import (
+                                   KINDS,
+                                   PIPELINE_CHECK_LABEL,
+                                   PROPERTIES,
+                                   REAL_WEIGHT_SOURCES,
+                                   SCHEMA_VERSION,
+                                   STATUSES,
+                                   SUMMARY_KEYS,
+                                   JsonFields,
+                                   RunRecord,
+                                   ScoresRecord,
+                                   Timings,
+                                   TokenInfo,
+                                   WeightsProvenance,
+)
+
+__all__ = [
+    "AUDIT_COLUMNS", "IMAGE_COLUMNS", "KINDS", "MANIFEST_COLUMNS", "MAX_EMBEDDING_BYTES", "MAX_NAME_CHARS",
+    "METRIC_COLUMNS", "NEIGHBOR_COLUMNS", "PIPELINE_CHECK_LABEL", "PROPERTIES", "REAL_WEIGHT_SOURCES",
+    "SCHEMA_VERSION", "SCORE_COLUMNS", "STATUSES", "SUMMARY_KEYS", "JsonFields", "Run", "RunRecord", "ScoresRecord",
+    "Timings", "TokenInfo", "WeightsProvenance", "append_csv", "append_jsonl", "atomic_write_bytes",
+    "atomic_write_json", "atomic_write_text", "card_dir", "changed_inputs", "check_run_name", "check_runs_dir",
+    "comparison_dir", "list_runs", "lock_holder", "one_line", "read_csv_rows", "read_jsonl", "read_step_embedding",
+    "reports_dir", "sha256_file", "validate_step_embedding", "write_csv", "writer_lock",
+]
