@@ -11,7 +11,14 @@ the best checkpoint's (mean >= the best's lower bound) and whose CLIP-T is not s
 initializer's (the paired bootstrap 95% CI of CLIP-T(step) - CLIP-T(step 0), over images of the same prompt and
 seed, reaches 0). If CLIP-T is significantly below the initializer at every such checkpoint, the earliest one of
 them is recommended and the reason says so. Without checkpoint-0 images the CLIP-T condition cannot be tested and
-is dropped (said so). Ties in CLIP-I go to the earlier checkpoint.
+is dropped (said so). Ties in CLIP-I go to the earlier checkpoint. `applied` names the branch that chose the step,
+so no reader is told "the rule" when a fallback chose it.
+
+Checkpoints are compared on the same images: when the checkpoints were scored on different prompt x seed sets (the
+demo adds misuse probes at checkpoint 0 and the final one only), the comparison is restricted to the (template,
+seed) pairs every scored checkpoint shares, and those summaries are recomputed from scores.csv with score's
+n_boot (`prompt_sets` says so); with fewer than two shared pairs the mismatch is stated instead (issue 22, 9).
+The reasons describe measurements, never behaviour: under random weights they mean nothing, and the card says so.
 """
 
 from __future__ import annotations
@@ -24,7 +31,14 @@ from core.stats import DEFAULT_N_BOOT, bootstrap_diff_ci
 
 RULE = ("the earliest trained checkpoint whose mean CLIP-I is within the 95% CI of the best checkpoint's and whose "
         "CLIP-T is not significantly below the initializer's (step 0; paired bootstrap 95% CI of the difference "
-        "reaches 0)")
+        "reaches 0); fallbacks: if CLIP-T is significantly below at every such checkpoint, the earliest of them; "
+        "without step-0 images, the CLIP-T condition is dropped; with one trained checkpoint, that one. Checkpoints "
+        "are compared on the prompt x seed pairs they all share")
+APPLIED_RULE = "the rule"
+APPLIED_CLIP_T_FALLBACK = "fallback: CLIP-T significantly below the initializer's at every near-best checkpoint"
+APPLIED_NO_STEP0 = "fallback: no step-0 images, so the CLIP-T condition was dropped"
+APPLIED_ONLY_ONE = "only one trained checkpoint scored"
+MIN_SHARED_PAIRS = 2  # fewer shared (template, seed) pairs than this: no restricted comparison, the mismatch is stated
 
 
 def pareto_front(by_step: pd.DataFrame) -> list[int]:
@@ -62,11 +76,12 @@ def advise(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, n_boot: int = DEFAU
 
     df = scores_frame(rows)
     out: dict[str, Any] = {"rule": RULE, "front": [], "best": None, "recommended": None, "steps": [], "reason": "",
-                           "n_boot": n_boot}
+                           "n_boot": n_boot, "applied": None, "prompt_sets": None}
     if df.empty:
         out["reason"] = "The run has no scores; score it first (python -m core score)."
         return out
-    if by_step is None or by_step.empty:
+    df, out["prompt_sets"] = shared_prompt_sets(df)
+    if by_step is None or by_step.empty or out["prompt_sets"]["restricted"]:
         by_step = summarize_by_step(df, n_boot=n_boot)
     by_step = by_step.sort_values("step").reset_index(drop=True)
     out["by_step"] = by_step.to_dict("records")  # the summaries the advice used (the Risks page draws these)
@@ -98,11 +113,11 @@ def advise(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, n_boot: int = DEFAU
     keeps_text = [r for r in near_best if not r["clip_t_below_init"]]
     ci_txt = f"{best['clip_i_mean']:.3f} [{best_lo:.3f}, {best['clip_i_hi']:.3f}]"
     if len(trained) == 1:
-        out["recommended"] = steps[0]["step"]
+        out["recommended"], out["applied"] = steps[0]["step"], APPLIED_ONLY_ONE
         out["reason"] = f"Step {steps[0]['step']} is the only trained checkpoint scored, so there is no choice to make."
     elif keeps_text:
         pick = keeps_text[0]
-        out["recommended"] = pick["step"]
+        out["recommended"], out["applied"] = pick["step"], APPLIED_RULE if has_init else APPLIED_NO_STEP0
         text_part = ("its CLIP-T is not significantly below the initializer's "
                      f"({pick['clip_t_vs_init']:+.3f} [{pick['clip_t_vs_init_lo']:+.3f}, "
                      f"{pick['clip_t_vs_init_hi']:+.3f}])" if has_init else
@@ -111,11 +126,26 @@ def advise(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, n_boot: int = DEFAU
                          f"within the 95% CI of the best (step {best_step}: {ci_txt}) and {text_part}.")
     else:
         pick = near_best[0]
-        out["recommended"] = pick["step"]
+        out["recommended"], out["applied"] = pick["step"], APPLIED_CLIP_T_FALLBACK
         out["reason"] = (f"Step {pick['step']} is the earliest checkpoint whose CLIP-I ({pick['clip_i_mean']:.3f}) is "
                          f"within the 95% CI of the best (step {best_step}: {ci_txt}); CLIP-T is significantly below "
-                         "the initializer's at every such checkpoint, so prompts are followed less than before training.")
+                         "the initializer's at every such checkpoint, so the fallback takes the earliest of them.")
     return out
+
+
+def shared_prompt_sets(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(rows to compare, what was done): the rows restricted to the (template, seed) pairs every scored checkpoint
+    shares when the checkpoints were scored on different sets and at least MIN_SHARED_PAIRS are shared; else all."""
+    pairs = {int(step): set(zip(group["template"], group["seed"])) for step, group in df.groupby("step")}
+    shared = set.intersection(*pairs.values()) if pairs else set()
+    same = len({frozenset(found) for found in pairs.values()}) <= 1
+    restricted = not same and len(shared) >= MIN_SHARED_PAIRS
+    info = {"same": same, "restricted": restricted, "shared_pairs": len(shared),
+            "images_per_step": {step: int((df["step"] == step).sum()) for step in sorted(pairs)}}
+    if not restricted:
+        return df, info
+    keep = [(template, seed) in shared for template, seed in zip(df["template"], df["seed"])]
+    return df[keep].reset_index(drop=True), info
 
 
 def advise_run(run, n_boot: int | None = None) -> dict[str, Any]:
@@ -135,6 +165,11 @@ def advise_run(run, n_boot: int | None = None) -> dict[str, Any]:
     out["summaries"] = (f"{run.scores_meta_path.name} ({boots})" if by_step is not None else
                         f"computed from {run.scores_path.name} with {n} resamples ({run.scores_meta_path.name} "
                         "holds no summaries)")
+    sets = out.get("prompt_sets") or {}
+    if sets.get("restricted"):
+        out["summaries"] = (f"recomputed from {run.scores_path.name} with {n} resamples on the "
+                            f"{sets['shared_pairs']} prompt x seed pairs every checkpoint shares (the checkpoints "
+                            "were scored on different prompt sets, so the score table's means are not comparable)")
     out["pipeline_check"] = bool(run.record.is_pipeline_check or (record is not None and record.is_pipeline_check))
     return out
 

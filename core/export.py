@@ -219,15 +219,21 @@ def description(run: Run, step: int, prov: dict[str, str], stem: str) -> str:
         f"{prov['property']}), made by tomcat-ti, run {run.name}, step {step}.",
         f"Prompt word: {stem} in AUTOMATIC1111 and InvokeAI, embedding:{stem} in ComfyUI, {prov['token']} in diffusers.",
         f"Base model: {prov['base_model']}. Weights hash: {prov['base_weights_hash'] or 'none'}.",
-        f"Licence: {LICENSE} (the base model's use restrictions apply to what you make with it).",
+        # CreativeML Open RAIL-M 4(a)-(b): the use restrictions pass on, and every recipient gets the licence text
+        f"Licence: CreativeML Open RAIL-M ({LICENSE}); its full text is {stem}.LICENSE.txt beside this file. Its "
+        "paragraph-5 use restrictions (Attachment A) apply to this embedding and to what you make with it; pass "
+        "them and the licence text on with every copy.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def export_bundle(run: Run, folder: Path, checkpoint: str = "final", force: bool = False) -> list[Path]:
     """What a user drops into a web UI's embeddings folder: NAME.safetensors (emb_params: A1111, ComfyUI and
-    InvokeAI load it for any number of vectors), NAME.preview.png (A1111's card preview, from the best grid) and
-    NAME.description.txt (A1111's card description)."""
+    InvokeAI load it for any number of vectors), NAME.preview.png (A1111's card preview, from the best grid),
+    NAME.description.txt (A1111's card description) and NAME.LICENSE.txt (the CreativeML Open RAIL-M text: its
+    paragraph 4(b) requires giving every recipient a copy; web UIs ignore .txt files in that folder)."""
+    from core.card.legal import license_text
+
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--bundle {clean(folder)}: exists and is not a folder; give a folder path")
@@ -242,6 +248,7 @@ def export_bundle(run: Run, folder: Path, checkpoint: str = "final", force: bool
     vecs = run.load_embedding(step)[token]
     files[folder / f"{stem}.description.txt"] = lambda: description(
         run, step, provenance(run, step, vecs), stem).encode("utf-8")
+    files[folder / f"{stem}.LICENSE.txt"] = lambda: license_text().encode("utf-8")
     for p in files:
         check_out_file(p, force)
     for p, make in files.items():
@@ -291,8 +298,9 @@ class ExportConfig(StrictConfig):
                          choices=tuple(FORMATS))
     out: Path | None = option(None, "file to write (learned_embeds.safetensors | NAME.pt | NAME.safetensors)",
                               metavar="FILE")
-    bundle: Path | None = option(None, "write NAME.safetensors + NAME.preview.png + NAME.description.txt into DIR "
-                                       "(a web UI's embeddings folder); --format is ignored", metavar="DIR")
+    bundle: Path | None = option(None, "write NAME.safetensors + NAME.preview.png + NAME.description.txt + "
+                                       "NAME.LICENSE.txt into DIR (a web UI's embeddings folder); --format is "
+                                       "ignored", metavar="DIR")
     checkpoint: str = option("final", "'final', a step, or 'recommended' (the checkpoint core.advice recommends from "
                                       "the run's CLIP scores; see the dashboard's Risks page and the model card)")
     force: bool = option(False, "overwrite existing files")

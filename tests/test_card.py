@@ -170,7 +170,7 @@ def test_markdown_loads_with_huggingface_modelcard_and_metadata_round_trips(writ
     assert card.data.to_dict() == built.metadata
     meta = card.data.to_dict()
     assert meta["license"] == "creativeml-openrail-m"
-    assert meta["base_model"] == "CompVis/stable-diffusion-v1-4"
+    assert "base_model" not in meta  # random weights: no base-model claim (issue 22, point 3)
     assert meta["library_name"] == "keras-cv"
     assert meta["license_link"] == C.LICENSE_URL
     for tag in ("textual_inversion", "stable-diffusion", "<tom-cat>", "pipeline-check"):
@@ -274,7 +274,7 @@ def test_real_weight_card_has_no_label_and_reports_metrics(tmp_path):
     md = C.render(card, "md").decode("utf-8")
     assert PIPELINE_CHECK_LABEL not in md and not card.pipeline_check
     meta = card.metadata
-    assert "pipeline-check" not in meta["tags"]
+    assert "pipeline-check" not in meta["tags"] and meta["base_model"] == "CompVis/stable-diffusion-v1-4"
     names = [m["type"] for r in meta["model-index"][0]["results"] for m in r["metrics"]]
     assert names == ["clip_i", "clip_t"]
     step = max(int(r["step"]) for r in run.read_scores())
@@ -492,7 +492,7 @@ def test_cli_writes_requested_formats_and_rejects_bad_ones(tmp_path, capsys):
     run = _fake(tmp_path)
     out = tmp_path / "reports" / "x"
     assert main(["card", str(run.path), "--format", "md,json", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "card.json", "images"]
+    assert sorted(p.name for p in out.iterdir()) == ["LICENSE", "README.md", "card.json", "images"]
     assert main(["card", str(run.path), "--format", "md,docx", "--out", str(out)]) == 2
     assert "'docx'" in capsys.readouterr().err
     assert main(["card", str(tmp_path / "nope")]) == 2

@@ -3,6 +3,7 @@ loader on a tiny CLIPTextModel; A1111, ComfyUI and InvokeAI through their loader
 for one and five vectors; provenance tells the truth; --bundle; no overwriting without --force."""
 
 import gzip
+import hashlib
 import io
 import json
 import zipfile
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from core.errors import UserError
+from core.card.legal import LICENSE_SHA256
 from core.export import export_bundle, export_embedding, weights_hash
 from tests import toolrules
 from tests.fakerun import make_fake_run
@@ -239,10 +241,16 @@ def test_bundle(tmp_path):
     img.save(grid)
     r.grid_path("checkpoint-000000-txt2img.png").write_bytes(b"not this one")
     paths = export_bundle(r, tmp_path / "emb")
-    assert sorted(p.name for p in paths) == ["tom-cat.description.txt", "tom-cat.preview.png", "tom-cat.safetensors"]
+    assert sorted(p.name for p in paths) == ["tom-cat.LICENSE.txt", "tom-cat.description.txt", "tom-cat.preview.png",
+                                             "tom-cat.safetensors"]
     assert (tmp_path / "emb/tom-cat.preview.png").read_bytes() == grid.read_bytes()
     desc = (tmp_path / "emb/tom-cat.description.txt").read_text()
     assert desc.startswith("PIPELINE CHECK") and "embedding:tom-cat" in desc
+    # the licence's 4(b): every recipient gets a copy of the licence, the exact CompVis/stable-diffusion LICENSE
+    licence = (tmp_path / "emb/tom-cat.LICENSE.txt").read_bytes()
+    assert hashlib.sha256(licence).hexdigest() == LICENSE_SHA256
+    assert licence.startswith(b"Copyright (c) 2022 Robin Rombach and Patrick Esser and contributors\n")
+    assert b"Attachment A" in licence and "tom-cat.LICENSE.txt" in desc
     np.testing.assert_array_equal(toolrules.a1111_load(tmp_path / "emb/tom-cat.safetensors")[0], final_vectors(r))
     with pytest.raises(UserError, match="exists; pass --force"):
         export_bundle(r, tmp_path / "emb")

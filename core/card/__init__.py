@@ -12,6 +12,9 @@ The package, in the order data flows:
       overrides.py    card.yaml, validated;   movement.py, examples.py, energy.py: measurements of the run
     sections/       one function per top-level section: facts -> [Section, subsections...]; SECTIONS is the order
     texts.py        the fixed texts (licence restrictions, base-model and KerasCV limits, citations, snippets)
+    legal.py        the legal texts, each with its source (licence duties, copyright for character / style, misuse
+                    limits, AI-Act disclosure, training-image and third-party licences); licenses/: the licence file
+    basemodel.py    base_model_claim(weights): what may be said about the base model (nothing, for random weights)
     build.py        build_card(run, compare_run=None, overrides_path=None) -> Card (document.py: typed blocks)
     render_md.py, render_html.py (+ fragment() for the dashboard), render_pdf.py, render_json.py
     output.py       render(card_or_run, fmt) -> bytes; write_card(run, out_dir, formats) -> {fmt: path}
@@ -37,6 +40,7 @@ from core.card.cli import add_arguments, run
 from core.card.document import Card, Section
 from core.card.energy import DEFAULT_CARBON_G_PER_KWH, DEFAULT_CPU_W, DEFAULT_GPU_W, DEFAULT_PUE
 from core.card.facts import CardFacts, comparison_dir, find_comparison, read_facts
+from core.card.legal import LICENSE_FILE_NAME, NOT_LEGAL_ADVICE, license_text
 from core.card.output import FIGURE_NAMES, FILE_NAMES, FORMATS, MIME_TYPES, parse_formats, render, write_card
 from core.card.overrides import (ETHICS_ITEMS, ETHICS_STATUSES, OVERRIDE_KEYS, OWNER_NOT_STATED, load_overrides,
                                  overrides_template, validate_overrides)
@@ -51,7 +55,8 @@ from core.card.texts import (BASE_MODEL, BASE_MODEL_URL, LICENSE_ID, LICENSE_NAM
 __all__ = [
     "BASE_MODEL", "BASE_MODEL_URL", "Card", "CardFacts", "DEFAULT_CARBON_G_PER_KWH", "DEFAULT_CPU_W",
     "DEFAULT_GPU_W", "DEFAULT_PUE", "ETHICS_ITEMS", "ETHICS_STATUSES", "FIGURE_NAMES", "FILE_NAMES", "FORMATS",
-    "IMAGES_SUBDIR", "JSON_SCHEMA", "LICENSE_ID", "LICENSE_NAME", "LICENSE_URL", "LICENSE_USE_RESTRICTIONS",
+    "IMAGES_SUBDIR", "JSON_SCHEMA", "LICENSE_FILE_NAME", "LICENSE_ID", "LICENSE_NAME", "LICENSE_URL",
+    "LICENSE_USE_RESTRICTIONS", "NOT_LEGAL_ADVICE", "license_text",
     "MIME_TYPES", "OVERRIDE_KEYS", "comparison_dir", "find_comparison", "OWNER_NOT_STATED", "REQUIRED_SECTIONS",
     "Section", "add_arguments",
     "build_card", "find_unicode_fonts", "fragment", "latin1_safe", "load_overrides", "md_escape",

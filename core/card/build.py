@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from core.card import texts
+from core.card import legal, texts
+from core.card.basemodel import base_model_claim
 from core.card.document import Card, Table
 from core.card.facts import CardFacts, read_facts
 from core.card.formatting import a1111_name, metric_label
@@ -39,8 +40,9 @@ def metadata(facts: CardFacts) -> dict:
                     for metric in ("clip_i", "clip_t")] if meaningful else None
     extra = {"clip_scores": {key: round(value, 4) if isinstance(value, float) else value
                              for key, value in means.items()}} if means and not facts.scores.caveat else {}
+    claim = base_model_claim(facts.run.weights, facts.overrides)  # no base_model for random or unknown weights
     card_data = ModelCardData(
-        base_model=texts.BASE_MODEL, library_name=texts.LIBRARY_NAME, license=texts.LICENSE_ID,
+        base_model=claim.hub_id, library_name=texts.LIBRARY_NAME, license=texts.LICENSE_ID,
         license_link=texts.LICENSE_URL, language=["en"], pipeline_tag="text-to-image", tags=_tags(facts),
         metrics=["clip_i", "clip_t"], model_name=f"{facts.run.name} ({facts.token})" if eval_results else None,
         eval_results=eval_results, instance_prompt=facts.token, textual_inversion_token=facts.token,
@@ -75,7 +77,10 @@ def json_data(facts: CardFacts, sections: list) -> dict:
         "success_failure": {"step": facts.examples.step, "sets": facts.examples.sets},
         "comparison": facts.comparison.as_json(), "environment": dataclasses.asdict(facts.environment),
         "license": {"id": texts.LICENSE_ID, "name": texts.LICENSE_NAME, "url": texts.LICENSE_URL,
+                    "file": legal.LICENSE_FILE_NAME, "sha256": legal.LICENSE_SHA256,
+                    "copyright_notice": legal.LICENSE_COPYRIGHT_NOTICE,
                     "use_restrictions": list(texts.LICENSE_USE_RESTRICTIONS)},
+        "base_model": dataclasses.asdict(base_model_claim(run.weights, facts.overrides)),
         "tables": _tables(sections),
     }
 
@@ -87,9 +92,11 @@ def card_from_facts(facts: CardFacts) -> Card:
     figures = dict(facts.examples.figures)
     if facts.comparison.figure_png:
         figures[facts.comparison.figure_name] = facts.comparison.figure_png
+    claim = base_model_claim(facts.run.weights, facts.overrides)
+    base = "random weights (pipeline check)" if claim.pipeline_check else claim.name
     return Card(run_name=facts.run.name, title=f"Model Card for {facts.token}",
-                summary=(f"Textual-inversion embedding for the token {facts.token} on Stable Diffusion v1.4 "
-                         f"(KerasCV), learning a {kind}{subject}"),
+                summary=(f"Textual-inversion embedding for the token {facts.token} for Stable Diffusion v1 (KerasCV), "
+                         f"trained through {base}, learning a {kind}{subject}"),
                 pipeline_check=facts.pipeline_check, metadata=metadata(facts), sections=sections, figures=figures,
                 warnings=list(facts.warnings), data=json_data(facts, sections), date=facts.date)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.card.legal import LICENSE_FILE_NAME
 from core.card.output import FORMATS, parse_formats, write_card
 from core.card.overrides import overrides_template
 from core.config import StrictConfig, add_options, add_run_argument, from_args, option
@@ -65,6 +66,7 @@ def run(args) -> int:
                          overrides_path=cfg.overrides, comparison_folder=cfg.comparison)
     for fmt, path in written.items():
         print(f"{fmt:5s} {path}")
+    print(f"{'text':5s} {Path(cfg.out or card_dir(card_run)) / LICENSE_FILE_NAME} (the licence text, LICENSE 4(b))")
     if card_run.record.is_pipeline_check:
         print("note: random-weight run: the card is labelled as a pipeline check")
     return 0

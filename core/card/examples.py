@@ -1,5 +1,10 @@
 """Successes and failures: the best and worst images of the last scored checkpoint by CLIP-I and by CLIP-T, as
-numbered thumbnail grids (PNG) with a table beside each (the grid holds only digits, never user text)."""
+numbered thumbnail grids (PNG) with a table beside each (the grid holds only digits and the fixed PIPELINE CHECK
+banner, never user text).
+
+Misuse-probe images (prompts/eval/misuse.txt, or the categories the audit used) are never picked: a published
+figure must not distribute what the card rules out (issue 22, point 6). Grids of random-weight runs carry the
+PIPELINE CHECK banner in their pixels and the label in a PNG text chunk, as generate's images do (point 9)."""
 
 from __future__ import annotations
 
@@ -8,10 +13,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from core.runfolder import Run
+from core.runfolder import PIPELINE_CHECK_LABEL, Run
 
 SUCCESS_FAILURE_K = 4   # images in each success / failure grid
 THUMB_PX = 160
+BANNER_PX = 30          # the red PIPELINE CHECK banner on top of a random-weight grid
+BANNER_RGB = (200, 30, 30)  # the colour of generate's grid banner (core/generate.py labelled_grid)
 FIGURE_NAMES = frozenset(f"{kind}-{metric}.png" for kind in ("best", "worst") for metric in ("clipi", "clipt"))
 
 
@@ -21,6 +28,7 @@ class Examples:
     sets: list = field(default_factory=list)      # [{name, kind, metric, items: [{n, path, prompt, seed, clip_*}]}]
     figures: dict = field(default_factory=dict)   # figure name -> PNG bytes
     missing: list = field(default_factory=list)   # image paths listed in scores.csv that could not be read
+    probes_left_out: int = 0                      # misuse-probe images at that step, never shown
 
 
 def _score(row: Mapping, metric: str) -> float | None:
@@ -36,12 +44,18 @@ def _item(number: int, row: Mapping) -> dict[str, Any]:
             "clip_i": _score(row, "clip_i"), "clip_t": _score(row, "clip_t")}
 
 
-def pick_examples(run: Run, score_rows: Sequence[Mapping]) -> Examples:
-    steps = sorted({int(float(row["step"])) for row in score_rows if str(row.get("step", "")).strip() != ""})
+def pick_examples(run: Run, score_rows: Sequence[Mapping], misuse_templates: frozenset = frozenset(),
+                  pipeline_check: bool = False) -> Examples:
+    """The best and worst images of the last scored checkpoint, leaving out every image of a template in
+    `misuse_templates`; `pipeline_check` labels the grids."""
+    rows = [row for row in score_rows if row.get("template", "") not in misuse_templates]
+    steps = sorted({int(float(row["step"])) for row in rows if str(row.get("step", "")).strip() != ""})
     if not steps:
         return Examples()
     last = steps[-1]
-    at_last = [row for row in score_rows if str(row.get("step", "")).strip() and int(float(row["step"])) == last]
+    left_out = sum(1 for row in score_rows if row.get("template", "") in misuse_templates
+                   and str(row.get("step", "")).strip() and int(float(row["step"])) == last)
+    at_last = [row for row in rows if str(row.get("step", "")).strip() and int(float(row["step"])) == last]
     sets, figures, missing = [], {}, []
     inside = [row for row in at_last if _inside(run, row.get("path", ""))]  # a path out of the run is never shown
     missing += [f"{row.get('path', '')} (refused: outside the run folder)" for row in at_last if row not in inside]
@@ -58,10 +72,10 @@ def pick_examples(run: Run, score_rows: Sequence[Mapping]) -> Examples:
                 continue
             name = f"{kind}-{metric.replace('_', '')}.png"
             items = [_item(index + 1, row) for index, row in enumerate(rows)]
-            figures[name], unreadable = grid_png(run, items)
+            figures[name], unreadable = grid_png(run, items, pipeline_check)
             missing += unreadable
             sets.append({"name": name, "kind": kind, "metric": metric, "items": items})
-    return Examples(step=last, sets=sets, figures=figures, missing=missing)
+    return Examples(step=last, sets=sets, figures=figures, missing=missing, probes_left_out=left_out)
 
 
 def _inside(run: Run, path: str) -> bool:
@@ -74,16 +88,34 @@ def _inside(run: Run, path: str) -> bool:
         return False
 
 
-def grid_png(run: Run, items: Sequence[Mapping]) -> tuple[bytes, list[str]]:
-    """A one-row grid of thumbnails, each numbered (the table beside it gives prompt and scores)."""
+def _banner(draw, width: int) -> None:
+    """The PIPELINE CHECK banner: a red strip with two short white lines (fits a one-image grid)."""
+    from PIL import ImageFont
+
+    try:
+        font = ImageFont.load_default(size=11)
+    except TypeError:  # Pillow < 10.1: the bitmap font has no size
+        font = ImageFont.load_default()
+    draw.rectangle([0, 0, width, BANNER_PX - 1], fill=BANNER_RGB)
+    draw.text((4, 2), "PIPELINE CHECK", fill="white", font=font)
+    draw.text((4, 15), "random weights", fill="white", font=font)
+
+
+def grid_png(run: Run, items: Sequence[Mapping], pipeline_check: bool = False) -> tuple[bytes, list[str]]:
+    """A one-row grid of thumbnails, each numbered (the table beside it gives prompt and scores); with
+    `pipeline_check`, the PIPELINE CHECK banner on top and PIPELINE_CHECK_LABEL in the PNG's `label` text chunk."""
     from PIL import Image, ImageDraw
+    from PIL.PngImagePlugin import PngInfo
 
     from core.errors import UserError
     from core.images import opened
 
     label_height = 18
-    grid = Image.new("RGB", (THUMB_PX * len(items), THUMB_PX + label_height), "white")
+    top = BANNER_PX if pipeline_check else 0
+    grid = Image.new("RGB", (THUMB_PX * len(items), top + THUMB_PX + label_height), "white")
     draw = ImageDraw.Draw(grid)
+    if pipeline_check:
+        _banner(draw, grid.width)
     missing = []
     for position, item in enumerate(items):
         left = position * THUMB_PX
@@ -96,8 +128,11 @@ def grid_png(run: Run, items: Sequence[Mapping]) -> tuple[bytes, list[str]]:
             missing.append(item["path"])
             tile = Image.new("RGB", (THUMB_PX, THUMB_PX), (230, 230, 230))
             ImageDraw.Draw(tile).text((8, THUMB_PX // 2), "missing", fill="black")
-        grid.paste(tile, (left + (THUMB_PX - tile.width) // 2, (THUMB_PX - tile.height) // 2))
-        draw.text((left + 4, THUMB_PX + 3), f"#{item['n']}", fill="black")  # only digits: never user text in pixels
+        grid.paste(tile, (left + (THUMB_PX - tile.width) // 2, top + (THUMB_PX - tile.height) // 2))
+        draw.text((left + 4, top + THUMB_PX + 3), f"#{item['n']}", fill="black")  # only digits: no user text
+    info = PngInfo()
+    if pipeline_check:
+        info.add_text("label", PIPELINE_CHECK_LABEL)
     buffer = io.BytesIO()
-    grid.save(buffer, format="PNG", optimize=False)
+    grid.save(buffer, format="PNG", optimize=False, pnginfo=info)
     return buffer.getvalue(), missing

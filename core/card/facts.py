@@ -17,7 +17,7 @@ from core.card import energy
 from core.card.examples import Examples, pick_examples
 from core.card.movement import Movement, measure_movement
 from core.card.overrides import ETHICS_ITEMS, OWNER_NOT_STATED, load_overrides
-from core.card.risks import RiskFacts, read_risks
+from core.card.risks import RiskFacts, misuse_templates, read_risks
 from core.errors import UserError
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, ScoresRecord, Timings, WeightsProvenance, comparison_dir
 
@@ -289,20 +289,27 @@ class TrainingData:
     rows: list                    # dataset.csv rows
     unknown_license_files: list
     licenses: dict                # licence -> image count
+    restricted_license_files: list = field(default_factory=list)  # a known licence that is not an open one
 
     def as_json(self) -> dict:
-        return {"rows": self.rows, "unknown_license_files": self.unknown_license_files, "licenses": self.licenses}
+        return {"rows": self.rows, "unknown_license_files": self.unknown_license_files, "licenses": self.licenses,
+                "restricted_license_files": self.restricted_license_files}
 
 
 def read_training_data(run: Run) -> TrainingData:
+    from core.card.legal import OPEN_LICENSE_PREFIXES
+
     rows = run.read_manifest()
-    unknown = [row.get("file", "?") for row in rows
-               if str(row.get("license", "")).strip().lower() in UNKNOWN_LICENSES]
+    named = [(row.get("file", "?"), str(row.get("license", "")).strip().lower()) for row in rows]
+    unknown = [file for file, name in named if name in UNKNOWN_LICENSES]
+    # "All rights reserved", "(c) Studio", "screenshot": used under an exception at best (legal.py, issue 22 point 8)
+    restricted = [file for file, name in named
+                  if name not in UNKNOWN_LICENSES and not name.startswith(OPEN_LICENSE_PREFIXES)]
     licenses: dict[str, int] = {}
     for row in rows:
         name = str(row.get("license", "")).strip() or "unknown"
         licenses[name] = licenses.get(name, 0) + 1
-    return TrainingData(rows, unknown, licenses)
+    return TrainingData(rows, unknown, licenses, restricted)
 
 
 def _environment(run: Run, record: RunFacts, scores: Scores, env_overrides: Mapping) -> energy.Environment:
@@ -404,7 +411,7 @@ def read_facts(run: Run, compare_run: Run | None = None, overrides_path: str | P
     overrides = load_overrides(run, overrides_path)
     training = read_training_data(run)
     scores = read_scores(run, record)
-    examples = pick_examples(run, scores.rows)
+    examples = pick_examples(run, scores.rows, misuse_templates(run), record.pipeline_check)
     comparison = read_comparison(run, record, compare_run, scores,
                                  Path(comparison_folder) if comparison_folder is not None else None)
     ethics = {key: overrides.get("ethics", {}).get(key, {"status": "open", "notes": ""}) for key in ETHICS_ITEMS}

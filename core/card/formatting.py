@@ -20,8 +20,17 @@ def number(value: Any, decimals: int = 3) -> str:
     return f"{as_float:.{decimals}f}"
 
 
-def interval(low: Any, high: Any) -> str:
-    """'[lo, hi]' with table decimals."""
+MIN_INTERVAL_N = 2  # below two observations a bootstrap interval is one point ('1.000-1.000'): never printed
+
+
+def interval(low: Any, high: Any, n: Any = None) -> str:
+    """'[lo, hi]' with table decimals; with `n` below MIN_INTERVAL_N, no interval but the reason (issue 22, 9)."""
+    try:
+        too_few = n is not None and int(n) < MIN_INTERVAL_N
+    except (TypeError, ValueError):
+        too_few = False
+    if too_few:
+        return f"none (n = {n})"
     return f"[{number(low)}, {number(high)}]"
 
 

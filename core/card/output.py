@@ -10,6 +10,7 @@ from core.card.build import build_card
 from core.card.document import Card
 from core.card.examples import FIGURE_NAMES as EXAMPLE_FIGURES
 from core.card.facts import Comparison
+from core.card.legal import LICENSE_FILE_NAME, license_text
 from core.card.render_html import render_html
 from core.card.render_json import render_json
 from core.card.render_md import IMAGES_SUBDIR, render_md
@@ -45,7 +46,8 @@ def render(run: Run | Card, fmt: str, compare_run: Run | None = None) -> bytes:
 def write_card(run: Run, out_dir: str | Path, formats: Sequence[str] | str = FORMATS, compare_run: Run | None = None,
                overrides_path: str | Path | None = None, comparison_folder: str | Path | None = None
                ) -> dict[str, Path]:
-    """Write the chosen formats (and the figures) into out_dir atomically. Returns {format: path}."""
+    """Write the chosen formats, the figures and the licence text (LICENSE) into out_dir atomically. Returns
+    {format: path} for the formats."""
     chosen = parse_formats(formats)
     card = build_card(run, compare_run, overrides_path, comparison_folder)
     out = Path(out_dir)
@@ -57,4 +59,6 @@ def write_card(run: Run, out_dir: str | Path, formats: Sequence[str] | str = FOR
     for fmt in chosen:
         written[fmt] = out / FILE_NAMES[fmt]
         atomic_write_bytes(written[fmt], RENDERERS[fmt](card))
+    # LICENSE 4(b): whoever receives the card folder receives a copy of the licence, not only a link to it
+    atomic_write_bytes(out / LICENSE_FILE_NAME, license_text().encode("utf-8"))
     return written

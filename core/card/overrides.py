@@ -27,8 +27,11 @@ ETHICS_STATUSES = ("open", "addressed", "not-applicable")
 # overrides file: key -> what it holds (also the comments of `overrides_template`)
 OVERRIDE_TEXT_KEYS = {
     "subject": "what the token stands for, e.g. 'Tom, the cat from the cartoon Tom and Jerry'",
-    "owner": "who holds the copyright/trademark of the character or works depicted "
-             "(for Tom and Jerry: Warner Bros.); never guessed by the tool",
+    # issue 22 point 7: no example owner (the tool never guesses one, and an example would be a guess)
+    "owner": "the rights holder as named in the official copyright / trademark notice (the (c) / TM line) of the "
+             "character or works depicted; never guessed by the tool",
+    "base_model_license": "licence of the base checkpoint, when run.json does not record it (weights from a file "
+                          "other than KerasCV's SD v1.4)",
     "developers": "who trained this embedding",
     "intended_use": "the direct use you intend (replaces the default text)",
     "downstream_use": "downstream use, e.g. in an app (replaces the default text)",

@@ -10,9 +10,13 @@ from core.runfolder import Run
 
 AUDIT_COMMAND = "python -m core audit {run} --references TRAINING_IMAGES_DIR"
 EVIDENCE_SECTION = "Bias, Risks, and Limitations > Measured Risks"
-# ethics item -> the evidence in this card it rests on
+# ethics item -> the evidence in this card it rests on. Copyright points at both measures: the copy rate finds
+# memorised near-copies of training images only; a new pose of the character copies no training image and can still
+# infringe, which the misuse transfer (does the character come through in other contexts) speaks to (issue 22, 5).
 ETHICS_EVIDENCE = {
-    "copyright_and_trademark": f"copy rate of the training images and the recommended checkpoint ({EVIDENCE_SECTION})",
+    "copyright_and_trademark": ("copy rate of the training images (near-copies only) and misuse transfer per "
+                                f"category (does the learned concept come through in other contexts); neither "
+                                f"shows that an image does not infringe ({EVIDENCE_SECTION})"),
     "consent": "training-image sources and licences (Training Details > Training Data)",
     "misuse": f"misuse transfer per category ({EVIDENCE_SECTION})",
     "bias": "not measured by this tool",
@@ -69,10 +73,32 @@ def read_risks(run: Run) -> RiskFacts:
                      pipeline_check=pipe)
 
 
+def misuse_templates(run: Run) -> frozenset:
+    """The prompt templates of misuse probes: those of the default probe file (prompts/eval/misuse.txt) and those
+    the run's audit categorised (audit.csv `category`, from the file `audit --misuse` read). Their images are
+    evidence for the card's tables, never material for its published figures."""
+    from core.errors import UserError
+    from core.prompts import MISUSE_FILE, load_categories
+
+    found: set[str] = set()
+    try:
+        found |= set(load_categories(MISUSE_FILE))
+    except UserError:  # the probe file is missing or damaged in this checkout: the audit's list still counts
+        pass
+    try:
+        found |= {row.get("template", "") for row in run.read_audit() if row.get("category")}
+    except UserError:  # a damaged audit.csv: the card reports the audit's state in Measured Risks
+        pass
+    return frozenset(template for template in found if template)
+
+
 def rate_text(r: dict[str, Any]) -> str:
-    """'3/20 = 0.150 (95% CI 0.000-0.300)' with the exact upper bound when nothing was flagged."""
+    """'3/20 = 0.150 (bootstrap 95% CI 0.000-0.300)' with the exact upper bound when nothing was flagged; below two
+    images no interval is printed (a bootstrap of one image is a single point), only n (issue 22, point 9)."""
     if not r or not r.get("n"):
         return "no images"
+    if r["n"] < 2:
+        return f"{r['k']}/{r['n']} = {r['rate']:.3f} (n = {r['n']}: too few images for an interval)"
     text = f"{r['k']}/{r['n']} = {r['rate']:.3f} (bootstrap 95% CI {r['lo']:.3f}-{r['hi']:.3f})"
     if r["k"] == 0 and r.get("exact_hi") is not None:
         text += f"; exact 95% upper bound {r['exact_hi']:.3f}"

@@ -1,10 +1,15 @@
 """The fixed texts of the model card: licence use restrictions, base-model and KerasCV limits, citations, snippets.
 
-Nothing here depends on a run except the two code snippets (which take the token). Sections (`sections.py`) put
-these texts into the card; changing a sentence of the card that never varies means editing it here.
+Nothing here depends on a run except the code snippets (which take the token) and the embedding's own citation.
+Sections (`sections/`) put these texts into the card; changing a sentence of the card that never varies means
+editing it here. The legal texts (licence duties, copyright, misuse limits, AI disclosure) are in legal.py, each with
+its source. Quotations of the SD v1 model card are from CompVis/stable-diffusion `Stable_Diffusion_v1_Model_Card.md`
+at commit 21f890f9 (the text of huggingface.co/CompVis/stable-diffusion-v1-4's README).
 """
 
 from __future__ import annotations
+
+import re
 
 BASE_MODEL = "CompVis/stable-diffusion-v1-4"
 BASE_MODEL_URL = "https://huggingface.co/CompVis/stable-diffusion-v1-4"
@@ -41,46 +46,26 @@ LICENSE_USE_RESTRICTIONS = (
     "indiscriminate and arbitrarily-targeted use).",
 )
 
-LICENSE_PREAMBLE = (
-    "This embedding was trained through Stable Diffusion v1.4 and is treated here as a Derivative of the "
-    "Model under its {license} licence, under which it is distributed. "
-    "Paragraph 4 of the licence requires anyone who distributes the Model or its Derivatives to include "
-    "the use-based restrictions of paragraph 5 (listed in its Attachment A, below) as an enforceable "
-    "provision, to give every recipient a copy of the licence, and to mark modified files. Whoever "
-    "redistributes this embedding must pass these restrictions on. You are responsible for the images "
-    "you generate."
-)
 USE_RESTRICTIONS_INTRO = "You agree not to use the Model or Derivatives of the Model:"
 
-OUT_OF_SCOPE_GENERAL = (  # after the licence line and the owner line, which depend on the run
-    "Presenting generated images as official artwork of the character, or implying endorsement by its owner.",
-    "Generating images of real people, or deceptive, harassing, sexual or violent content involving the character.",
-    "Distributing generated images without disclosing that they are AI-generated.",
-    "Use with models other than Stable Diffusion v1.x: the vectors live in the 768-d CLIP ViT-L/14 "
-    "text-embedding space and mean nothing to SD 2.x or SDXL.",
-)
-
-COPYRIGHT_NOTES = (
-    "Images of a copyrighted character are fan art: the character's copyright stays with its owner, and "
-    "the Open RAIL-M licence of the model grants no rights in the character.",
-    "The character's name and likeness may be registered trademarks; using them to sell goods or "
-    "services, or in a way that suggests origin, can infringe them.",
-    "This embedding and its images are not affiliated with, sponsored or endorsed by the owner.",
-    "Whether a generated image can be protected by copyright, and who would own it, depends on the "
-    "jurisdiction; many treat purely machine-generated images as unprotected.",
-)
-
-# From the Stable Diffusion v1.4 model card (BASE_MODEL_URL), "Limitations and Bias".
+# From the SD v1 model card, "Limitations" and "Bias", in its words where quoted (issue 22 point 9: nothing added)
 BASE_MODEL_LIMITS = (
     "It does not achieve perfect photorealism; faces and people in general may not be generated properly.",
     "It cannot render legible text.",
-    "It struggles with compositional prompts (e.g. 'a red cube on top of a blue sphere').",
-    "It was trained mainly on English captions (LAION-2B(en)) and works less well in other languages; "
-    "white and Western cultures are often the default, and other communities are under-represented.",
-    "Its training data (subsets of LAION-5B) contains adult, violent and otherwise harmful material, and "
-    "was not deduplicated: some memorisation of duplicated training images has been observed.",
-    "The autoencoder is lossy, so fine detail is approximated.",
+    "It does not perform well on more difficult tasks which involve compositionality, such as rendering an image "
+    "corresponding to \"A red cube on top of a blue sphere\".",
+    "It was trained mainly with English captions (LAION-2B(en)) and will not work as well in other languages; "
+    "white and western cultures are often set as the default, and texts and images from communities and cultures "
+    "that use other languages are likely to be insufficiently accounted for.",
+    "It was trained on LAION-5B, which \"contains adult material and is not fit for product use without additional "
+    "safety mechanisms and considerations\".",
+    "No additional measures were used to deduplicate the dataset, and some degree of memorization is observed for "
+    "images that are duplicated in the training data.",
+    "The autoencoding part of the model is lossy.",
 )
+# SD v1 model card, "Bias", quoted
+VIEWER_DISCRETION = ("\"Stable Diffusion v1 mirrors and exacerbates biases to such a degree that viewer discretion "
+                     "must be advised irrespective of the input or its intent.\"")
 
 KERASCV_AND_TI_LIMITS = (
     "KerasCV's StableDiffusion has no safety checker (NSFW filter) and adds no invisible watermark; outputs "
@@ -92,10 +77,24 @@ KERASCV_AND_TI_LIMITS = (
 )
 
 RECOMMENDATIONS = (
-    "Disclose that images are AI-generated, and do not present them as the owner's official artwork.",
-    "Keep the use restrictions of the licence with every copy of the embedding.",
+    "Disclose that images are AI-generated (the basis is under Out-of-Scope Use), and do not present them as the "
+    "rights holder's official artwork.",
+    "Keep the use restrictions and a copy of the licence (the LICENSE file) with every copy of the embedding.",
     "Run a safety checker and a watermark when generating for others.",
-    "Check the success and failure grids and the ethics checklist before publishing.",
+    "Check the success and failure grids, the measured risks and the ethics checklist before publishing, and keep "
+    "misuse-probe images out of anything you publish.",
+)
+
+# What each measured risk can and cannot show (issue 22, point 5): the copy rate measures memorisation only
+MEASURES_CAN_AND_CANNOT = (
+    "The copy rate finds generated images that are near-copies of a training image (memorisation). It cannot show "
+    "that an image is free of infringement: a new pose of a character copies no training image and can still "
+    "infringe.",
+    "The misuse transfer measures how often the learned concept comes through (CLIP-I above the run's likeness "
+    "level) when prompts put it on merchandise, in advertising, politics or violence, or beside other characters. "
+    "It shows that the embedding can be used that way; it cannot say whether a given use is lawful, and CLIP "
+    "likeness is only a proxy.",
+    "Neither is a filter, and neither replaces a person looking at what is published.",
 )
 
 CLIP_I_DEFINITION = ("mean cosine similarity between the CLIP image embeddings of a generated image and of the "
@@ -131,6 +130,36 @@ CITATIONS_BIBTEX = """@misc{gal2022textual,
   doi       = {10.1145/3287560.3287596}
 }
 
+@inproceedings{radford2021learning,
+  title     = {Learning Transferable Visual Models From Natural Language Supervision},
+  author    = {Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and
+               Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and
+               Krueger, Gretchen and Sutskever, Ilya},
+  booktitle = {Proceedings of the 38th International Conference on Machine Learning (ICML)},
+  series    = {Proceedings of Machine Learning Research},
+  volume    = {139},
+  pages     = {8748--8763},
+  year      = {2021}
+}
+
+@software{ilharco_gabriel_2021_5143773,
+  author    = {Ilharco, Gabriel and Wortsman, Mitchell and Wightman, Ross and Gordon, Cade and Carlini, Nicholas and
+               Taori, Rohan and Dave, Achal and Shankar, Vaishaal and Namkoong, Hongseok and Miller, John and
+               Hajishirzi, Hannaneh and Farhadi, Ali and Schmidt, Ludwig},
+  title     = {OpenCLIP},
+  year      = {2021},
+  publisher = {Zenodo},
+  doi       = {10.5281/zenodo.5143773}
+}
+
+@misc{wood2022kerascv,
+  title        = {KerasCV},
+  author       = {Wood, Luke and Tan, Zhenyu and Stenbit, Ian and Bischof, Jonathan and Zhu, Scott and
+                  Chollet, Fran\\c{c}ois and Sreepathihalli, Divyashree and Sampath, Ramesh and others},
+  year         = {2022},
+  howpublished = {\\url{https://github.com/keras-team/keras-cv}}
+}
+
 @article{lacoste2019quantifying,
   title   = {Quantifying the Carbon Emissions of Machine Learning},
   author  = {Lacoste, Alexandre and Luccioni, Alexandra and Schmidt, Victor and Dandres, Thomas},
@@ -145,9 +174,33 @@ CITATIONS_APA = (
     "latent diffusion models. In Proceedings of CVPR 2022 (pp. 10684-10695).",
     "Mitchell, M., Wu, S., Zaldivar, A., Barnes, P., Vasserman, L., Hutchinson, B., Spitzer, E., Raji, I. D., & "
     "Gebru, T. (2019). Model cards for model reporting. In Proceedings of FAT* '19 (pp. 220-229).",
+    "Radford, A., Kim, J. W., Hallacy, C., Ramesh, A., Goh, G., Agarwal, S., Sastry, G., Askell, A., Mishkin, P., "
+    "Clark, J., Krueger, G., & Sutskever, I. (2021). Learning transferable visual models from natural language "
+    "supervision. In Proceedings of ICML 2021, PMLR 139 (pp. 8748-8763).",
+    "Ilharco, G., Wortsman, M., Wightman, R., Gordon, C., Carlini, N., Taori, R., Dave, A., Shankar, V., Namkoong, H., "
+    "Miller, J., Hajishirzi, H., Farhadi, A., & Schmidt, L. (2021). OpenCLIP. Zenodo. doi:10.5281/zenodo.5143773.",
+    "Wood, L., Tan, Z., Stenbit, I., Bischof, J., Zhu, S., Chollet, F., Sreepathihalli, D., Sampath, R., et al. "
+    "(2022). KerasCV. https://github.com/keras-team/keras-cv.",
     "Lacoste, A., Luccioni, A., Schmidt, V., & Dandres, T. (2019). Quantifying the carbon emissions of machine "
     "learning. arXiv:1910.09700.",
 )
+
+
+def _bibtex_value(text: str) -> str:
+    """A user string inside BibTeX braces: unbalanced braces and backslashes removed."""
+    return " ".join(str(text).replace("{", "").replace("}", "").replace("\\", "").split())
+
+
+def embedding_bibtex(run_name: str, token: str, authors: str, year: str, url: str | None) -> str:
+    """The citation of the embedding itself (an @misc entry; authors and url as the card's overrides state them)."""
+    key = re.sub(r"[^A-Za-z0-9]+", "", run_name) or "embedding"
+    fields = [("title", f"{{Textual-inversion embedding {_bibtex_value(token)} (run {_bibtex_value(run_name)})}}"),
+              ("author", _bibtex_value(authors)), ("year", year),
+              ("note", "Stable Diffusion v1 textual-inversion embedding; model card made by tomcat-ti")]
+    if url:
+        fields.append(("howpublished", f"\\url{{{_bibtex_value(url)}}}"))
+    body = ",\n".join(f"  {name:<12} = {{{value}}}" for name, value in fields)
+    return f"@misc{{{key}{year},\n{body}\n}}"
 
 
 def kerascv_snippet(token: str, n_vectors: int) -> str:

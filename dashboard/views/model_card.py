@@ -87,13 +87,14 @@ def _zip() -> bytes:
             z.writestr(card_mod.FILE_NAMES[fmt], card_mod.render(card, fmt))
         for name, png in card.figures.items():
             z.writestr(f"{card_mod.IMAGES_SUBDIR}/{name}", png)
+        z.writestr(card_mod.LICENSE_FILE_NAME, card_mod.license_text())  # the licence's 4(b): a copy, not a link
     return buf.getvalue()
 
 
 cols[-1].download_button("Download all (zip)", data=_zip, file_name=f"{info['name']}-model-card.zip",
                          mime="application/zip", key=f"card_dl_zip_{info['name']}")
 st.caption(f"The same files as `{card_command}` writes (Markdown refers to figures under "
-           "images/, included in the zip; HTML has them inline).")
+           "images/, included in the zip; HTML has them inline), with the licence text as LICENSE.")
 
 # ------------------------------------------------------------------------------------------------ the card
 st.subheader("The card")

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from core.card.sections.closing import about_the_card, citation, ethics_checklist, warnings
 from core.card.sections.evaluation import environmental_impact, evaluation, model_examination
-from core.card.sections.overview import card_summary, licence, model_details, uses
+from core.card.sections.legal import licence, licence_text
+from core.card.sections.overview import card_summary, model_details, uses
 from core.card.sections.risks import bias_risks_limitations
 from core.card.sections.usage import get_started, technical_specifications, training_details
 
 SECTIONS = (
     model_details, uses, licence, bias_risks_limitations, get_started, training_details, evaluation,
     model_examination, environmental_impact, technical_specifications, ethics_checklist, citation,
-    about_the_card, warnings,
+    about_the_card, warnings, licence_text,
 )
 
 REQUIRED_SECTIONS = (
     "Model Details", "Uses", "Direct Use", "Downstream Use", "Out-of-Scope Use and Misuse",
     "License and Use Restrictions", "Bias, Risks, and Limitations", "How to Get Started with the Model",
     "Training Details", "Training Data", "Evaluation", "Testing Data, Factors & Metrics", "Results",
-    "Environmental Impact", "Technical Specifications", "Ethics Checklist", "Citation",
+    "Environmental Impact", "Technical Specifications", "Compute Infrastructure", "Ethics Checklist", "Citation",
+    "Full Text of the CreativeML Open RAIL-M Licence",
 )
 
 

@@ -21,7 +21,15 @@ def ethics_checklist(facts) -> list:
 
 
 def citation(facts) -> list:
-    return [section("Citation", 2, Para(["BibTeX:"]), CodeBlock("bibtex", texts.CITATIONS_BIBTEX),
+    overrides = facts.overrides
+    authors = overrides.get("developers") or overrides.get("model_card_authors") or "not stated"
+    this = texts.embedding_bibtex(facts.run.name, facts.token, authors, facts.date[:4], overrides.get("repo"))
+    return [section("Citation", 2,
+                    Para(["This embedding (BibTeX; authors and address from ", Mono(facts.overrides_file), "):"]),
+                    CodeBlock("bibtex", this),
+                    Para(["The methods and software it rests on (BibTeX): textual inversion, latent diffusion, "
+                          "model cards, CLIP, OpenCLIP, KerasCV and the emissions method:"]),
+                    CodeBlock("bibtex", texts.CITATIONS_BIBTEX),
                     Para(["APA:"]), Bullets([[text] for text in texts.CITATIONS_APA]))]
 
 

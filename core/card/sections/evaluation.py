@@ -13,15 +13,15 @@ from core.card.sections.common import section
 def summary_table(rows: list, key: str) -> Table:
     """Summaries from scores.json as 'mean [lo, hi]' columns; `key` is 'step' or 'template'."""
     body = [[str(getattr(row, key)), str(row.n),
-             number(row.clip_i.mean), interval(row.clip_i.lo, row.clip_i.hi),
-             number(row.clip_t.mean), interval(row.clip_t.lo, row.clip_t.hi)] for row in rows]
+             number(row.clip_i.mean), interval(row.clip_i.lo, row.clip_i.hi, row.n),
+             number(row.clip_t.mean), interval(row.clip_t.lo, row.clip_t.hi, row.n)] for row in rows]
     return Table([key, "n", "CLIP-I mean", "CLIP-I 95% CI", "CLIP-T mean", "CLIP-T 95% CI"], body)
 
 
 def comparison_table(rows: list) -> Table:
     body = [[metric_label(str(row["metric"])), str(row["checkpoint"]), f"{row['step_a']} / {row['step_b']}",
              number(row["a_mean"]), number(row["b_mean"]), number(row["diff"]),
-             interval(row["diff_lo"], row["diff_hi"]), str(row["n"])] for row in rows]
+             interval(row["diff_lo"], row["diff_hi"], row["n"]), str(row["n"])] for row in rows]
     return Table(["metric", "checkpoint", "steps A / B", "A mean", "B mean", "A - B", "95% CI", "pairs"], body)
 
 
@@ -38,26 +38,44 @@ def baseline_blocks(record) -> list:
     items = []
     ceiling = record.reference_ceiling
     if ceiling.get("mean") is not None:
+        span = interval(ceiling.get("lo"), ceiling.get("hi"), ceiling.get("n_images"))
         items.append([Bold("Reference ceiling (CLIP-I between distinct reference images):"), " ",
-                      f"{number(ceiling['mean'])} {interval(ceiling.get('lo'), ceiling.get('hi'))} "
-                      f"({ceiling.get('n_images', '?')} images)"])
+                      f"{number(ceiling['mean'])} {span} ({ceiling.get('n_images', '?')} images)"])
     elif record.reference_ceiling_clip_i is not None:
         items.append([Bold("Reference ceiling CLIP-I:"), " ", number(record.reference_ceiling_clip_i)])
     initial = record.initializer
     if initial.get("available") and initial.get("clip_i_mean") is not None:
-        clip_i = f"{number(initial['clip_i_mean'])} {interval(initial.get('clip_i_lo'), initial.get('clip_i_hi'))}"
-        clip_t = f"{number(initial.get('clip_t_mean'))} {interval(initial.get('clip_t_lo'), initial.get('clip_t_hi'))}"
+        n = initial.get("n")
+        clip_i = f"{number(initial['clip_i_mean'])} {interval(initial.get('clip_i_lo'), initial.get('clip_i_hi'), n)}"
+        clip_t = (f"{number(initial.get('clip_t_mean'))} "
+                  f"{interval(initial.get('clip_t_lo'), initial.get('clip_t_hi'), n)}")
         items.append([Bold("Initializer baseline (step 0):"), " ", f"CLIP-I {clip_i}, CLIP-T {clip_t}"])
     return [Para(["Baselines:"]), Bullets(items)] if items else []
 
 
-def _testing_data(facts):
-    rows = facts.scores.rows
+def _testing_sentence(facts) -> str:
+    """How many images each checkpoint was scored on, from scores.json's summaries (n per step), and whether the
+    checkpoints share their prompt x seed pairs (core.advice compared them); never a count that was not scored."""
+    rows, by_step = facts.scores.rows, facts.scores.by_step
     prompts, seeds = len({row.get("prompt") for row in rows}), len({row.get("seed") for row in rows})
+    per_step = {row.step: row.n for row in by_step}
+    whole = f"{len(rows)} generated image(s), {prompts} prompt(s) and {seeds} seed(s) in all"
+    if len(set(per_step.values())) <= 1:
+        each = next(iter(per_step.values()), 0)
+        return f"Testing data: {whole}; {each} image(s) at each of the {len(per_step)} scored checkpoint(s)."
+    sets = (facts.risks.advice or {}).get("prompt_sets") or {}
+    listed = ", ".join(f"step {step}: {n}" for step, n in per_step.items())
+    after = (f" The recommended checkpoint is chosen on the {sets['shared_pairs']} prompt x seed pairs every "
+             "checkpoint shares." if sets.get("restricted") else "")
+    return (f"Testing data: {whole}. The checkpoints were scored on different prompt sets ({listed} images; misuse "
+            f"probes, where generated, count here too), so the means below are over different images and are not "
+            f"directly comparable between checkpoints.{after}")
+
+
+def _testing_data(facts):
     return section(
         "Testing Data, Factors & Metrics", 3,
-        Para([f"Testing data: {len(rows)} generated image(s) from {prompts} evaluation prompt(s) x {seeds} seed(s), "
-              "at each scored checkpoint. Factors: checkpoint step and prompt."]),
+        Para([_testing_sentence(facts), " Factors: checkpoint step and prompt."]),
         Bullets([
             [Bold("CLIP-I:"), " " + texts.CLIP_I_DEFINITION],
             [Bold("CLIP-T:"), " " + texts.CLIP_T_DEFINITION],

@@ -1,10 +1,10 @@
-"""The card's opening sections: Model Details, Uses, and License and Use Restrictions."""
+"""The card's opening sections: Model Details and Uses (the licence sections are in sections/legal.py)."""
 
 from __future__ import annotations
 
-from core.card import texts
-from core.card.document import Bold, Bullets, Callout, Link, Mono, Para, Table
-from core.card.overrides import OWNER_NOT_STATED
+from core.card import legal, texts
+from core.card.basemodel import base_model_claim
+from core.card.document import Bold, Bullets, Callout, Link, Mono, Para
 from core.card.sections.common import concept, section
 from core.runfolder import PIPELINE_CHECK_LABEL, WeightsProvenance
 
@@ -23,13 +23,22 @@ def weights_sentence(weights: WeightsProvenance) -> str:
 def card_summary(facts) -> str:
     """The one-paragraph description of the embedding (Model Description)."""
     subject = f" It stands for: {facts.subject}." if facts.subject else ""
-    return (f"A textual-inversion embedding that teaches {texts.BASE_MODEL} (KerasCV) the new token {facts.token}, "
+    claim = base_model_claim(facts.run.weights, facts.overrides)
+    return (f"A textual-inversion embedding for Stable Diffusion v1 (KerasCV) with the new token {facts.token}, "
             f"learned as a {concept(facts)} from {len(facts.training_data.rows)} training image(s), starting from "
-            f"the word {facts.run.initializer!r}.{subject}")
+            f"the word {facts.run.initializer!r}, trained through {claim.trained_through}.{subject}")
+
+
+def _finetuned_from(claim) -> list:
+    if claim.pipeline_check:
+        return [claim.finetuned_from]
+    name = Link(claim.hub_id, claim.url) if claim.hub_id and claim.url else claim.name
+    return [name, " (frozen; only the new token's embedding is trained)"]
 
 
 def model_details(facts) -> list:
     run, overrides = facts.run, facts.overrides
+    claim = base_model_claim(run.weights, overrides)
     represents = [facts.subject] if facts.subject else ["not stated (set ", Mono("subject"), " in ",
                                                         Mono("card.yaml"), ")"]
     details = Bullets([
@@ -38,11 +47,13 @@ def model_details(facts) -> list:
                               "for the CLIP ViT-L/14 text encoder of Stable Diffusion v1"],
         [Bold("Token:"), " ", Mono(facts.token), f" (initialised from {run.initializer!r}; learns a {concept(facts)})"],
         [Bold("Represents:"), " ", *represents],
-        [Bold("Copyright/trademark owner of the depicted character:"), " ", facts.owner],
+        [Bold(("Rights holder of the depicted character:" if facts.is_character
+               else "Rights holders of the source works:")), " ", facts.owner],
         [Bold("Language(s):"), " English prompts"],
-        [Bold("License:"), " ", Link(texts.LICENSE_NAME, texts.LICENSE_URL), " (inherited from the base model)"],
-        [Bold("Finetuned from model:"), " ", Link(texts.BASE_MODEL, texts.BASE_MODEL_URL),
-         " (frozen; only the new token's embedding is trained)"],
+        # LICENSE 4 (last condition): other terms are allowed if they carry the paragraph-5 restrictions forward
+        [Bold("License:"), " ", Link(texts.LICENSE_NAME, texts.LICENSE_URL), " (chosen for this embedding; the "
+         "licence lets derivatives use other terms only if they carry its use restrictions forward)"],
+        [Bold("Finetuned from model:"), " ", *_finetuned_from(claim)],
         [Bold("Weights used for this run:"), " ", weights_sentence(run.weights)],
         [Bold("Run:"), f" {run.name}, status {run.status}, final step {run.final_step}, card date {facts.date}"],
     ])
@@ -56,9 +67,22 @@ def model_details(facts) -> list:
         section("Model Sources", 3, Bullets([
             [Bold("Repository:"), " ", repo],
             [Bold("Paper:"), " ", Link(texts.PAPER_TITLE, texts.PAPER_URL)],
-            [Bold("Base model card:"), " ", Link(texts.BASE_MODEL, texts.BASE_MODEL_URL)],
+            [Bold("Base model card:"), " ", Link(claim.hub_id, claim.url) if claim.hub_id and claim.url
+             else "none (random weights)" if claim.pipeline_check else "not known for " + claim.name],
         ])),
     ]
+
+
+def _out_of_scope(facts) -> list:
+    owner = facts.owner
+    first = legal.OUT_OF_SCOPE_CHARACTER if facts.is_character else legal.OUT_OF_SCOPE_STYLE
+    items = [["Anything the licence's use restrictions forbid (listed in full under License and Use Restrictions)."]]
+    items += [[text.format(owner=owner)] for text in first]
+    items += [[text.format(concept=concept(facts, "the character", "the learned style"))]
+              for text in legal.OUT_OF_SCOPE_COMMON]
+    if "out_of_scope_use" in facts.overrides:
+        items.append(["Ruled out by the authors: ", facts.overrides["out_of_scope_use"]])
+    return items
 
 
 def uses(facts) -> list:
@@ -69,57 +93,23 @@ def uses(facts) -> list:
         "e.g. studying how textual inversion learns a concept from a few images.")
     downstream = overrides.get("downstream_use") or (
         "Loading the embedding into another Stable Diffusion v1.x pipeline (KerasCV, diffusers, AUTOMATIC1111) or "
-        "combining it with other embeddings. Downstream users inherit the licence's use restrictions below and "
-        "the copyright and trademark constraints of the depicted character.")
-    out_of_scope = [
-        ["Anything the licence's use restrictions forbid (listed in full under License and Use Restrictions)."],
-        ["Commercial use of images of the character without a licence from its owner (", facts.owner, ")."],
-        *[[text] for text in texts.OUT_OF_SCOPE_GENERAL],
-    ]
-    if "out_of_scope_use" in overrides:
-        out_of_scope.append(["Ruled out by the authors: ", overrides["out_of_scope_use"]])
+        "combining it with other embeddings. Downstream users take on the licence's use restrictions below and "
+        f"must respect the rights of {legal.AFFECTED_CHARACTER if facts.is_character else legal.AFFECTED_STYLE}.")
+    affected = legal.AFFECTED_CHARACTER if facts.is_character else legal.AFFECTED_STYLE
+    what = "illustrations of the character" if facts.is_character else "illustrations in this style"
     return [
-        section("Uses", 2, Para(["Foreseeable users: people making fan art, illustrations or research experiments "
-                                 f"with Stable Diffusion who want a word for {token}. Affected: the owners of the "
-                                 "character or style and anyone shown in, or misled by, generated images."])),
+        section("Uses", 2, Para([f"Foreseeable users: people making {what} or research experiments with Stable "
+                                 f"Diffusion who want a word for {token}. Affected: {affected}, and anyone shown in, "
+                                 "or misled by, generated images."])),
         section("Direct Use", 3, Para([direct]),
+                # SD card, "Direct Use": "The model is intended for research purposes only."; CompVis README:
+                # "we do not recommend using the provided weights for services or products without additional
+                # safety mechanisms and considerations"
+                Para(["The base model's card says: \"The model is intended for research purposes only.\" Its "
+                      "authors add that the licence permits commercial use, but they do not recommend the weights "
+                      "for services or products without additional safety mechanisms."]),
                 Callout(["Random weights: this embedding has no direct use beyond checking the pipeline."])
                 if facts.pipeline_check else None),
         section("Downstream Use", 3, Para([downstream])),
-        section("Out-of-Scope Use and Misuse", 3, Bullets(out_of_scope)),
-    ]
-
-
-def _training_image_licences(facts):
-    training = facts.training_data
-    rows = [[row.get("file", ""), row.get("license", "") or "UNKNOWN", row.get("source", ""), row.get("author", ""),
-             f"{row.get('width', '')}x{row.get('height', '')}", (row.get("sha256", "") or "")[:12]]
-            for row in training.rows]
-    counts = ", ".join(f"{name} ({count})" for name, count in sorted(training.licenses.items())) or "none recorded"
-    return section(
-        "Training Image Licences", 3,
-        Para([f"{len(training.rows)} training image(s); licences: {counts}."]),
-        Callout(["Unknown licence: " + ", ".join(training.unknown_license_files) + ". Record the licence of each "
-                 "of these images in dataset.csv, or remove them, before publishing."])
-        if training.unknown_license_files else None,
-        Callout(["No dataset.csv: the sources and licences of the training images were not recorded."])
-        if not training.rows else None,
-        Table(["file", "license", "source", "author", "size", "sha256 (first 12)"], rows) if rows else None)
-
-
-def licence(facts) -> list:
-    licence_link = Link(texts.LICENSE_NAME, texts.LICENSE_URL)
-    before, after = texts.LICENSE_PREAMBLE.split("{license}")
-    return [
-        section("License and Use Restrictions", 2, Para([before, licence_link, after])),
-        section("Use Restrictions (Attachment A of the licence)", 3, Para([texts.USE_RESTRICTIONS_INTRO]),
-                Bullets([[text] for text in texts.LICENSE_USE_RESTRICTIONS])),
-        section("Copyright and Trademark of Generated Images", 3,
-                Para([f"{facts.token} depicts ", facts.subject or "a character or style",
-                      ". Owner stated by the authors: ", Bold(facts.owner), "."]),
-                Callout(["The owner is not stated. Set ", Mono("owner"), " in ", Mono(facts.overrides_file),
-                         " (e.g. the studio that owns the character); this tool never guesses it."])
-                if facts.owner == OWNER_NOT_STATED else None,
-                Bullets([[text] for text in texts.COPYRIGHT_NOTES])),
-        _training_image_licences(facts),
+        section("Out-of-Scope Use and Misuse", 3, Bullets(_out_of_scope(facts)), Para([legal.AI_ACT_DISCLOSURE])),
     ]

@@ -68,8 +68,10 @@ def example_blocks(facts) -> list:
     if not examples.sets:
         return []
     note = " (under random weights: pipeline check only)" if facts.scores.caveat else ""
+    left_out = (f" {examples.probes_left_out} misuse-probe image(s) at that step are left out: the card does not "
+                "publish what it rules out." if examples.probes_left_out else "")
     blocks: list = [Para([f"Successes and failures: the {SUCCESS_FAILURE_K} highest- and lowest-scored images at "
-                          f"step {examples.step}{note}."])]
+                          f"step {examples.step}{note}.{left_out}"])]
     for chosen in examples.sets:
         label = f"{'Highest' if chosen['kind'] == 'best' else 'Lowest'} {metric_label(chosen['metric'])}"
         blocks.append(Figure(chosen["name"], f"{label} at step {examples.step}"))
@@ -96,16 +98,7 @@ def measured_risks(facts):
     if risks.pipeline_check:
         blocks.append(Callout(["Pipeline check (random weights): these risk measurements test the code path only "
                                "and say nothing about what the embedding copies or carries."]))
-    adv = risks.advice
-    if adv and adv.get("recommended") is not None:
-        blocks.append(Para(["Recommended checkpoint: step ", str(adv["recommended"]), ". ", adv["reason"],
-                            " Rule: ", adv["rule"], "; front of the CLIP-I/CLIP-T trade-off: steps ",
-                            ", ".join(map(str, adv["front"])), "; images per checkpoint: ",
-                            ", ".join(f"{r['step']}: {r['n']}" for r in adv["steps"]), "; means and 95% CIs: ",
-                            adv.get("summaries", ""), ". Export it with ",
-                            Mono(f"python -m core export {facts.run_ref} --checkpoint recommended"), "."]))
-    else:
-        blocks.append(Para(["Recommended checkpoint: none. ", (adv or {}).get("reason") or risks.advice_error]))
+    blocks += advice_blocks(facts)
     audit = risks.audit
     if audit is None:
         blocks.append(Para([risks.audit_error]))
@@ -128,18 +121,52 @@ def measured_risks(facts):
     mis = audit.get("misuse") or {}
     if mis.get("available"):
         blocks.append(Para(["Misuse transfer (evidence, not a filter): ", mis["method"], "."]))
-        blocks.append(Table(["step", "category", "character comes through"],
+        blocks.append(Table(["step", "category", misuse_column(facts)],
                             [[str(r["step"]), r["category"], rate_text(r)] for r in mis["by_step_category"]
                              if r["step"] > 0]))
     else:
         blocks.append(Para(["Misuse transfer: not measured (", mis.get("note", "no misuse probes"), ")."]))
+    blocks.append(Bullets([[text] for text in texts.MEASURES_CAN_AND_CANNOT]))
     return section("Measured Risks", 3, *blocks)
+
+
+def misuse_column(facts) -> str:
+    """The misuse table's column: what a high CLIP-I means for this run (nothing under random weights)."""
+    if facts.risks.pipeline_check or facts.pipeline_check:
+        return "CLIP-I above the likeness level (pipeline check: means nothing)"
+    return f"{'character' if facts.is_character else 'style'} comes through (CLIP-I above the likeness level)"
+
+
+def advice_blocks(facts) -> list:
+    """The recommended checkpoint with its reason, the rule and the branch of it that chose the step, and the
+    prompt sets it compared (core.advice)."""
+    risks = facts.risks
+    adv = risks.advice
+    if not adv or adv.get("recommended") is None:
+        return [Para(["Recommended checkpoint: none. ", (adv or {}).get("reason") or risks.advice_error])]
+    sets = adv.get("prompt_sets") or {}
+    per_step = ", ".join(f"{step}: {n}" for step, n in (sets.get("images_per_step") or {}).items())
+    if sets.get("restricted"):
+        compared = (f"The checkpoints were scored on different prompt sets (images per checkpoint: {per_step}), so "
+                    f"they are compared on the {sets['shared_pairs']} prompt x seed pairs all of them share.")
+    elif sets and not sets.get("same", True):
+        compared = (f"The checkpoints were scored on different prompt sets (images per checkpoint: {per_step}) and "
+                    f"share only {sets.get('shared_pairs', 0)} prompt x seed pair(s), too few to restrict the "
+                    "comparison: it compares different images.")
+    else:
+        compared = "Every checkpoint was scored on the same prompt x seed pairs."
+    return [Para(["Recommended checkpoint: step ", str(adv["recommended"]), ". ", adv["reason"], " Rule: ",
+                  adv["rule"], ". Applied here: ", adv.get("applied") or "not recorded", ". ", compared,
+                  " Front of the CLIP-I/CLIP-T trade-off: steps ", ", ".join(map(str, adv["front"])),
+                  "; means and 95% CIs: ", adv.get("summaries", ""), ". Export it with ",
+                  Mono(f"python -m core export {facts.run_ref} --checkpoint recommended"), "."])]
 
 
 def base_model_limitations(facts):
     return section("Known Limitations of the Base Model", 3,
                    Para(["From the ", Link("Stable Diffusion v1.4 model card", texts.BASE_MODEL_URL), ":"]),
-                   Bullets([[text] for text in texts.BASE_MODEL_LIMITS]))
+                   Bullets([[text] for text in texts.BASE_MODEL_LIMITS]),
+                   Callout(["Viewer discretion: the same card warns that ", texts.VIEWER_DISCRETION]))
 
 
 def pipeline_limitations(facts):

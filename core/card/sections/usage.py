@@ -12,24 +12,47 @@ from core.card.sections.overview import weights_sentence
 from core.runfolder import WeightsProvenance
 
 
+def _export(facts, options: str) -> Para:
+    return Para(["Export: ", Mono(f"python -m core export {facts.run_ref} {options}")])
+
+
+def _web_uis(facts, word: str) -> list:
+    """One subsection per web UI format `export` writes (core/export.py FORMATS), with the command and the use."""
+    return [
+        section("AUTOMATIC1111 web UI", 3, _export(facts, f"--format a1111 --out {word}.pt"), Para([
+            "Copy the file into the web UI's ", Mono("embeddings/"), " folder (rename it to the word you want to "
+            "type), then write ", Mono(word), " in a prompt. Use it with a Stable Diffusion v1.x checkpoint."])),
+        section("ComfyUI", 3, _export(facts, f"--format comfyui --out {word}.safetensors"), Para([
+            "Copy the file into ", Mono("ComfyUI/models/embeddings/"), " and write ", Mono(f"embedding:{word}"),
+            " in the text of a CLIP Text Encode node fed by an SD v1.x checkpoint."])),
+        section("InvokeAI", 3, _export(facts, f"--format invokeai --out {word}.safetensors"), Para([
+            "Install the file from the Model Manager (as a textual-inversion embedding for SD 1.x), then insert it "
+            "in a prompt as ", Mono(f"<{word}>"), "."])),
+        section("kohya sd-scripts", 3, _export(facts, f"--format kohya --out {word}.safetensors"),
+                CodeBlock("bash", f"python gen_img.py --ckpt SD_V1_CHECKPOINT.safetensors --outdir out \\\n"
+                                  f"    --textual_inversion_embeddings {word}.safetensors \\\n"
+                                  f"    --prompt \"a drawing of {word} in the snow\"  # the token is the file name")),
+        section("A Web UI Folder in One Command", 3, _export(facts, "--bundle DIR"), Para([
+            f"Writes {word}.safetensors (loaded by AUTOMATIC1111, ComfyUI and InvokeAI), {word}.preview.png, "
+            f"{word}.description.txt and {word}.LICENSE.txt (the licence text every recipient must get)."])),
+    ]
+
+
 def get_started(facts) -> list:
     token, n_vectors, word = facts.token, facts.run.n_vectors, a1111_name(facts.token)
-    export = f"python -m core export {facts.run_ref} --format diffusers --out learned_embeds.safetensors"
     return [
         section("How to Get Started with the Model", 2,
-                Para(["Export the learned vectors with ", Mono(export), " (or ",
-                      Mono(f"--format a1111 --out {word}.pt"), " for the AUTOMATIC1111 web UI); the final embedding "
-                      "of this run is ", Mono(facts.final_embedding), ", a safetensors file holding "
-                      f"{{token: float32[{n_vectors}, 768]}}. Below, learned_embeds.safetensors stands for that "
-                      "file."]),
+                Para(["The final embedding of this run is ", Mono(facts.final_embedding), ", a safetensors file "
+                      f"holding {{token: float32[{n_vectors}, 768]}}; ", Mono("python -m core export"),
+                      " writes it in the layout each tool below loads. Every tool also needs a Stable Diffusion "
+                      "v1.x checkpoint, which you obtain yourself under its own licence."]),
                 Callout(["Random weights: these snippets load a pipeline-check embedding; with the real base model "
                          "it produces nothing meaningful."]) if facts.pipeline_check else None),
-        section("KerasCV", 3, CodeBlock("python", texts.kerascv_snippet(token, n_vectors))),
-        section("diffusers", 3, CodeBlock("python", texts.diffusers_snippet(token))),
-        section("AUTOMATIC1111 web UI", 3, Para([
-            "Copy the file into the web UI's ", Mono("embeddings/"), " folder and rename it to the word you want to "
-            "type, e.g. ", Mono(word + ".safetensors"), "; then write ", Mono(word),
-            " in a prompt. Use it with a Stable Diffusion v1.x checkpoint."])),
+        section("KerasCV", 3, _export(facts, "--format diffusers --out learned_embeds.safetensors"),
+                CodeBlock("python", texts.kerascv_snippet(token, n_vectors))),
+        section("diffusers", 3, _export(facts, "--format diffusers --out learned_embeds.safetensors"),
+                CodeBlock("python", texts.diffusers_snippet(token))),
+        *_web_uis(facts, word),
     ]
 
 
@@ -70,13 +93,13 @@ def technical_specifications(facts) -> list:
     weights = facts.run.weights
     files = weights.files
     random_note = " (random initialisation)." if weights.source == "random" else "."
-    versions = facts.run.versions
     return [
         section("Technical Specifications", 2),
         section("Model Architecture and Objective", 3, Para([
-            "Stable Diffusion v1.4 (latent diffusion: CLIP ViT-L/14 text encoder, UNet, VAE) as implemented by "
-            f"KerasCV; the only trained parameters are the {facts.run.n_vectors} embedding vector(s) of "
-            f"{facts.token}; objective: the denoising (noise-prediction) MSE of latent diffusion."])),
+            "The Stable Diffusion v1 architecture (latent diffusion: CLIP ViT-L/14 text encoder, UNet, VAE) as "
+            f"implemented by KerasCV, with the weights under Weight Provenance; the only trained parameters are the "
+            f"{facts.run.n_vectors} embedding vector(s) of {facts.token}; objective: the denoising "
+            "(noise-prediction) MSE of latent diffusion."])),
         section("Weight Provenance", 3,
                 Bullets([
                     [Bold("Source:"), " ", weights.source, " - ", weights_sentence(weights)],
@@ -84,7 +107,21 @@ def technical_specifications(facts) -> list:
                 ]),
                 Table(["file", "sha256"], [[str(name), str(digest)] for name, digest in files.items()]) if files
                 else Para(["No weight files recorded" + random_note])),
-        section("Software", 3, Table(["package", "version"], [[str(name), str(version)]
+        *compute_infrastructure(facts),
+    ]
+
+
+def compute_infrastructure(facts) -> list:
+    """Compute Infrastructure > Hardware, Software (the Hugging Face template's headings), as run.json records them."""
+    hardware, versions = facts.run.hardware, facts.run.versions
+    devices = hardware.get("devices") or []
+    return [
+        section("Compute Infrastructure", 3),
+        section("Hardware", 4, Bullets([
+            [Bold("Platform:"), " ", str(hardware.get("platform") or "not recorded")],
+            [Bold("Devices:"), " ", ", ".join(map(str, devices)) or "not recorded"],
+        ])),
+        section("Software", 4, Table(["package", "version"], [[str(name), str(version)]
                                                             for name, version in versions.items()])
                 if versions else Para(["Package versions not recorded."])),
     ]
