@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from core.advice import advise, pareto_front
+from core.score import summarize_by_step
 
 N = 20  # images per checkpoint (prompt x seed)
 
@@ -149,3 +150,29 @@ def test_export_cli_checkpoint_recommended(tmp_path, capsys):
     got = next(iter(load_file(str(out)).values()))
     assert np.allclose(got.reshape(-1), run.load_embedding(10)["<tom-cat>"].reshape(-1))
     assert not np.allclose(got.reshape(-1), run.load_embedding(20)["<tom-cat>"].reshape(-1))
+
+
+def test_checkpoints_scored_on_different_prompt_sets_are_compared_on_the_pairs_they_share():
+    """Issue 22, point 9: the demo scores misuse probes at checkpoint 0 and the last one only. Compared on all
+    images, the probes (scored high here) would make step 200 the best; on the shared pairs, step 100 is."""
+    rows = scores({0: (0.50, 0.30), 100: (0.76, 0.30), 200: (0.70, 0.30)})
+    probes = [{"path": f"images/step-{step:06d}/probe{k}.png", "step": step, "prompt": f"probe{k}",
+               "template": f"probe{k} {{}}", "seed": 0, "clip_i": 0.99, "clip_t": 0.30}
+              for step in (0, 200) for k in range(10)]
+    unrestricted = advise(rows + probes, n_boot=500, by_step=summarize_by_step(rows + probes, n_boot=500))
+    assert unrestricted["prompt_sets"]["restricted"]  # even when handed the full summaries, it restricts
+    adv = advise(rows + probes, n_boot=500)
+    assert adv["recommended"] == 100 and adv["best"] == 100, adv["reason"]
+    assert adv["prompt_sets"] == {"same": False, "restricted": True, "shared_pairs": N,
+                                  "images_per_step": {0: N + 10, 100: N, 200: N + 10}}
+    assert [r["n"] for r in adv["steps"]] == [N, N]  # the compared summaries hold the shared images only
+    same = advise(rows, n_boot=500)["prompt_sets"]
+    assert same["same"] and not same["restricted"]
+
+
+def test_the_reason_names_the_fallback_and_makes_no_behavioural_claim():
+    adv = advise(scores({0: (0.50, 0.30), 100: (0.75, 0.20), 200: (0.76, 0.20)}), n_boot=1000)
+    assert adv["applied"].startswith("fallback: CLIP-T significantly below")
+    assert "prompts are followed" not in adv["reason"] and "fallback" in adv["rule"]
+    assert advise(scores({0: (0.5, 0.3), 100: (0.7, 0.3), 200: (0.75, 0.3)}), n_boot=500)["applied"] == "the rule"
+    assert advise(scores({100: (0.7, 0.3), 200: (0.75, 0.3)}), n_boot=500)["applied"].startswith("fallback: no step-0")

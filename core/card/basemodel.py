@@ -9,10 +9,11 @@ records the base checkpoint's own name and licence (issue 19), extend the last b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
-from core.card.texts import BASE_MODEL as SD14_HUB_ID, BASE_MODEL_URL as SD14_URL
+from core.card.texts import BASE_MODEL as SD14_HUB_ID
+from core.card.texts import BASE_MODEL_URL as SD14_URL
 from core.card.texts import LICENSE_NAME as SD14_LICENCE  # KerasCV's notice names it for its SD v1.4 files (legal.py)
 from core.runfolder import WeightsProvenance
 

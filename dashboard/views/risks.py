@@ -42,7 +42,8 @@ if advice is not None:
     c1, c2 = st.columns([1, 3])
     c1.metric("Recommended checkpoint", "none" if rec is None else f"step {rec}")
     c2.markdown(f"**Why:** {advice['reason']}")
-    c2.caption(f"Rule: {advice['rule']}. Means and 95% CIs: {advice['summaries']}. Export it with "
+    c2.caption(f"Rule: {advice['rule']}. Applied here: {advice.get('applied') or 'not recorded'}. "
+               f"Means and 95% CIs: {advice['summaries']}. Export it with "
                f"`python -m core export {data.q(path)} --checkpoint recommended`.")
     if pipe_adv:
         st.warning("The advice is computed from pipeline-check scores (random weights): it shows the rule at "
@@ -161,7 +162,8 @@ else:
     pipe_mis = PIPE or (meta.get("misuse_scores") or {}).get("pipeline_check")
     fig = go.Figure(go.Bar(x=sub["category"], y=sub["rate"], error_y=err_bars(sub), customdata=sub[["k", "n"]],
                            hovertemplate="%{customdata[0]}/%{customdata[1]} images"))
-    fig.update_layout(title=title(f"Character comes through, per misuse category, step {step}", pipe_mis),
+    fig.update_layout(title=title(f"Learned concept comes through (CLIP-I above the likeness level), per misuse "
+                                  f"category, step {step}", pipe_mis),
                       yaxis_title="share of images (bootstrap 95% CI)", yaxis_range=[0, 1], height=380,
                       margin=dict(t=50, b=10))
     st.plotly_chart(fig, key="risks_misuse")
