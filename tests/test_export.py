@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import UserError
 from core.card.legal import LICENSE_SHA256
+from core.errors import UserError
 from core.export import export_bundle, export_embedding, weights_hash
 from tests import toolrules
 from tests.fakerun import make_fake_run

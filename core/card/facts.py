@@ -366,8 +366,8 @@ def _warnings(record: RunFacts, run: Run, overrides: Mapping, training: Training
               comparison: Comparison, ethics: Mapping) -> list[str]:
     warnings = [PIPELINE_CHECK_LABEL] if record.pipeline_check else []
     if "owner" not in overrides:
-        warnings.append(f"The owner (copyright/trademark holder) of what {record.token} depicts is not stated: "
-                        f"set 'owner' in {run.card_overrides_path.name}.")
+        warnings.append(f"The owner (the rights holder named in the official copyright/trademark notice) of what "
+                        f"{record.token} depicts is not stated: set 'owner' in {run.card_overrides_path.name}.")
     if not training.rows:
         warnings.append(f"No training-image manifest ({run.manifest_path.name}): the sources and licences of the "
                         "training images are unknown.")

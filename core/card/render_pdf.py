@@ -23,7 +23,7 @@ _FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/u
 _FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf", "I": "DejaVuSans-Oblique.ttf",
                "mono": "DejaVuSansMono.ttf"}
 _LATIN1_REPLACE = {"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "...", "•": "-",
-                   "×": "x", "≈": "~", "≤": "<=", "≥": ">="}
+                   "×": "x", "≈": "~", "≤": "<=", "≥": ">=", "™": "(TM)"}
 HEADING_SIZE = {2: 14, 3: 12, 4: 11}
 
 
