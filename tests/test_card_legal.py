@@ -60,6 +60,7 @@ def test_character_and_style_cards_carry_different_copyright_text(cards):
         assert character_only not in style, character_only
     for text in (character, style):
         assert "does not make an infringing use lawful" in text  # "not affiliated" is no cure
+        assert "adult, violent" not in text and "contains adult material" in text  # the SD card, as it reads
         assert "This card is not legal advice." in text
 
 

@@ -43,10 +43,12 @@ def clip_blocks(facts) -> list:
     final = facts.scores.final
     if final is None:
         return [Para([facts.scores.missing_reason])] if facts.scores.missing_reason else []
+    reading = ("; a high CLIP-I with a low CLIP-T suggests the token overrides the prompt (overfitting to the "
+               "training images)" if not facts.scores.caveat else
+               "; under this caveat the numbers say nothing about how the embedding behaves")
     return [Para([f"CLIP at step {final.step}: mean CLIP-I {number(final.clip_i.mean)}, mean CLIP-T "
                   f"{number(final.clip_t.mean)}. CLIP-I measures likeness to the training images, CLIP-T "
-                  "agreement with the rest of the prompt; a high CLIP-I with a low CLIP-T suggests the token "
-                  "overrides the prompt (overfitting to the training images)."])]
+                  f"agreement with the rest of the prompt{reading}."])]
 
 
 def comparison_blocks(facts) -> list:
