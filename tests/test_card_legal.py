@@ -195,6 +195,7 @@ def test_misuse_probe_images_never_appear_in_a_published_figure(tmp_path):
     shown = [item["prompt"] for chosen in sets for item in chosen["items"]]
     assert shown and not any(probe.replace("{}", "<tom-cat>") in shown for probe in probes)
     assert "4 misuse-probe image(s) at that step are left out" in C.render(card, "md").decode("utf-8")
+    assert card.data["success_failure"]["misuse_probes_left_out"] == 4
     # a probe file of the user's own (`audit --misuse FILE`): the audit's categories count too
     custom = "{} on a lunchbox, product photo"
     run = _with_probes(tmp_path / "runs", "custom", [custom])
