@@ -19,9 +19,9 @@ def _preamble(facts) -> Para:
     if claim.pipeline_check:
         return Para(["This embedding is passed on under the ", licence_link, " licence. It is a pipeline check "
                      "(random weights), not a Derivative of Stable Diffusion: see the subsection on Derivatives."])
+    base_licence = f"base checkpoint's licence: {claim.licence}" if claim.licence_known else claim.licence
     return Para(["This embedding was trained through ", claim.name, " and is passed on under the ", licence_link,
-                 " licence (base checkpoint's licence: ", claim.licence, "). Whoever passes it on takes on the "
-                 "conditions below."])
+                 f" licence ({base_licence}). Whoever passes it on takes on the conditions below."])
 
 
 def _duties(facts) -> list:

@@ -105,9 +105,9 @@ def uses(facts) -> list:
                 # SD card, "Direct Use": "The model is intended for research purposes only."; CompVis README:
                 # "we do not recommend using the provided weights for services or products without additional
                 # safety mechanisms and considerations"
-                Para(["The base model's card says: \"The model is intended for research purposes only.\" Its "
-                      "authors add that the licence permits commercial use, but they do not recommend the weights "
-                      "for services or products without additional safety mechanisms."]),
+                Para(["Stable Diffusion v1's model card says: \"The model is intended for research purposes "
+                      "only.\" Its authors add that the licence permits commercial use, but they do not recommend "
+                      "the weights for services or products without additional safety mechanisms."]),
                 Callout(["Random weights: this embedding has no direct use beyond checking the pipeline."])
                 if facts.pipeline_check else None),
         section("Downstream Use", 3, Para([downstream])),
