@@ -90,9 +90,12 @@ def test_sampler_matches_kerascv_generate_image(real):
     assert ours.std() > 1  # not a blank image
 
 
-def test_cli_train_kill_resume(real, char_images, tmp_path):
-    """`train` through the CLI, SIGKILL after the first checkpoint, `--resume`: every step exactly once, the
-    same losses as an uninterrupted in-process run with the same seeds."""
+def test_cli_train_kill_resume(real, char_images, tmp_path, monkeypatch, capsys):
+    """`train` through the CLI, SIGKILL after the first checkpoint, then `train --resume` through the CLI's
+    `main()` in this process, on the module's networks (one build fewer than a second CLI child): every step
+    exactly once, the same losses as an uninterrupted in-process run with the same seeds."""
+    import core.components
+    from core.__main__ import main
     from core.runfolder import Run
     from core.train import TrainConfig, start_run, train
 
@@ -101,28 +104,30 @@ def test_cli_train_kill_resume(real, char_images, tmp_path):
             "--checkpoint-every", "2", "--batch-size", "1", "--runs-dir", str(runs), "--name", "cli", "--no-progress"]
     proc = cli(*args)
     run = Run(runs / "cli")
-    deadline = time.time() + 400
+    # wait on progress, not on a fixed time: the child is alive and still before its first checkpoint
+    # (the module's timeout bounds a child that hangs)
     while not run.checkpoint_path(2).exists():
         assert proc.poll() is None, proc.stdout.read()
-        assert time.time() < deadline, "no checkpoint in time"
         time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert run.meta["status"] == "running"  # killed: nothing could mark it
-    done = cli("train", "--resume", str(run.path), "--no-progress")
-    out, _ = done.communicate(timeout=600)
-    assert done.returncode == 0, out
-    run.reload()  # Run reads run.json once per instance; the resuming process wrote it since
-    assert run.meta["status"] == "finished" and run.embedding_steps() == [0, 2, 4]
-    steps = [m["step"] for m in run.read_metrics()]
+    assert run.reload().record.status == "running"  # killed: nothing could mark it
+    assert run.stale_reason() is not None  # ... and every reader sees that no process holds it
+
+    monkeypatch.setattr(core.components, "Components", lambda spec, resolution, **kw: real)
+    assert main(["train", "--resume", str(run.path), "--no-progress"]) == 0
+    assert "stale" in capsys.readouterr().err  # the CLI said what it found before resuming
+    resumed = run.reload()
+    cfg = TrainConfig.from_dict(resumed.meta["config"])
+    assert resumed.meta["status"] == "finished" and resumed.embedding_steps() == [0, 2, 4]
+    steps = [m["step"] for m in resumed.read_metrics()]
     assert steps == [1, 2, 3, 4], steps
 
-    cfg = TrainConfig.from_dict(run.meta["config"])
     ref = train(cfg, start_run(cfg, runs, "ref"), real, progress=False)
-    np.testing.assert_allclose([m["loss"] for m in run.read_metrics()], [m["loss"] for m in ref.read_metrics()],
-                               rtol=1e-4)
-    np.testing.assert_allclose(run.load_embedding(4)["<tom-cat>"], ref.load_embedding(4)["<tom-cat>"], rtol=1e-4,
-                               atol=1e-6)
+    np.testing.assert_allclose([m["loss"] for m in resumed.read_metrics()],
+                               [m["loss"] for m in ref.read_metrics()], rtol=1e-4)
+    np.testing.assert_allclose(resumed.load_embedding(4)["<tom-cat>"], ref.load_embedding(4)["<tom-cat>"],
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_cli_train_rejects_bad_images_before_building(tmp_path, char_images):
