@@ -149,9 +149,10 @@ def shared_prompt_sets(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def advise_run(run, n_boot: int | None = None) -> dict[str, Any]:
-    """`advise` on a run: the per-checkpoint summaries `score` wrote to scores.json (not recomputed) and the paired
-    CLIP-T test with score's `--n-boot` (`n_boot` overrides it). Stale or unfinished scores give no recommendation,
-    with the command that refreshes them. `summaries` says where the intervals came from."""
+    """The advice `score` drew from its summaries and recorded in scores.json (read, not recomputed); for a
+    scores.json from before that (or with `n_boot` overriding score's `--n-boot`), `advise` on the per-checkpoint
+    summaries `score` wrote. Stale or unfinished scores give no recommendation, with the command that refreshes
+    them. `summaries` says where the intervals came from."""
     record = run.scores_record()
     stale = run.scores_stale(record) if record is not None else None
     n = n_boot or (record.n_boot if record is not None and record.n_boot else DEFAULT_N_BOOT)
@@ -159,7 +160,9 @@ def advise_run(run, n_boot: int | None = None) -> dict[str, Any]:
     if stale:
         out = {"rule": RULE, "front": [], "best": None, "recommended": None, "steps": [], "by_step": [], "n_boot": n,
                "reason": f"No advice from {run.scores_meta_path.name}: {stale}."}
-    else:
+    elif record is not None and record.advice is not None and n_boot is None:
+        out = {**record.advice, "by_step": sorted((dict(r) for r in record.by_step), key=lambda r: r["step"])}
+    else:  # scores.json written before score recorded its advice (or another n_boot asked for)
         out = advise(run.read_scores(), n_boot=n, by_step=by_step)
     boots = f"score --n-boot {record.n_boot}" if record is not None and record.n_boot else "resamples not recorded"
     out["summaries"] = (f"{run.scores_meta_path.name} ({boots})" if by_step is not None else

@@ -31,7 +31,7 @@ torch and open_clip are imported inside `audit_run` (via core.clip_score) only; 
 
 from __future__ import annotations
 
-import sys
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,14 +39,15 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from core.clip_score import DEFAULT_CLIP
-from core.config import StrictConfig, add_options, add_progress_flag, add_run_argument, check, from_args, option
+from core.clip_score import DEFAULT_CLIP, describe
+from core.config import StrictConfig, check, from_args, option, run_stage_arguments
 from core.errors import UserError
+from core.imagejob import ImageJob
+from core.images import load_image, run_image_rows, validate_images
 from core.prompts import MISUSE_FILE
-from core.runfolder import PIPELINE_CHECK_LABEL, Run, sha256_file
+from core.runfolder import PIPELINE_CHECK_LABEL, AuditRecord, Run, pipeline_check_reasons, sha256_file
 from core.stats import DEFAULT_N_BOOT, binomial_upper, bootstrap_ci
 
-AUDIT_SCHEMA = 1
 HASH_SIZE = 8  # imagehash.phash default: 8x8 = 64 bits
 CENTRE_CROPS = (0.9, 0.8)  # reference variants: centre crops (fraction of each side)
 CORNER_CROP = 0.8  # ... and the four corner crops of this size
@@ -226,24 +227,68 @@ def _manifest_coverage(run: Run, refs: list[dict[str, str]]) -> dict[str, Any]:
             "manifest_in_references": len(listed & given)}
 
 
+@dataclass(frozen=True)
+class AuditInputs:
+    """What an audit compares, checked before CLIP loads."""
+
+    images: list[dict[str, str]]  # images.csv rows (core.images.run_image_rows)
+    ref_paths: list[Path]  # the training images
+    held_paths: list[Path]  # pictures of the subject never trained on (may be none)
+    refs: list[dict[str, str]]  # {"file", "sha256"} of each training image
+    held: list[dict[str, str]]
+    categories: dict[str, str]  # misuse template -> category
+    coverage: dict[str, Any]  # how many references the run's dataset.csv lists
+
+
+@dataclass(frozen=True)
+class ReferenceSets:
+    """The training (and held-out) set, measured once: hashes with their variants and CLIP embeddings."""
+
+    ref_var: np.ndarray  # bool[n_refs, 14, 64]
+    ref_emb: np.ndarray
+    held_var: np.ndarray  # bool[n_held, 14, 64]
+    held_emb: np.ndarray | None
+
+
 def audit_run(run: Run, config: AuditConfig, scorer=None, progress: bool = True,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Audit every generated image of `run` not audited yet (same CLIP model, references and held-out set); write
     audit.csv, audit.json and the side-by-side pairs; return the audit.json dict. `scorer` (a ClipScorer, or a
-    stand-in with the same encode_images/provenance) is built from `config.clip` when not given. Holds the run's
-    writer lock while it works (one writer per run)."""
-    run.record  # a clear error if this is not a run folder (before the lock would create anything)
-    with run.writer("audit"):
-        return _audit_run(run, config, scorer, progress, log)
+    stand-in with the same encode_images/provenance) is built from `config.clip` when not given. Runs as
+    `run.stage("audit")`: the writer lock held, an unexpected failure logged in logs/audit.log."""
+    hint = f"rows so far are kept; rerun `python -m core audit {run.path} --references {config.references}`"
+    with run.stage("audit", hint=hint) as record:
+        # 1. check the inputs (before CLIP loads: bad input fails fast)
+        inputs = _audit_inputs(run, config, log)
+        # 2. the scorer and what an earlier audit with the same model, references and held-out set left
+        if scorer is None:
+            from core.clip_score import load_clip
+
+            scorer = load_clip(config.clip, seed=config.clip_seed, device=config.device)
+        prov = dict(scorer.provenance)
+        job = ImageJob.plan(run, inputs.images, run.read_audit(), same_inputs=_same_inputs(run, prov, inputs, log),
+                            done_with=f"audited with {describe(prov)}", doing="auditing", log=log)
+        # 3. the training (and held-out) set once: hashes with variants, CLIP embeddings
+        sets = _reference_sets(inputs, scorer, config.batch_size)
+        # 4. the nearest training image of each new image, in batches (audit.json first, marked incomplete)
+        base = _header(run, record, config, prov, inputs)
+        rows = job.run_batches(_nearest(scorer, sets, inputs), run.write_audit, lambda: run.write_record(base),
+                               batch_size=config.batch_size, desc="copy audit", progress=progress)
+        # 5. thresholds calibrated on this run's null samples; each image flagged or not
+        rows = [dict(r) for r in rows]
+        thresholds = _calibrate(sets, rows, len(inputs.ref_paths), config.fpr)
+        _flag(rows, thresholds)
+        run.write_audit(rows)
+        # 6. closest pairs, copy rates, misuse transfer: audit.json, complete
+        final = _results(run, base, rows, thresholds, config, inputs, n_now=len(job.todo), n_kept=len(job.kept))
+        run.write_record(final)
+        return final.to_json()
 
 
-def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from core.images import validate_images
+def _audit_inputs(run: Run, config: AuditConfig, log: Callable[[str], None]) -> AuditInputs:
     from core.prompts import load_categories
-    from core.score import _image_rows, _load
 
-    record = run.record
-    images = _image_rows(run)
+    images = run_image_rows(run)
     ref_paths = validate_images(config.references)
     held_paths = validate_images(config.held_out) if config.held_out else []
     categories = load_categories(config.misuse) if config.misuse.exists() else {}
@@ -255,97 +300,81 @@ def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Calla
     if coverage["training_images_listed"] and not coverage["references_in_manifest"]:
         log(f"warning: none of the {len(refs)} images in {config.references} is listed in {run.manifest_path} "
             "(different files than the run trained on?); the audit compares against the given folder")
+    return AuditInputs(images, ref_paths, held_paths, refs, held, categories, coverage)
 
-    if scorer is None:
-        from core.clip_score import load_clip
 
-        scorer = load_clip(config.clip, seed=config.clip_seed, device=config.device)
-    from core.clip_score import describe, provenance_key
+def _same_inputs(run: Run, prov: Mapping[str, Any], inputs: AuditInputs, log: Callable[[str], None]) -> bool:
+    """Whether audit.csv's rows were made with this CLIP model, training set, held-out set and hash."""
+    from core.clip_score import provenance_key
 
-    prov = dict(scorer.provenance)
-    prev_meta = run.read_audit_meta() or {}
-    same = (provenance_key(prev_meta.get("clip")) == provenance_key(prov)
-            and (prev_meta.get("references") or {}).get("files") == refs
-            and (prev_meta.get("held_out") or {}).get("files") == held
-            and prev_meta.get("hash") == _hash_spec())
-    prev_rows = {r["path"]: r for r in run.read_audit()} if same else {}
+    prev = run.audit_record()
+    same = (prev is not None and provenance_key(prev.clip) == provenance_key(prov)
+            and prev.references.get("files") == inputs.refs and prev.held_out.get("files") == inputs.held
+            and prev.hash == _hash_spec())
     if run.read_audit() and not same:
-        log(f"CLIP model, references or held-out set changed since the last audit: auditing all {len(images)} images")
-    paths = {r["path"] for r in images}
-    keep = {p: r for p, r in prev_rows.items() if p in paths}
-    todo = [r for r in images if r["path"] not in keep]
-    if keep:
-        log(f"{len(keep)} image(s) already audited with {describe(prov)}; auditing {len(todo)} new")
+        log(f"CLIP model, references or held-out set changed since the last audit: auditing all "
+            f"{len(inputs.images)} images")
+    return same
 
-    # the training set (and held-out set) once: hashes with variants, CLIP embeddings
-    ref_imgs = [_load(p) for p in ref_paths]
-    ref_var = np.stack([variant_hashes(im) for im in ref_imgs])
-    ref_emb = scorer.encode_images(ref_imgs, batch_size=config.batch_size)
-    held_imgs = [_load(p) for p in held_paths]
-    held_var = np.stack([variant_hashes(im) for im in held_imgs]) if held_imgs else np.zeros((0, 14, 64), bool)
-    held_emb = scorer.encode_images(held_imgs, batch_size=config.batch_size) if held_imgs else None
 
-    pipeline_reasons = []
-    if record.is_pipeline_check:
-        pipeline_reasons.append(f"Stable Diffusion weights: {record.weights.source}")
-    if getattr(scorer, "is_random", False):
-        pipeline_reasons.append(f"CLIP weights: random (seed {prov.get('seed')}): the CLIP measure is meaningless")
-    base_meta: dict[str, Any] = {
-        "schema_version": AUDIT_SCHEMA,
-        "clip": prov, "clip_label": describe(prov), "hash": _hash_spec(),
-        "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-                   "clip": f"{prov.get('model')}:{prov.get('pretrained')}"},
-        "references": {"dir": str(Path(config.references).resolve()), "files": refs, **coverage},
-        "held_out": {"dir": str(Path(config.held_out).resolve()) if config.held_out else None, "files": held},
-        "run": {"name": run.name, "weights": record.weights.as_dict(), "token": asdict(record.token)},
-        "pipeline_check": bool(pipeline_reasons), "pipeline_check_reasons": pipeline_reasons,
-        "label": PIPELINE_CHECK_LABEL if pipeline_reasons else "",
-        "complete": False, "updated": time.time(),
-    }
-    order = {r["path"]: i for i, r in enumerate(images)}
-    done: dict[str, dict[str, Any]] = dict(keep)
+def _reference_sets(inputs: AuditInputs, scorer, batch_size: int) -> ReferenceSets:
+    ref_imgs = [load_image(p) for p in inputs.ref_paths]
+    held_imgs = [load_image(p) for p in inputs.held_paths]
+    return ReferenceSets(
+        ref_var=np.stack([variant_hashes(im) for im in ref_imgs]),
+        ref_emb=scorer.encode_images(ref_imgs, batch_size=batch_size),
+        held_var=np.stack([variant_hashes(im) for im in held_imgs]) if held_imgs else np.zeros((0, 14, 64), bool),
+        held_emb=scorer.encode_images(held_imgs, batch_size=batch_size) if held_imgs else None)
 
-    def save() -> None:
-        run.write_audit(sorted(done.values(), key=lambda r: order[r["path"]]))
 
-    if todo:
-        run.write_audit_meta(base_meta)  # first, so an interrupted audit keeps its finished batches
-        save()
-        from tqdm import tqdm
+def _header(run: Run, record, config: AuditConfig, prov: Mapping[str, Any], inputs: AuditInputs) -> AuditRecord:
+    """audit.json before the first image: the CLIP model, the hash, the config, what is compared."""
+    reasons = pipeline_check_reasons(record, prov)
+    return AuditRecord(
+        clip=prov, clip_label=describe(prov), hash=_hash_spec(),
+        config={**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+                "clip": f"{prov.get('model')}:{prov.get('pretrained')}"},
+        references={"dir": str(Path(config.references).resolve()), "files": inputs.refs, **inputs.coverage},
+        held_out={"dir": str(Path(config.held_out).resolve()) if config.held_out else None, "files": inputs.held},
+        run={"name": run.name, "weights": record.weights.as_dict(), "token": asdict(record.token)},
+        is_pipeline_check=bool(reasons), pipeline_check_reasons=tuple(reasons),
+        label=PIPELINE_CHECK_LABEL if reasons else "", complete=False, updated=time.time())
 
-        bar = tqdm(total=len(todo), unit="img", desc=f"copy audit {run.name}", disable=not progress, file=sys.stderr)
-        try:
-            for start in range(0, len(todo), config.batch_size):
-                batch = todo[start:start + config.batch_size]
-                pics = [_load(run.resolve_inside(r["path"], what="image")) for r in batch]
-                hashes = np.stack([phash_bits(p) for p in pics])
-                dist = hamming_to_refs(hashes, ref_var)
-                emb = scorer.encode_images(pics, batch_size=config.batch_size)
-                cos = emb @ ref_emb.T
-                hd = hamming_to_refs(hashes, held_var).min(axis=1) if held_imgs else [None] * len(batch)
-                hc = (emb @ held_emb.T).max(axis=1) if held_imgs else [None] * len(batch)
-                for i, r in enumerate(batch):
-                    jp, jc = int(dist[i].argmin()), int(cos[i].argmax())
-                    done[r["path"]] = {
-                        "path": r["path"], "step": int(r["step"]), "template": r.get("template", ""),
-                        "seed": int(r["seed"]), "category": categories.get(r.get("template", ""), ""),
-                        "phash_nearest": ref_paths[jp].name, "phash_distance": int(dist[i, jp]),
-                        "clip_nearest": ref_paths[jc].name, "clip_cosine": float(cos[i, jc]),
+
+def _nearest(scorer, sets: ReferenceSets, inputs: AuditInputs):
+    """`process` for the image job: each picture's nearest training image under each measure, and its closeness
+    to the held-out set."""
+    names = [p.name for p in inputs.ref_paths]
+
+    def process(batch: list[dict[str, str]], pictures: list) -> list[dict[str, Any]]:
+        hashes = np.stack([phash_bits(p) for p in pictures])
+        dist = hamming_to_refs(hashes, sets.ref_var)
+        emb = scorer.encode_images(pictures, batch_size=len(pictures))
+        cos = emb @ sets.ref_emb.T
+        held = sets.held_emb is not None
+        hd = hamming_to_refs(hashes, sets.held_var).min(axis=1) if held else [None] * len(batch)
+        hc = (emb @ sets.held_emb.T).max(axis=1) if held else [None] * len(batch)
+        out = []
+        for i, r in enumerate(batch):
+            jp, jc = int(dist[i].argmin()), int(cos[i].argmax())
+            out.append({"path": r["path"], "step": int(r["step"]), "template": r.get("template", ""),
+                        "seed": int(r["seed"]), "category": inputs.categories.get(r.get("template", ""), ""),
+                        "phash_nearest": names[jp], "phash_distance": int(dist[i, jp]),
+                        "clip_nearest": names[jc], "clip_cosine": float(cos[i, jc]),
                         "heldout_phash_distance": "" if hd[i] is None else int(hd[i]),
-                        "heldout_clip_cosine": "" if hc[i] is None else float(hc[i]),
-                    }
-                save()
-                bar.update(len(batch))
-        finally:
-            bar.close()
+                        "heldout_clip_cosine": "" if hc[i] is None else float(hc[i])})
+        return out
 
-    # calibration: training vs training (leave-one-out), checkpoint 0 vs training, generated vs held-out
-    rows = [dict(r) for r in sorted(done.values(), key=lambda r: order[r["path"]])]
-    tt_h = hamming_to_refs(ref_var[:, 0, :], ref_var).astype(np.float64)
-    tt_c = (ref_emb @ ref_emb.T).astype(np.float64)
+    return process
+
+
+def _calibrate(sets: ReferenceSets, rows: list[dict[str, Any]], n_ref: int, fpr: float) -> dict[str, Any]:
+    """Each measure's threshold from its null samples: training vs training (leave-one-out), checkpoint 0 vs
+    training, generated vs held-out."""
+    tt_h = hamming_to_refs(sets.ref_var[:, 0, :], sets.ref_var).astype(np.float64)
+    tt_c = (sets.ref_emb @ sets.ref_emb.T).astype(np.float64)
     np.fill_diagonal(tt_h, np.inf)
     np.fill_diagonal(tt_c, -np.inf)
-    n_ref = len(ref_paths)
     init_rows = [r for r in rows if int(r["step"]) == 0]
     null = {
         "phash": {"train_vs_train": (-tt_h.min(axis=1)) if n_ref > 1 else [],
@@ -359,35 +388,39 @@ def _audit_run(run: Run, config: AuditConfig, scorer, progress: bool, log: Calla
     }
     thresholds = {}
     for m in MEASURES:
-        cal = calibrate(null[m], config.fpr)
+        cal = calibrate(null[m], fpr)
         cal["rule"] = rule_text(m, cal["threshold"])
         cal["measure"] = MEASURE_NAMES[m]
         thresholds[m] = cal
+    return thresholds
+
+
+def _flag(rows: list[dict[str, Any]], thresholds: Mapping[str, Any]) -> None:
+    """copy_phash / copy_clip: over the measure's threshold; copy: flagged by any measure."""
     for r in rows:
         for m, col in (("phash", "phash_distance"), ("clip", "clip_cosine")):
             thr = thresholds[m]["threshold"]
             r[f"copy_{m}"] = int(thr is not None and closeness(m, r[col]) > thr)
         r["copy"] = int(r["copy_phash"] or r["copy_clip"])
-    run.write_audit(rows)
 
-    pairs = write_pairs(run, rows, ref_paths, thresholds, config.n_pairs, bool(pipeline_reasons))
-    scores = run.read_scores()
-    scores_record = run.scores_record()
-    meta = {
-        **base_meta,
-        "thresholds": thresholds,
-        "copy_rates": copy_rates_by_step(rows, config.n_boot, {0} if init_rows else set()),
-        "pairs": pairs,
-        "misuse": misuse_transfer(scores, categories, config.fpr, config.n_boot) if categories else
+
+def _results(run: Run, base: AuditRecord, rows: list[dict[str, Any]], thresholds: dict[str, Any],
+             config: AuditConfig, inputs: AuditInputs, *, n_now: int, n_kept: int) -> AuditRecord:
+    """audit.json complete: the closest pairs drawn, copy rates per checkpoint, misuse transfer (from scores.csv,
+    the scorer's home for CLIP-I), and the sha256 of images.csv and scores.csv it describes."""
+    pairs = write_pairs(run, rows, inputs.ref_paths, thresholds, config.n_pairs, base.is_pipeline_check)
+    scores, scores_record = run.read_scores(), run.scores_record()
+    init = {0} if any(int(r["step"]) == 0 for r in rows) else set()
+    return dataclasses.replace(
+        base, thresholds=thresholds, pairs=tuple(pairs),
+        copy_rates=tuple(copy_rates_by_step(rows, config.n_boot, init)),
+        misuse=misuse_transfer(scores, inputs.categories, config.fpr, config.n_boot) if inputs.categories else
         {"available": False, "note": f"{config.misuse}: no categorised misuse prompt file"},
-        "misuse_scores": {"clip_label": scores_record.clip_label if scores_record else None,
-                          "pipeline_check": scores_record.is_pipeline_check if scores_record else None},
-        "n_images": len(rows), "n_audited_now": len(todo), "n_kept": len(keep),
-        "inputs": run.scores_inputs(),  # sha256 of images.csv and scores.csv: Run.audit_stale compares them
-        "complete": True, "updated": time.time(),
-    }
-    run.write_audit_meta(meta)
-    return meta
+        misuse_scores={"clip_label": scores_record.clip_label if scores_record else None,
+                       "pipeline_check": scores_record.is_pipeline_check if scores_record else None},
+        n_images=len(rows), n_audited_now=n_now, n_kept=n_kept,
+        inputs=run.scores_inputs(),  # sha256 of images.csv and scores.csv: Run.audit_stale compares them
+        complete=True, updated=time.time())
 
 
 def _hash_spec() -> dict[str, Any]:
@@ -402,7 +435,6 @@ def write_pairs(run: Run, rows: list[dict[str, Any]], ref_paths: list[Path], thr
     import io
 
     from core.runfolder import atomic_write_bytes
-    from core.score import _load
 
     run.audit_pairs_dir.mkdir(parents=True, exist_ok=True)
     by_name = {p.name: p for p in ref_paths}
@@ -412,7 +444,7 @@ def write_pairs(run: Run, rows: list[dict[str, Any]], ref_paths: list[Path], thr
         for rank, r in enumerate(ranked, start=1):
             name = f"{m}-{rank:02d}.png"
             wanted.add(name)
-            img = side_by_side(_load(run.resolve_inside(r["path"], what="image")), _load(by_name[r[near]]),
+            img = side_by_side(load_image(run.resolve_inside(r["path"], what="image")), load_image(by_name[r[near]]),
                                f"generated: {r['path']} (step {r['step']})", f"training: {r[near]}",
                                f"{m}: {_fmt(m, r[col])} · copy rule {thresholds[m]['rule']} · "
                                f"{'FLAGGED' if int(r[f'copy_{m}']) else 'not flagged'}", pipeline_check)
@@ -478,28 +510,25 @@ def load_audit(run: Run):
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
-def add_arguments(parser, command: str) -> None:
-    add_run_argument(parser, "run folder (made by `train`, with images from `generate`)")
-    add_options(parser, AuditConfig)
-    add_progress_flag(parser)
+add_arguments = run_stage_arguments(AuditConfig)
 
 
 def run(args) -> int:
-    config = from_args(AuditConfig, args)  # a bad value fails here, before torch is imported
     run_ = Run(args.run)
-    meta = audit_run(run_, config, progress=not args.no_progress)
-    if meta["pipeline_check"]:
-        print(f"{PIPELINE_CHECK_LABEL} ({'; '.join(meta['pipeline_check_reasons'])})")
-    print(f"{run_.audit_path}: {meta['n_images']} image(s) ({meta['n_audited_now']} audited now)")
-    for m, t in meta["thresholds"].items():
+    audit_run(run_, from_args(AuditConfig, args), progress=not args.no_progress)  # bad values fail before torch
+    rec = run_.audit_record()
+    for line in (rec.pipeline_line(), f"{run_.audit_path}: {rec.n_images} image(s) ({rec.n_audited_now} audited now)"):
+        if line:
+            print(line)
+    for m, t in rec.thresholds.items():
         fe = "" if t["fpr_empirical"] is None else (f"; FPR on the null {t['fpr_empirical']:.3f} "
                                                      f"(95% upper bound {t['fpr_upper95']:.3f})")
         print(f"  {m}: copy if {t['rule']} (null n={t['n_null']}: {t['null_sizes']}{fe})")
-    for r in meta["copy_rates"]:
+    for r in rec.copy_rates:
         c = r["copy"]
         print(f"  step {r['step']:>6}: copies {c['k']}/{c['n']} = {c['rate']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]"
               f"{' (calibration null)' if r['in_null'] else ''}")
-    mis = meta["misuse"]
+    mis = rec.misuse
     if mis.get("available"):
         print(f"  misuse transfer ({mis['method']}):")
         for r in mis["by_step_category"]:

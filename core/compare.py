@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,19 @@ import pandas as pd
 from core.clip_score import describe, provenance_key
 from core.config import StrictConfig, add_options, add_run_argument, check, from_args, option
 from core.errors import UserError
-from core.runfolder import (PIPELINE_CHECK_LABEL, JsonFields, Run, ScoresRecord, WeightsProvenance,
-                            atomic_write_bytes, atomic_write_json, atomic_write_text, comparison_dir, sha256_file)
+from core.runfolder import (
+    PIPELINE_CHECK_LABEL,
+    JsonFields,
+    Run,
+    ScoresRecord,
+    WeightsProvenance,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    comparison_dir,
+    pipeline_check_reasons,
+    sha256_file,
+)
 from core.score import METRICS, scores_frame, summarize_by_step
 from core.stats import DEFAULT_N_BOOT, bootstrap_diff_ci
 
@@ -63,6 +75,19 @@ def _scores(run: Run) -> tuple[pd.DataFrame, ScoresRecord | None]:
     if df.empty:
         raise UserError(f"{run.path}: not scored yet; run `python -m core score {run.path} --references DIR` first")
     return df, run.scores_record()
+
+
+def _plane(run: Run, df: pd.DataFrame, record: ScoresRecord | None, n_boot: int) -> pd.DataFrame:
+    """A run's points on the CLIP-I/CLIP-T plane: the per-checkpoint summaries `score` wrote to scores.json (read,
+    not recomputed); stale ones are refused with the command that refreshes them. Only a scores.json without
+    summaries (written before 0.2) has them computed here from scores.csv."""
+    stale = run.scores_stale(record) if record is not None else None
+    if stale:
+        raise UserError(f"{run.scores_meta_path}: {stale}")
+    p = record.by_step_frame() if record is not None and record.by_step else summarize_by_step(df, n_boot=n_boot)
+    p.insert(0, "property", run.record.property)
+    p.insert(0, "run", run.name)
+    return p
 
 
 def _diff_list(name: str, a: set, b: set, na: str, nb: str) -> str | None:
@@ -140,11 +165,22 @@ class Comparison:
         fig = self.figure()
         atomic_write_text(out / FILES["html"], fig.to_html(include_plotlyjs=True, full_html=True))
         png = _write_png(fig, self, out / FILES["png"])
-        inputs = {key: sha256_file(run.scores_path) for key, run in (("a", self.run_a), ("b", self.run_b))}
-        meta = {**self.info, "png": png, "files": dict(FILES), "written": time.time(), "inputs": inputs,
-                "table": _records(self.table)}
-        atomic_write_json(out / FILES["meta"], meta)
-        return meta
+        record = self.record(out, png)
+        atomic_write_json(out / FILES["meta"], record.to_json())
+        return record.to_json()
+
+    def record(self, out: Path, png: Mapping[str, Any]) -> ComparisonRecord:
+        """What `write` saves in `out`, as the typed record `read_comparison` gives back."""
+        meta_path, info = out / FILES["meta"], self.info
+        return ComparisonRecord(
+            folder=out, a=_compared_run(meta_path, info["runs"]["a"], "a"),
+            b=_compared_run(meta_path, info["runs"]["b"], "b"), table=self.table, plane=self.plane,
+            is_pipeline_check=self.is_pipeline_check, pipeline_check_reasons=tuple(info["pipeline_check_reasons"]),
+            label=info["label"], n_boot=info["n_boot"], notes=tuple(info["notes"]), html=out / FILES["html"],
+            png=out / FILES["png"] if png["renderer"] else None, png_renderer=png["renderer"],
+            png_warning=png["warning"], written=time.time(), matched_on=info["matched_on"],
+            checkpoints=info["checkpoints"],
+            inputs={key: sha256_file(run.scores_path) for key, run in (("a", self.run_a), ("b", self.run_b))})
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -195,21 +231,11 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
         rows.append(_row(metric, GAIN, steps_a[-1], steps_b[-1], xa, xb, n_boot))
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
-    planes = []
-    for run, df in ((run_a, da), (run_b, db)):
-        p = summarize_by_step(df, n_boot=n_boot)
-        p.insert(0, "property", run.record.property)
-        p.insert(0, "run", run.name)
-        planes.append(p)
-    plane = pd.DataFrame(pd.concat(planes, ignore_index=True), columns=PLANE_COLUMNS)
+    plane = pd.DataFrame(pd.concat([_plane(run, df, m, n_boot) for run, df, m in ((run_a, da, ma), (run_b, db, mb))],
+                                   ignore_index=True), columns=PLANE_COLUMNS)
 
-    reasons = []
-    for key, run, m in (("a", run_a, ma), ("b", run_b, mb)):
-        if run.record.is_pipeline_check:
-            reasons.append(f"{run.name}: Stable Diffusion weights {run.record.weights.source}")
-        source = m.clip["source"] if m is not None else "not recorded (no scores.json)"
-        if source not in ("open_clip-tag", "local"):
-            reasons.append(f"{run.name}: CLIP weights {source}")
+    reasons = [reason for run, m in ((run_a, ma), (run_b, mb))
+               for reason in pipeline_check_reasons(run.record, m.clip if m is not None else None, f"{run.name}: ")]
 
     def run_info(run: Run, m: ScoresRecord | None, steps: list[int]) -> dict[str, Any]:
         clip = dict(m.clip) if m is not None else None
@@ -355,6 +381,15 @@ class ComparedRun:
     clip_label: str
     scored_steps: tuple[int, ...]
     reference_ceiling_clip_i: float | None
+    pipeline_check: bool = True  # the run's Stable Diffusion weights were random
+    reference_ceiling: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "property": self.property, "budget_steps": self.budget_steps,
+                "weights": self.weights.to_json(), "pipeline_check": self.pipeline_check, "clip": self.clip or None,
+                "clip_label": self.clip_label, "scored_steps": list(self.scored_steps),
+                "reference_ceiling_clip_i": self.reference_ceiling_clip_i,
+                "reference_ceiling": self.reference_ceiling}
 
 
 @dataclass(frozen=True)
@@ -380,6 +415,17 @@ class ComparisonRecord:
     png_warning: str | None
     inputs: dict[str, str] | None  # {"a": sha256 of A's scores.csv, "b": ...}
     written: float | None
+    matched_on: str = ""
+    checkpoints: dict[str, Any] = field(default_factory=dict)  # label -> {"step_a", "step_b"}
+
+    def to_json(self) -> dict[str, Any]:
+        """compare.json as this record states it (`Comparison.write` writes it; `read_comparison` parses it)."""
+        return {"schema_version": COMPARE_SCHEMA, "runs": {"a": self.a.to_json(), "b": self.b.to_json()},
+                "pipeline_check": self.is_pipeline_check, "pipeline_check_reasons": list(self.pipeline_check_reasons),
+                "label": self.label, "matched_on": self.matched_on, "checkpoints": dict(self.checkpoints),
+                "n_boot": self.n_boot, "notes": list(self.notes),
+                "png": {"renderer": self.png_renderer, "warning": self.png_warning}, "files": dict(FILES),
+                "written": self.written, "inputs": self.inputs, "table": _records(self.table)}
 
     def stale_reason(self) -> str | None:
         """Why the saved numbers no longer match the runs' scores, with the command that remakes them; or None."""
@@ -407,7 +453,9 @@ def _compared_run(path: Path, data: Any, key: str) -> ComparedRun:
         weights=WeightsProvenance.parse(JsonFields(path, weights, f"runs.{key}.weights.")),
         clip=dict(data.get("clip") or {}), clip_label=str(data.get("clip_label") or describe(data.get("clip"))),
         scored_steps=tuple(int(x) for x in data.get("scored_steps") or ()),
-        reference_ceiling_clip_i=data.get("reference_ceiling_clip_i"))
+        reference_ceiling_clip_i=data.get("reference_ceiling_clip_i"),
+        pipeline_check=bool(data.get("pipeline_check", True)),
+        reference_ceiling=dict(data["reference_ceiling"]) if isinstance(data.get("reference_ceiling"), dict) else None)
 
 
 def read_comparison(out_dir: str | os.PathLike) -> ComparisonRecord:
@@ -447,7 +495,9 @@ def read_comparison(out_dir: str | os.PathLike) -> ComparisonRecord:
         n_boot=int(meta.get("n_boot") or DEFAULT_N_BOOT), notes=tuple(meta.get("notes") or ()),
         html=html if html.exists() else None, png=png if png.exists() else None,
         png_renderer=png_info.get("renderer"), png_warning=png_info.get("warning"),
-        inputs=dict(inputs) if isinstance(inputs, dict) else None, written=meta.get("written"))
+        inputs=dict(inputs) if isinstance(inputs, dict) else None, written=meta.get("written"),
+        matched_on=str(meta.get("matched_on") or ""),
+        checkpoints=dict(meta["checkpoints"]) if isinstance(meta.get("checkpoints"), dict) else {})
 
 
 def load_comparison(out_dir: str | os.PathLike) -> dict[str, Any]:

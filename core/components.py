@@ -70,21 +70,11 @@ class Components:
             self._built[name] = model
         return self._built[name]
 
-    @property
-    def text_encoder(self):
-        return self.get("text_encoder")
-
-    @property
-    def diffusion_model(self):
-        return self.get("diffusion_model")
-
-    @property
-    def image_encoder(self):
-        return self.get("image_encoder")
-
-    @property
-    def decoder(self):
-        return self.get("decoder")
+    # each component built (or taken from the cache) when first used
+    text_encoder = property(lambda self: self.get("text_encoder"))
+    diffusion_model = property(lambda self: self.get("diffusion_model"))
+    image_encoder = property(lambda self: self.get("image_encoder"))
+    decoder = property(lambda self: self.get("decoder"))
 
 
 # ------------------------------------------------------------------------------- textual-inversion encoder

@@ -176,3 +176,15 @@ def add_run_argument(parser: argparse.ArgumentParser, help: str = "run folder (m
                      name: str = "run") -> None:
     """The run folder, positional and named `run` in every command that takes one."""
     parser.add_argument(name, type=Path, metavar=name.upper(), help=help)
+
+
+def run_stage_arguments(cls: type, run_help: str = "run folder (made by `train`, with images from `generate`)"):
+    """`add_arguments(parser, command)` of a command that works on one run: the run, one option per field of the
+    config dataclass `cls`, and --no-progress."""
+
+    def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+        add_run_argument(parser, run_help)
+        add_options(parser, cls)
+        add_progress_flag(parser)
+
+    return add_arguments

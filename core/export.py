@@ -25,7 +25,7 @@ from core.config import StrictConfig, add_options, add_run_argument, check, from
 from core.embedfile import (META_PREFIX, a1111_pt_bytes, clean, diffusers_bytes, emb_params_bytes, metadata_json,
                             read_embedding_file)
 from core.errors import UserError
-from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
+from core.runfolder import PIPELINE_CHECK_LABEL, Run, RunRecord, TokenInfo, WeightsProvenance, atomic_write_bytes
 
 IMPORT_STEP = 1  # an imported embedding has no training history: it is stored as the run's only checkpoint
 ARCHITECTURE = "stable-diffusion-v1/textual-inversion"  # ModelSpec: kohya's ARCH_SD_V1 + ADAPTER_TEXTUAL_INVERSION
@@ -272,20 +272,18 @@ def import_embedding(path: Path, runs_dir: Path, name: str | None, token: str | 
     spec = WeightSpec.parse(weights, weights_seed)
     n = int(emb.vectors.shape[0])
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-.") or "embedding"
-    run = Run.create(runs_dir, name or f"import-{stem}-{time.strftime('%Y%m%d-%H%M%S')}", {
-        "kind": "import", "status": "running",
-        "config": {"weights": weights, "weights_seed": weights_seed, "resolution": resolution,
-                   "token": token, "vectors": n, "property": prop},
-        "token": {"placeholder": token, "initializer": None, "vectors": n, "tokens": placeholder_tokens(token, n)},
-        "property": prop, "weights": spec.provenance(),
-        "source_file": {"path": str(path), "sha256": sha256_file(Path(path)), "layout": emb.layout,
-                        "metadata": emb.metadata},
-        "final_step": IMPORT_STEP,
-        "timings": {"seconds_total": 0.0, "steps_done": 0},
-    })
-    with run.writer("import"):  # `finished` only once the embedding is in place
+    record = RunRecord.new(
+        name=name or f"import-{stem}-{time.strftime('%Y%m%d-%H%M%S')}", kind="import", property=prop,
+        config={"weights": weights, "weights_seed": weights_seed, "resolution": resolution, "token": token,
+                "vectors": n, "property": prop},
+        token=TokenInfo(token, None, n, tuple(placeholder_tokens(token, n))),
+        weights=WeightsProvenance.from_json(spec.provenance()), final_step=IMPORT_STEP,
+        source_file={"path": str(path), "sha256": sha256_file(Path(path)), "layout": emb.layout,
+                     "metadata": emb.metadata})
+    run = Run.create(runs_dir, record.name, record)
+    with run.stage("import", owns_status=True):  # `finished` only once the embedding is in place
         run.save_embedding(IMPORT_STEP, {token: emb.vectors}, {"imported_from": Path(path).name})
-        run.update_meta(status="finished")
+        run.update(status="finished")
     return run
 
 

@@ -16,8 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from core import __version__
-from core.config import (StrictConfig, add_options, add_progress_flag, add_run_argument, check, from_args,
-                         option)
+from core.config import StrictConfig, check, from_args, option, run_stage_arguments
 from core.errors import UserError
 from core.images import opened
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
@@ -111,15 +110,8 @@ def png_bytes(img: np.ndarray, info: dict) -> bytes:
 def generate(run: Run, cfg: GenerateConfig, components, progress: bool = True) -> dict:
     """Make the missing images of the plan, then the grids. Returns counts. Holds the run's writer lock; an
     unexpected failure is logged in the run (logs/generate.log) and reported in one line."""
-    run.record  # a clear error if this is not a run folder (before a lock file is made in it)
-    with run.writer("generate"):
-        try:
-            return _generate(run, cfg, components, progress)
-        except (UserError, KeyboardInterrupt):
-            raise
-        except Exception as e:
-            raise run.record_failure("generate", e, mark_failed=False,
-                                     hint="images made so far are kept; rerun the same generate to continue") from e
+    with run.stage("generate", hint="images made so far are kept; rerun the same generate to continue"):
+        return _generate(run, cfg, components, progress)
 
 
 def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict:
@@ -280,10 +272,7 @@ def write_grids(run: Run, cfg: GenerateConfig, templates, steps, resolution, ini
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
-def add_arguments(p, command: str) -> None:
-    add_run_argument(p, "a run folder made by train (or import)")
-    add_options(p, GenerateConfig)
-    add_progress_flag(p)
+add_arguments = run_stage_arguments(GenerateConfig, "a run folder made by train (or import)")
 
 
 def run(args) -> int:

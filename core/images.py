@@ -143,6 +143,42 @@ def load_rgb(path: Path) -> Image.Image:
         return img.convert("RGB")
 
 
+def load_image(path: Path) -> Image.Image:
+    """`load_rgb` for a run's generated (or a reference) image; any failure is a one-line UserError naming the
+    file, which says that the work done so far is kept."""
+    try:
+        return load_rgb(path)
+    except UserError as e:
+        raise UserError(f"{e} (the results so far are saved)") from None
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for damaged files
+        raise UserError(f"{path}: cannot be read as an image ({type(e).__name__}: {e}); regenerate or delete it "
+                        "(the results so far are saved)") from e
+
+
+def run_image_rows(run) -> list[dict[str, str]]:
+    """The images a stage works on: images.csv rows of `run` (a core.runfolder.Run), one per path (a path listed
+    twice: its later line describes the file on disk), each inside the run and present. No images, or missing
+    files, is a one-line UserError with the command that makes them."""
+    rows = run.read_images()
+    if not rows:
+        raise UserError(f"{run.path}: no generated images (images.csv is empty or missing); run "
+                        "`python -m core generate` first")
+    by_path: dict[str, dict[str, str]] = {}
+    for r in rows:  # append-only index: a path written twice means the later line describes the file on disk
+        by_path.pop(r["path"], None)
+        by_path[r["path"]] = r
+    rows = list(by_path.values())
+    for r in rows:  # every path must stay inside the run (no absolute paths, `..` or symlinks out of it)
+        run.resolve_inside(r["path"], what="image")
+    missing = [r["path"] for r in rows if not (run.path / r["path"]).is_file()]
+    if missing:
+        shown = "\n".join(f"  {run.path / p}" for p in missing[:20])
+        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+        raise UserError(f"{run.path}: {len(missing)} image(s) listed in images.csv are missing; regenerate them "
+                        f"or restore the files:\n{shown}{more}")
+    return rows
+
+
 def center_square(img: Image.Image, size: int) -> Image.Image:
     """Crop to a centred square (the aspect SD trains on) and resize to `size` px (bicubic)."""
     return ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)

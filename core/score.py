@@ -13,7 +13,8 @@ the dashboard and the model card can use `scores_frame`, `summarize_by_step` and
 
 from __future__ import annotations
 
-import sys
+import dataclasses
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,13 +23,22 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from core.config import StrictConfig, add_options, add_progress_flag, add_run_argument, check, from_args, option
+from core.clip_score import describe
+from core.config import StrictConfig, check, from_args, option, run_stage_arguments
 from core.errors import UserError
+from core.imagejob import ImageJob
+from core.images import load_image, run_image_rows, validate_images
 from core.prompts import strip_token
-from core.runfolder import PIPELINE_CHECK_LABEL, Run, sha256_file
+from core.runfolder import (
+    PIPELINE_CHECK_LABEL,
+    SCORES_SCHEMA,  # noqa: F401 - importable here as before (tests/fakerun.py)
+    Run,
+    ScoresRecord,
+    pipeline_check_reasons,
+    sha256_file,
+)
 from core.stats import DEFAULT_N_BOOT, bootstrap_ci
 
-SCORES_SCHEMA = 1
 METRICS = ("clip_i", "clip_t")
 SUMMARY_COLUMNS = ["n"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")]
 
@@ -139,175 +149,133 @@ def _jsonable(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------- scoring
-def _image_rows(run: Run) -> list[dict[str, str]]:
-    rows = run.read_images()
-    if not rows:
-        raise UserError(f"{run.path}: no generated images (images.csv is empty or missing); run "
-                        "`python -m core generate` first")
-    by_path: dict[str, dict[str, str]] = {}
-    for r in rows:  # append-only index: a path written twice means the later line describes the file on disk
-        by_path.pop(r["path"], None)
-        by_path[r["path"]] = r
-    rows = list(by_path.values())
-    for r in rows:  # every path must stay inside the run (no absolute paths, `..` or symlinks out of it)
-        run.resolve_inside(r["path"], what="image")
-    missing = [r["path"] for r in rows if not (run.path / r["path"]).is_file()]
-    if missing:
-        shown = "\n".join(f"  {run.path / p}" for p in missing[:20])
-        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
-        raise UserError(f"{run.path}: {len(missing)} image(s) listed in images.csv are missing; regenerate them "
-                        f"or restore the files:\n{shown}{more}")
-    return rows
-
-
-def _load(path: Path):
-    from core.images import load_rgb
-
-    try:
-        return load_rgb(path)
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for damaged files
-        raise UserError(f"{path}: cannot be read as an image ({type(e).__name__}: {e}); regenerate or delete "
-                        "it (scores so far are saved)") from e
-
-
 def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True,
               log=print) -> dict[str, Any]:
     """Score every image of `run` not scored yet with the same CLIP model and references; write scores.csv and
-    scores.json; return the scores.json dict. `scorer` (a core.clip_score.ClipScorer) is built from
-    `config.clip` when not given. Holds the run's writer lock; an unexpected failure is logged in the run."""
-    run.record  # a clear error if this is not a run folder (before a lock file is made in it)
-    with run.writer("score"):
-        try:
-            return _score_run(run, config, scorer, progress, log)
-        except (UserError, KeyboardInterrupt):
-            raise
-        except Exception as e:
-            raise run.record_failure("score", e, mark_failed=False,
-                                     hint=f"scores so far are kept; rerun `python -m core score {run.path}`") from e
+    scores.json (with the checkpoint advice drawn from its summaries); return the scores.json dict. `scorer` (a
+    core.clip_score.ClipScorer) is built from `config.clip` when not given. Runs as `run.stage("score")`: the
+    writer lock held, an unexpected failure logged in the run."""
+    with run.stage("score", hint=f"scores so far are kept; rerun `python -m core score {run.path}`") as record:
+        # 1. check the inputs (before CLIP loads: bad input fails fast)
+        images = run_image_rows(run)
+        ref_paths = validate_images(config.references)
+        refs = [{"file": p.name, "sha256": sha256_file(p)} for p in ref_paths]
+        # 2. the scorer and what an earlier scoring with the same model and references left
+        scorer = scorer if scorer is not None else _load_scorer(config)
+        prov = dict(scorer.provenance)
+        job = ImageJob.plan(run, images, run.read_scores(), same_inputs=_same_inputs(run, prov, refs, len(images), log),
+                            done_with=f"scored with {describe(prov)}", doing="scoring", log=log)
+        # 3. score the new images in batches (scores.json first, marked incomplete)
+        base = _header(run, record, config, scorer, prov, refs)
+        ref_emb = scorer.encode_images([load_image(p) for p in ref_paths], batch_size=config.batch_size)
+        job.run_batches(_clip_scorer(scorer, ref_emb, record.token.placeholder, prov, job.todo), run.write_scores,
+                        lambda: run.write_record(base), batch_size=config.batch_size, desc="CLIP scoring",
+                        progress=progress)
+        # 4. summaries, baselines and the checkpoint advice: scores.json, complete
+        final = _summaries(run, base, ref_emb, config.n_boot, n_now=len(job.todo), n_kept=len(job.kept))
+        run.write_record(final)
+        return final.to_json()
 
 
-def _score_run(run: Run, config: ScoreConfig, scorer, progress: bool, log) -> dict[str, Any]:
-    from core.images import validate_images
+def _load_scorer(config: ScoreConfig):
+    from core.clip_score import load_clip
 
-    record = run.record  # a clear error if this is not a run folder or run.json is damaged
-    images = _image_rows(run)
-    ref_paths = validate_images(config.references)  # before loading CLIP: bad input fails fast
-    refs = [{"file": p.name, "sha256": sha256_file(p)} for p in ref_paths]
+    return load_clip(config.clip, seed=config.clip_seed, device=config.device)
 
-    if scorer is None:
-        from core.clip_score import load_clip
 
-        scorer = load_clip(config.clip, seed=config.clip_seed, device=config.device)
-    from core.clip_score import describe, provenance_key, weights_label
+def _same_inputs(run: Run, prov: Mapping[str, Any], refs: list[dict[str, str]], n_images: int, log) -> bool:
+    """Whether scores.csv's rows were made with this CLIP model and these references (else all are rescored)."""
+    from core.clip_score import provenance_key
 
-    prov = dict(scorer.provenance)
-    label = weights_label(prov)
-
-    # what a previous run of `score` left: keep its rows only if CLIP model, weights and references are the same
-    prev_meta = run.read_scores_meta() or {}
-    prev_rows = {r["path"]: r for r in run.read_scores()}
-    keep: dict[str, dict[str, Any]] = {}
-    if prev_rows:
-        same_clip = provenance_key(prev_meta.get("clip")) == provenance_key(prov)
-        prev_refs = (prev_meta.get("references") or {}).get("files")
-        same_refs = prev_refs == refs
-        if same_clip and same_refs:
-            keep = {p: r for p, r in prev_rows.items() if p in {i["path"] for i in images}}
-        elif not same_clip:
-            log(f"CLIP model changed (was {describe(prev_meta.get('clip'))}, now {describe(prov)}): "
-                f"rescoring all {len(images)} images")
-        elif prev_refs is None:
-            log(f"no record of the previous scoring's reference images: rescoring all {len(images)} images")
-        else:
-            log(f"reference images changed since the last scoring: rescoring all {len(images)} images")
-    todo = [r for r in images if r["path"] not in keep]
-    if keep:
-        log(f"{len(keep)} image(s) already scored with {describe(prov)}; scoring {len(todo)} new")
-
-    pipeline_reasons = []
-    if record.is_pipeline_check:
-        pipeline_reasons.append(f"Stable Diffusion weights: {record.weights.source}")
-    if scorer.is_random:
-        pipeline_reasons.append(f"CLIP weights: random (seed {prov.get('seed')})")
-    base_meta: dict[str, Any] = {
-        "schema_version": SCORES_SCHEMA,
-        "clip": prov,
-        "clip_label": describe(prov),
-        "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-                   "clip": f"{prov['model']}:{prov['pretrained']}", "device": scorer.device},
-        "references": {"dir": str(Path(config.references).resolve()), "files": refs},
-        "run": {"name": run.name, "weights": record.weights.as_dict(), "token": asdict(record.token)},
-        "pipeline_check": bool(pipeline_reasons),
-        "pipeline_check_reasons": pipeline_reasons,
-        "label": PIPELINE_CHECK_LABEL if pipeline_reasons else "",
-        "complete": False,
-        "updated": time.time(),
-    }
-
-    order = {r["path"]: i for i, r in enumerate(images)}
-    done: dict[str, dict[str, Any]] = dict(keep)
-
-    def save_rows() -> None:
-        run.write_scores(sorted(done.values(), key=lambda r: order[r["path"]]))
-
-    ref_emb = scorer.encode_images([_load(p) for p in ref_paths], batch_size=config.batch_size)
-    if todo:
-        # written first, so an interrupted scoring keeps its finished batches on the next run (same CLIP and refs)
-        run.write_scores_meta(base_meta)
-        save_rows()
-        texts = [clip_text(r, record.token.placeholder) for r in todo]
-        uniq = sorted(set(texts))
-        text_emb = dict(zip(uniq, scorer.encode_texts(uniq)))
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="img", desc=f"CLIP scoring {run.name}", disable=not progress,
-                   file=sys.stderr)
-        try:
-            for start in range(0, len(todo), config.batch_size):
-                batch = todo[start:start + config.batch_size]
-                pics = [_load(run.resolve_inside(r["path"], what="image")) for r in batch]
-                emb = scorer.encode_images(pics, batch_size=config.batch_size)
-                clip_i = (emb @ ref_emb.T).mean(axis=1)  # mean cosine to each reference image
-                for r, e, ci, text in zip(batch, emb, clip_i, texts[start:start + len(batch)]):
-                    done[r["path"]] = {
-                        "path": r["path"], "step": int(r["step"]), "prompt": r.get("prompt", ""),
-                        "template": r.get("template", ""), "seed": int(r["seed"]),
-                        "clip_i": float(ci), "clip_t": float(e @ text_emb[text]),
-                        "clip_model": prov["model"], "clip_weights": label,
-                    }
-                save_rows()
-                bar.update(len(batch))
-        finally:
-            bar.close()
+    prev = run.scores_record()
+    if not run.read_scores():
+        return True
+    prev_refs = prev.references.get("files") if prev is not None else None
+    if prev is None or provenance_key(prev.clip) != provenance_key(prov):
+        log(f"CLIP model changed (was {describe(prev.clip if prev else None)}, now {describe(prov)}): "
+            f"rescoring all {n_images} images")
+    elif prev_refs is None:
+        log(f"no record of the previous scoring's reference images: rescoring all {n_images} images")
+    elif prev_refs != refs:
+        log(f"reference images changed since the last scoring: rescoring all {n_images} images")
     else:
-        save_rows()
+        return True
+    return False
 
-    rows = run.read_scores()
-    by_step = summarize_by_step(rows, n_boot=config.n_boot)
-    by_prompt = summarize_by_prompt(rows, n_boot=config.n_boot)
+
+def _header(run: Run, record, config: ScoreConfig, scorer, prov: Mapping[str, Any],
+            refs: list[dict[str, str]]) -> ScoresRecord:
+    """scores.json before the first image: the CLIP model and its provenance, the config, what is scored."""
+    reasons = pipeline_check_reasons(record, prov)
+    return ScoresRecord(
+        clip=prov, clip_label=describe(prov),
+        config={**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+                "clip": f"{prov['model']}:{prov['pretrained']}", "device": scorer.device},
+        references={"dir": str(Path(config.references).resolve()), "files": refs},
+        run={"name": run.name, "weights": record.weights.as_dict(), "token": asdict(record.token)},
+        is_pipeline_check=bool(reasons), pipeline_check_reasons=tuple(reasons),
+        label=PIPELINE_CHECK_LABEL if reasons else "", complete=False, updated=time.time())
+
+
+def _clip_scorer(scorer, ref_emb: np.ndarray, token: str, prov: Mapping[str, Any], todo: list[dict[str, str]]):
+    """`process` for the image job: CLIP-I (mean cosine to the references) and CLIP-T of each picture (the texts
+    of every image to do are encoded once, at the first batch)."""
+    from core.clip_score import weights_label
+
+    label, text_emb = weights_label(prov), {}
+
+    def process(batch: list[dict[str, str]], pictures: list) -> list[dict[str, Any]]:
+        if not text_emb:
+            uniq = sorted({clip_text(r, token) for r in todo})
+            text_emb.update(zip(uniq, scorer.encode_texts(uniq)))
+        texts = [clip_text(r, token) for r in batch]
+        emb = scorer.encode_images(pictures, batch_size=len(pictures))
+        clip_i = (emb @ ref_emb.T).mean(axis=1)  # mean cosine to each reference image
+        return [{"path": r["path"], "step": int(r["step"]), "prompt": r.get("prompt", ""),
+                 "template": r.get("template", ""), "seed": int(r["seed"]), "clip_i": float(ci),
+                 "clip_t": float(e @ text_emb[text]), "clip_model": prov["model"], "clip_weights": label}
+                for r, e, ci, text in zip(batch, emb, clip_i, texts)]
+
+    return process
+
+
+def _summaries(run: Run, base: ScoresRecord, ref_emb: np.ndarray, n_boot: int, *, n_now: int,
+               n_kept: int) -> ScoresRecord:
+    """scores.json complete: per-checkpoint and per-prompt summaries with bootstrap CIs, the baselines, the
+    checkpoint advice drawn from them, and the sha256 of the files they were computed from."""
+    rows = run.read_scores()  # as written (strings), the same rows every reader of scores.csv sees
+    by_step = summarize_by_step(rows, n_boot=n_boot)
+    by_prompt = summarize_by_prompt(rows, n_boot=n_boot)
     init = by_step[by_step["step"] == 0]
     initializer = ({"available": True, **_jsonable(init)[0],
                     "note": "images at checkpoint 0 use the initializer word's embedding (before training)"}
                    if len(init) else {"available": False,
                                       "note": "no images at checkpoint 0; generate at step 0 for this baseline"})
-    ceiling = reference_ceiling(ref_emb, n_boot=config.n_boot)
-    meta = {
-        **base_meta,
-        "baselines": {
-            "reference_ceiling_clip_i": ceiling["mean"],  # the number the dashboard and the card show
-            "reference_ceiling": ceiling,
-            "initializer": initializer,
-        },
-        "summaries": {"by_step": _jsonable(by_step), "by_prompt": _jsonable(by_prompt)},
-        "n_images": len(rows),
-        "n_scored_now": len(todo),
-        "n_kept": len(keep),
-        "inputs": run.scores_inputs(),  # what the summaries were computed from (Run.scores_stale compares)
-        "complete": True,
-        "updated": time.time(),
-    }
-    run.write_scores_meta(meta)
-    return meta
+    ceiling = reference_ceiling(ref_emb, n_boot=n_boot)
+    return dataclasses.replace(
+        base, reference_ceiling_clip_i=ceiling["mean"],  # the number the dashboard and the card show
+        reference_ceiling=ceiling, initializer=initializer,
+        by_step=tuple(_jsonable(by_step)), by_prompt=tuple(_jsonable(by_prompt)),
+        n_images=len(rows), n_scored_now=n_now, n_kept=n_kept,
+        inputs=run.scores_inputs(),  # what the summaries were computed from (Run.scores_stale compares)
+        advice=_advice(rows, by_step, n_boot),  # the checkpoint advice, drawn once here from these summaries
+        complete=True, updated=time.time())
+
+
+def _advice(rows, by_step: pd.DataFrame, n_boot: int) -> dict[str, Any]:
+    """core.advice.advise on the summaries just computed: persisted in scores.json, so the dashboard, the card and
+    `export --checkpoint recommended` read one recommendation instead of recomputing it."""
+    from core.advice import advise
+
+    advice = advise(rows, n_boot=n_boot, by_step=by_step)
+    advice.pop("by_step", None)  # the summaries themselves are in scores.json once (advise_run puts them back)
+    return json.loads(json.dumps(advice, default=_json_scalar))
+
+
+def _json_scalar(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def load_scores(run: Run) -> pd.DataFrame:
@@ -316,24 +284,19 @@ def load_scores(run: Run) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
-def add_arguments(parser, command: str) -> None:
-    add_run_argument(parser, "run folder (made by `train`, with images from `generate`)")
-    add_options(parser, ScoreConfig)
-    add_progress_flag(parser)
+add_arguments = run_stage_arguments(ScoreConfig)
 
 
 def run(args) -> int:
-    config = from_args(ScoreConfig, args)
     run_ = Run(args.run)
-    meta = score_run(run_, config, progress=not args.no_progress)
-    if meta["pipeline_check"]:
-        print(f"{PIPELINE_CHECK_LABEL} ({'; '.join(meta['pipeline_check_reasons'])})")
-    print(f"{run_.scores_path}: {meta['n_images']} image(s) ({meta['n_scored_now']} scored now) with "
-          f"{meta['clip_label']}")
-    table = pd.DataFrame(meta["summaries"]["by_step"])
+    score_run(run_, from_args(ScoreConfig, args), progress=not args.no_progress)
+    rec = run_.scores_record()
+    lines = [rec.pipeline_line(), f"{run_.scores_path}: {rec.n_images} image(s) ({rec.n_scored_now} scored now) with "
+                                  f"{rec.clip_label}"]
+    print("\n".join(line for line in lines if line))
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
-        print(table.to_string(index=False))
-    c = meta["baselines"]["reference_ceiling"]
+        print(rec.by_step_frame().to_string(index=False))
+    c = rec.reference_ceiling
     if c["mean"] is not None:
         print(f"reference ceiling CLIP-I: {c['mean']:.4f} [{c['lo']:.4f}, {c['hi']:.4f}] "
               f"({c['n_images']} reference images)")

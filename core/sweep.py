@@ -1,27 +1,6 @@
 """`sweep`: many runs from one spec on Ray - an embedded local Ray by default, an existing cluster with --address.
 
-SPEC is a TOML file (tables below; every table but [base] is optional). Relative paths in it are resolved against
-the current folder, as on the command line, and stored absolute so every worker finds them.
-
-    name = "tom-lr"            # the sweep's name (default: the spec file's stem); trial runs start with it
-    [base]                     # `train`'s options (TrainConfig field names; '-' or '_' both accepted)
-    images = "my-tom-pictures"
-    token = "<tom-cat>"
-    [grid]                     # every combination of these lists
-    steps = [1000, 3000]
-    lr = [0.002, 0.005]
-    [random]                   # n draws (seeded) per grid point: a list = choices, a table = a range
-    n = 4
-    seed = 0
-    vectors = [1, 2, 4]
-    lr = { min = 1e-4, max = 1e-2, log = true }
-    [generate]                 # after training: `generate`'s options (GenerateConfig); omit to skip
-    checkpoints = "0,final"
-    [score]                    # after generating: `score`'s options (ScoreConfig); `references` is required
-    references = "my-tom-pictures"
-    [audit]                    # the risk audit: `audit`'s options (AuditConfig; references default to the
-                               # trial's training images); omit to skip
-    [sweep]                    # how the sweep runs (SWEEP_DEFAULTS)
+SPEC is a TOML file, read and validated by `core.sweepspec` (its docstring lists the tables).
 
 Every trial is an ordinary run folder in --runs-dir named from its parameters (`trial_name`), plus the sweep's
 record in RUNS/sweeps/NAME/ (`core.sweeprecord`). Train+generate run in one fresh Ray worker process
@@ -32,316 +11,35 @@ skips finished trials; Ctrl-C stops the trials and leaves each run folder and th
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
-import math
 import os
 import platform
-import random
-import re
 import signal
 import statistics
 import sys
 import time
-import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.config import StrictConfig, add_options, check, from_args, option
 from core.errors import UserError
-from core.runfolder import Run, list_runs
-from core.sweeprecord import SweepRecord
-from core.trial import DEFAULT_COMPONENTS, TrialPlan
+from core.runfolder import list_runs
+from core.sweeprecord import SweepRecord, SweepState, TrialEntry
+from core.sweepspec import (  # noqa: F401
+    PATH_KEYS,
+    SWEEP_DEFAULTS,
+    TABLES,
+    SweepSettings,
+    SweepSpec,
+    Trial,
+    expand,
+    load_spec,
+    trial_name,
+)
+from core.trial import TrialPlan
 
-TABLES = ("name", "base", "grid", "random", "generate", "score", "audit", "sweep")
-SWEEP_DEFAULTS: dict[str, Any] = {
-    "parallel": None,  # trials training at once; default: the cluster's GPUs / gpus_per_trial, or 1 without GPUs
-    "gpus_per_trial": 1.0,  # GPUs each trial's worker asks Ray for (ignored on a cluster without GPUs)
-    "cpus_per_trial": 1.0,  # CPUs each worker asks Ray for
-    "max_retries": 2,  # retries of a stage whose worker died (crash, OOM kill, lost node); 0 = none
-    "retry_exceptions": False,  # also retry a stage that raised (a bad-input UserError is never retried)
-    "components": DEFAULT_COMPONENTS,  # factory(weight_spec, resolution) of the networks; for tests/custom models
-}
-PATH_KEYS = {"train": ("images", "prompts"), "generate": ("prompts", "init_image"), "score": ("references",),
-             "audit": ("references", "held_out", "misuse")}
 OBJECT_STORE_MB = 200  # trials exchange only small dicts; keep Ray's shared memory small
-
-
-# --------------------------------------------------------------------------------------------------- the spec
-@dataclass
-class Trial:
-    name: str
-    params: dict[str, Any]  # the varied values, in spec order
-    plan: TrialPlan
-    fingerprint: str  # hash of everything the trial does: a finished trial with the same one is skipped
-
-
-@dataclass
-class SweepSpec:
-    name: str
-    path: Path
-    text: str
-    base: dict[str, Any]
-    grid: dict[str, list]
-    random: dict[str, Any]
-    generate: dict[str, Any] | None
-    score: dict[str, Any] | None
-    audit: dict[str, Any] | None
-    sweep: dict[str, Any] = field(default_factory=dict)
-    trials: list[Trial] = field(default_factory=list)
-
-    @property
-    def varied(self) -> list[str]:
-        return list(self.grid) + [k for k in self.random if k not in ("n", "seed")]
-
-
-def _err(spec: Path, where: str, msg: str) -> UserError:
-    return UserError(f"{spec}: {where}{': ' if where else ''}{msg}")
-
-
-def _norm_keys(table: dict[str, Any]) -> dict[str, Any]:
-    return {k.replace("-", "_"): v for k, v in table.items()}
-
-
-def _abs_path(value: Any) -> Any:
-    return str(Path(value).expanduser().resolve()) if isinstance(value, str) and value else value
-
-
-def _resolve_paths(d: dict[str, Any], kind: str) -> dict[str, Any]:
-    out = dict(d)
-    for k in PATH_KEYS[kind]:
-        if out.get(k):
-            out[k] = _abs_path(out[k])
-    if kind == "train" and out.get("weights") not in (None, "kerascv", "random"):
-        out["weights"] = _abs_path(out["weights"])
-    return out
-
-
-def _sig3(x: float) -> float:
-    return float(f"{x:.3g}")
-
-
-def _draw(rng: random.Random, key: str, rule: Any) -> Any:
-    if isinstance(rule, list):
-        return rule[rng.randrange(len(rule))]
-    lo, hi, log = rule["min"], rule["max"], rule.get("log", False)
-    if isinstance(lo, int) and isinstance(hi, int) and not isinstance(lo, bool):
-        if log:
-            return int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
-        return rng.randint(lo, hi)
-    if log:
-        return _sig3(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    return _sig3(rng.uniform(lo, hi))
-
-
-def _check_random(spec_path: Path, table: dict[str, Any], train_keys: set[str]) -> None:
-    n = table.get("n")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise _err(spec_path, "[random] n", f"{n!r}: must be an integer >= 1 (the number of draws)")
-    if not isinstance(table.get("seed", 0), int):
-        raise _err(spec_path, "[random] seed", f"{table.get('seed')!r}: must be an integer")
-    params = {k: v for k, v in table.items() if k not in ("n", "seed")}
-    if not params:
-        raise _err(spec_path, "[random]", "no parameter to draw; add e.g. lr = { min = 1e-4, max = 1e-2, log = true }")
-    for k, rule in params.items():
-        where = f"[random] {k}"
-        if k not in train_keys:
-            raise _err(spec_path, where, f"not a train option; known: {', '.join(sorted(train_keys))}")
-        if isinstance(rule, list):
-            if not rule:
-                raise _err(spec_path, where, "empty list of choices")
-            continue
-        if not isinstance(rule, dict):
-            raise _err(spec_path, where, f"{rule!r}: use a list of choices or a table {{ min = .., max = .. }}")
-        extra = sorted(set(rule) - {"min", "max", "log"})
-        if extra or "min" not in rule or "max" not in rule:
-            raise _err(spec_path, where, "a range is a table with min, max and optional log = true")
-        lo, hi = rule["min"], rule["max"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) or not lo < hi:
-            raise _err(spec_path, where, f"min={lo!r}, max={hi!r}: need numbers with min < max")
-        if rule.get("log") and lo <= 0:
-            raise _err(spec_path, where, f"min={lo!r}: a log range needs min > 0")
-
-
-def trial_name(sweep: str, params: dict[str, Any], train: dict[str, Any]) -> str:
-    """`SWEEP-key-value_key-value-HASH`: readable varied values plus a short hash of the whole training config
-    (so a changed [base] makes new runs rather than resuming ones trained differently)."""
-    def slug(v: Any) -> str:
-        s = re.sub(r"[^A-Za-z0-9.]+", "-", str(v)).strip("-.")
-        return s or "x"
-
-    h = hashlib.sha256(json.dumps(train, sort_keys=True).encode()).hexdigest()[:6]
-    parts = "_".join(f"{slug(k)}-{slug(v)}" for k, v in params.items())
-    name = f"{slug(sweep)}-{parts}" if parts else slug(sweep)
-    return f"{name[:120]}-{h}"
-
-
-def load_spec(path: str | os.PathLike, runs_dir: str | os.PathLike) -> SweepSpec:
-    """Read and validate the whole spec; every error is one line naming the key. Builds the trial list."""
-    from core.generate import GenerateConfig
-    from core.score import ScoreConfig
-    from core.train import TrainConfig, prepare
-
-    spec_path = Path(path)
-    try:
-        text = spec_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{spec_path}: spec file not found") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{spec_path}: not valid TOML ({e})") from None
-    unknown = sorted(set(raw) - set(TABLES))
-    if unknown:
-        raise _err(spec_path, unknown[0], f"unknown table or key; known: {', '.join(TABLES)}")
-    for t in TABLES[1:]:
-        if t in raw and not isinstance(raw[t], dict):
-            raise _err(spec_path, f"[{t}]", "must be a table")
-    if "base" not in raw:
-        raise _err(spec_path, "[base]", "missing; it holds `train`'s options (images, token, init, ...)")
-    name = raw.get("name", spec_path.stem)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise _err(spec_path, "name", f"{name!r}: use letters, digits, '.', '_' and '-' only")
-
-    train_keys = {f.name for f in fields(TrainConfig)}
-    base = _norm_keys(raw["base"])
-    grid = _norm_keys(raw.get("grid", {}))
-    rand = _norm_keys(raw.get("random", {}))
-    for table, d in (("base", base), ("grid", grid)):
-        for k in d:
-            if k not in train_keys:
-                raise _err(spec_path, f"[{table}] {k}", f"not a train option; known: {', '.join(sorted(train_keys))}")
-    for k, v in grid.items():
-        if not isinstance(v, list):
-            raise _err(spec_path, f"[grid] {k}", f"{v!r}: must be a list of values, e.g. {k} = [..., ...]")
-        if not v:
-            raise _err(spec_path, f"[grid] {k}", "empty list; give at least one value or remove the key")
-    if rand:
-        _check_random(spec_path, rand, train_keys)
-    rand_params = [k for k in rand if k not in ("n", "seed")]
-    for k in grid:
-        if k in base:
-            raise _err(spec_path, f"[grid] {k}", "also set in [base]; keep it in one table")
-        if k in rand_params:
-            raise _err(spec_path, f"[grid] {k}", "also drawn in [random]; keep it in one table")
-    for k in rand_params:
-        if k in base:
-            raise _err(spec_path, f"[random] {k}", "also set in [base]; keep it in one table")
-
-    def strict(table: str, cls, data: dict[str, Any]) -> dict[str, Any]:
-        names = {f.name for f in fields(cls)}
-        data = _norm_keys(data)
-        bad = sorted(set(data) - names)
-        if bad:
-            raise _err(spec_path, f"[{table}] {bad[0]}", f"unknown key; known: {', '.join(sorted(names))}")
-        return data
-
-    generate = score = audit = None
-    if "generate" in raw:
-        generate = _resolve_paths(strict("generate", GenerateConfig, raw["generate"]), "generate")
-        try:
-            GenerateConfig.from_dict(generate)
-        except UserError as e:
-            raise _err(spec_path, "[generate]", str(e)) from None
-    if "score" in raw:
-        if generate is None:
-            raise _err(spec_path, "[score]", "needs [generate] (scoring rates a trial's generated images)")
-        score = strict("score", ScoreConfig, raw["score"])
-        if not score.get("references"):
-            raise _err(spec_path, "[score] references", "missing; a folder of reference images")
-        score = _resolve_paths(score, "score")
-        try:
-            ScoreConfig(**score)
-            from core.images import validate_images
-
-            validate_images(Path(score["references"]))
-        except UserError as e:
-            raise _err(spec_path, "[score]", str(e)) from None
-    if "audit" in raw:
-        if generate is None:
-            raise _err(spec_path, "[audit]", "needs [generate] (the audit reads a trial's generated images)")
-        try:
-            from core.audit import AuditConfig
-        except ImportError:
-            raise _err(spec_path, "[audit]", "the risk audit (core.audit) is not in this version; remove the "
-                                             "table") from None
-        audit = _resolve_paths(strict("audit", AuditConfig, raw["audit"]), "audit")
-        try:  # references default to each trial's training images (checked with them below)
-            AuditConfig(**{"references": base.get("images") or ".", **audit})
-            if audit.get("held_out"):
-                from core.images import validate_images
-
-                validate_images(Path(audit["held_out"]))
-        except UserError as e:
-            raise _err(spec_path, "[audit]", str(e)) from None
-    sweep = _norm_keys(raw.get("sweep", {}))
-    bad = sorted(set(sweep) - set(SWEEP_DEFAULTS))
-    if bad:
-        raise _err(spec_path, f"[sweep] {bad[0]}", f"unknown key; known: {', '.join(SWEEP_DEFAULTS)}")
-    sweep = {**SWEEP_DEFAULTS, **sweep}
-    checks = {
-        "parallel": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-        "gpus_per_trial": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-        "cpus_per_trial": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-        "max_retries": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-        "retry_exceptions": lambda v: isinstance(v, bool),
-        "components": lambda v: isinstance(v, str) and ":" in v,
-    }
-    for k, ok in checks.items():
-        if not ok(sweep[k]):
-            raise _err(spec_path, f"[sweep] {k}", f"{sweep[k]!r}: see SWEEP_DEFAULTS (default {SWEEP_DEFAULTS[k]!r})")
-
-    spec = SweepSpec(name, spec_path, text, base, grid, rand, generate, score, audit, sweep)
-    spec.trials = expand(spec, Path(runs_dir))
-    # validate every trial's training config, then the inputs each distinct one reads (images, token, prompts)
-    seen: set[str] = set()
-    for t in spec.trials:
-        try:
-            cfg = TrainConfig.from_dict(t.plan.train)
-        except UserError as e:
-            key = str(e).split("=", 1)[0]
-            table = "grid" if key in grid else "random" if key in rand else "base"
-            raise _err(spec_path, f"[{table}]", str(e)) from None
-        inputs = json.dumps({k: t.plan.train.get(k) for k in ("images", "token", "init", "vectors", "property",
-                                                                "prompts", "min_image_size")}, sort_keys=True)
-        if inputs not in seen:
-            seen.add(inputs)
-            try:
-                prepare(cfg)
-            except UserError as e:
-                raise _err(spec_path, f"trial {t.name}", str(e)) from None
-    return spec
-
-
-def expand(spec: SweepSpec, runs_dir: Path) -> list[Trial]:
-    """The trials: every grid combination x `n` random draws (seeded), duplicates removed, in a fixed order."""
-    from core.train import TrainConfig
-
-    combos = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())] or [{}]
-    draws: list[dict[str, Any]] = [{}]
-    if spec.random:
-        rng = random.Random(spec.random.get("seed", 0))
-        params = {k: v for k, v in spec.random.items() if k not in ("n", "seed")}
-        draws = [{k: _draw(rng, k, rule) for k, rule in params.items()} for _ in range(spec.random["n"])]
-    defaults = TrainConfig().to_dict()
-    out, names = [], set()
-    for combo in combos:
-        for draw in draws:
-            params = {**combo, **draw}
-            train = _resolve_paths({**defaults, **spec.base, **params}, "train")
-            name = trial_name(spec.name, params, train)
-            if name in names:
-                continue
-            names.add(name)
-            audit = None if spec.audit is None else {"references": train["images"], **spec.audit}
-            plan = TrialPlan(name=name, runs_dir=str(runs_dir.resolve()), train=train, generate=spec.generate,
-                             score=spec.score, audit=audit, components=spec.sweep["components"])
-            fp = hashlib.sha256(json.dumps([train, spec.generate, spec.score, audit, plan.components],
-                                           sort_keys=True, default=str).encode()).hexdigest()[:16]
-            out.append(Trial(name, params, plan, fp))
-    return out
 
 
 # ----------------------------------------------------------------------------------------------- estimates
@@ -397,7 +95,7 @@ def n_images(plan: TrialPlan) -> int:
 
 def dry_run(spec: SweepSpec, runs_dir: Path, parallel: int) -> str:
     record = SweepRecord(runs_dir, spec.name)
-    prev = {t["name"]: t for t in (record.trials() if record.exists else [])}
+    prev = {t.name: t for t in (record.state().trials if record.exists else ())}
     lines = [f"sweep {spec.name}: {len(spec.trials)} trial(s), run folders in {runs_dir}"]
     total, unknown = 0.0, []
     cache: dict[str, dict[str, Any]] = {}
@@ -405,8 +103,8 @@ def dry_run(spec: SweepSpec, runs_dir: Path, parallel: int) -> str:
         key = json.dumps({k: t.plan.train.get(k) for k in ("resolution", "batch_size", "mixed_precision",
                                                              "jit_compile")}, sort_keys=True)
         m = cache.setdefault(key, measured_times(runs_dir, t.plan.train))
-        old = prev.get(t.name, {})
-        done = old.get("status") == "finished" and old.get("fingerprint") == t.fingerprint
+        old = prev.get(t.name) or TrialEntry(t.name, status="new")
+        done = old.status == "finished" and old.fingerprint == t.fingerprint
         imgs = n_images(t.plan)
         est = ""
         if not done:
@@ -418,7 +116,7 @@ def dry_run(spec: SweepSpec, runs_dir: Path, parallel: int) -> str:
                 est = f"~{sec / 60:.1f} min"
         params = " ".join(f"{k}={v}" for k, v in t.params.items()) or "(base only)"
         lines.append(f"  {t.name}  {params}  steps={t.plan.train['steps']} images={imgs}  "
-                     f"{'finished (skipped)' if done else old.get('status', 'new')}  {est}".rstrip())
+                     f"{'finished (skipped)' if done else old.status}  {est}".rstrip())
     for key, m in cache.items():
         cfg = json.loads(key)
         what = (f"resolution {cfg['resolution']}, batch {cfg['batch_size']}, precision {cfg['mixed_precision']}"
@@ -481,10 +179,10 @@ def start_ray(address: str | None, num_cpus: int | None, object_store_mb: int):
 
 
 def default_parallel(spec: SweepSpec, cluster_gpus: float) -> int:
-    if spec.sweep["parallel"]:
-        return int(spec.sweep["parallel"])
-    if cluster_gpus and spec.sweep["gpus_per_trial"]:
-        return max(1, int(cluster_gpus // spec.sweep["gpus_per_trial"]))
+    if spec.sweep.parallel:
+        return int(spec.sweep.parallel)
+    if cluster_gpus and spec.sweep.gpus_per_trial:
+        return max(1, int(cluster_gpus // spec.sweep.gpus_per_trial))
     return 1  # CPU only: a 512 px build holds many GB; one trial trains at a time
 
 
@@ -494,32 +192,33 @@ class Driver:
     def __init__(self, ray, spec: SweepSpec, runs_dir: Path, record: SweepRecord, parallel: int, gpus: float):
         self.ray, self.spec, self.record, self.parallel = ray, spec, record, parallel
         s = spec.sweep
-        opts = dict(num_cpus=s["cpus_per_trial"], num_gpus=(s["gpus_per_trial"] if gpus else 0), max_calls=1,
-                    max_retries=s["max_retries"], retry_exceptions=s["retry_exceptions"])
+        opts = dict(num_cpus=s.cpus_per_trial, num_gpus=(s.gpus_per_trial if gpus else 0), max_calls=1,
+                    max_retries=s.max_retries, retry_exceptions=s.retry_exceptions)
         self.train_task = ray.remote(**opts)(_run_train)
         self.score_task = ray.remote(**opts)(_run_score)
-        prev = {t["name"]: t for t in (record.trials() if record.exists else [])}
-        self.rows: dict[str, dict[str, Any]] = {}
+        state = record.state() if record.exists else None
+        prev = {t.name: t for t in (state.trials if state else ())}
+        self.rows: dict[str, TrialEntry] = {}
         for t in spec.trials:
-            old = prev.get(t.name, {})
-            row = {"name": t.name, "params": t.params, "fingerprint": t.fingerprint, "status": "pending",
-                   "stage": "", "attempts": int(old.get("attempts", 0)), "resumed_from": old.get("resumed_from"),
-                   "message": ""}
-            if (old.get("status") == "finished" and old.get("fingerprint") == t.fingerprint
+            old = prev.get(t.name) or TrialEntry(t.name)
+            row = TrialEntry(t.name, params=dict(t.params), fingerprint=t.fingerprint, attempts=old.attempts,
+                             resumed_from=old.resumed_from)
+            if (old.status == "finished" and old.fingerprint == t.fingerprint
                     and t.plan.run.exists and t.plan.run.record.status == "finished"):
-                row.update(status="finished", stage="done", message=old.get("message", ""))
+                row.status, row.stage, row.message = "finished", "done", old.message
             self.rows[t.name] = row
-        self.created = (record.read().get("created") if record.exists else None) or time.time()
+        self.created = (state.created if state else None) or time.time()
         self.stopped: list[str] = []
 
     def save(self) -> None:
-        self.record.write({"name": self.spec.name, "spec": str(self.spec.path.resolve()), "created": self.created,
-                           "engine": {"ray": self.ray.__version__, "parallel": self.parallel},
-                           "varied": self.spec.varied, "trials": list(self.rows.values())})
+        self.record.write_state(SweepState(
+            name=self.spec.name, spec=str(self.spec.path.resolve()), created=self.created,
+            engine={"ray": self.ray.__version__, "parallel": self.parallel}, varied=tuple(self.spec.varied),
+            trials=tuple(self.rows.values())))
 
     def run(self) -> dict[str, int]:
         by_name = {t.name: t for t in self.spec.trials}
-        queue = [t for t in self.spec.trials if self.rows[t.name]["status"] != "finished"]
+        queue = [t for t in self.spec.trials if self.rows[t.name].status != "finished"]
         skipped = len(self.spec.trials) - len(queue)
         if skipped:
             print(f"{skipped} trial(s) already finished: skipped")
@@ -532,7 +231,8 @@ class Driver:
                 while queue and n_train < self.parallel:
                     t = queue.pop(0)
                     inflight[self.train_task.options(name=f"train {t.name}").remote(t.plan)] = (t.name, "train")
-                    self.rows[t.name].update(status="running", stage="train", attempts=self.rows[t.name]["attempts"] + 1)
+                    row = self.rows[t.name]
+                    row.status, row.stage, row.attempts = "running", "train", row.attempts + 1
                     n_train += 1
                     print(f"start  {t.name}")
                 self.save()
@@ -545,21 +245,21 @@ class Driver:
                     except self.ray.exceptions.RayError as e:
                         res = {"status": "failed", "message": f"{stage} failed after retries: {str(e).splitlines()[0]}"}
                     if stage == "train" and res.get("resumed_from") is not None:
-                        row["resumed_from"] = res["resumed_from"]
+                        row.resumed_from = res["resumed_from"]
                     if res["status"] == "finished" and stage == "train" and (trial.plan.score or trial.plan.audit):
                         inflight[self.score_task.options(name=f"score {name}").remote(trial.plan)] = (name, "score")
-                        row.update(stage="score")
+                        row.stage = "score"
                         continue
-                    row.update(status=res["status"], stage="done" if res["status"] == "finished" else stage,
-                               message=res.get("message", ""))
-                    print(f"{res['status']:<9} {name}" + (f": {row['message']}" if row["message"] else ""))
+                    row.status, row.message = res["status"], res.get("message", "")
+                    row.stage = "done" if res["status"] == "finished" else stage
+                    print(f"{res['status']:<9} {name}" + (f": {row.message}" if row.message else ""))
                 self.save()
         except KeyboardInterrupt:
             self.stop(inflight)
             raise
         counts: dict[str, int] = {}
         for r in self.rows.values():
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
+            counts[r.status] = counts.get(r.status, 0) + 1
         return counts
 
     def stop(self, inflight: dict[Any, tuple[str, str]], grace: float = 10.0) -> None:
@@ -583,11 +283,12 @@ class Driver:
             if not held:
                 break
         for name, stage in inflight.values():
-            self.rows[name].update(status="interrupted", stage=stage, message="sweep interrupted (Ctrl-C)")
+            row = self.rows[name]
+            row.status, row.stage, row.message = "interrupted", stage, "sweep interrupted (Ctrl-C)"
             self.stopped.append(name)
         for row in self.rows.values():
-            if row["status"] == "pending":
-                row["message"] = "not started (sweep interrupted)"
+            if row.status == "pending":
+                row.message = "not started (sweep interrupted)"
         self.save()
 
     def settle(self) -> None:
@@ -600,8 +301,7 @@ class Driver:
                 if run.exists:
                     with run.writer("sweep: record the interruption"):
                         if run.reload().record.status == "running":
-                            run.update_meta(status="interrupted",
-                                            message="sweep interrupted; rerun the sweep to resume")
+                            run.update(status="interrupted", message="sweep interrupted; rerun the sweep to resume")
             except UserError as e:
                 print(f"{name}: {e}", file=sys.stderr)
 
@@ -640,7 +340,7 @@ def run(args) -> int:
     spec = load_spec(args.spec, runs_dir)  # everything validated before Ray starts or a folder is made
     record = SweepRecord(runs_dir, spec.name)
     if cfg.dry_run:
-        print(dry_run(spec, runs_dir, spec.sweep["parallel"] or 1))
+        print(dry_run(spec, runs_dir, spec.sweep.parallel or 1))
         return 0
     ray = start_ray(cfg.address, cfg.num_cpus, cfg.object_store_mb)
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)

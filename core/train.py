@@ -7,7 +7,6 @@ numpy's generator seeded with (seed, k), so a resumed run draws exactly what the
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import math
 import os
@@ -23,8 +22,8 @@ import numpy as np
 
 from core import __version__
 from core.config import StrictConfig, add_options, add_progress_flag, check, from_args, option
-from core.errors import JobFailed, UserError
-from core.runfolder import Run, one_line
+from core.errors import UserError
+from core.runfolder import Run, RunRecord, Timings, TokenInfo, WeightsProvenance, one_line
 
 NEIGHBORS_K = 8
 MAX_BATCH = 256  # far above what fits a GPU at 512 px; larger is a typo that would fail only after loading
@@ -248,7 +247,7 @@ def save_checkpoint(run: Run, step: int, model, encoder, placeholders: list[str]
     # the optimizer state is written last: it marks the checkpoint complete (resume starts from the last one
     # that has it, and redoes everything after it, so a kill at any moment loses or duplicates nothing)
     run.save_checkpoint(step, {"step": np.asarray(step), **opt_vars})
-    run.update_meta(last_checkpoint=step, heartbeat=time.time())
+    run.update(last_checkpoint=step, heartbeat=time.time())
 
 
 def restore_checkpoint(run: Run, step: int, model, encoder, placeholders: list[str]) -> None:
@@ -299,33 +298,10 @@ def resume_hint(run: Run) -> str:
     return f"continue with: python -m core train --resume {run.path}"
 
 
-@contextlib.contextmanager
 def recorded(run: Run):
-    """Hold the run's writer lock and make its status the truth: any exception leaves `failed` (with the one-line
-    reason in run.json and the traceback in logs/train.log) or `interrupted`, never `running` or `finished`."""
-    with run.writer("train"):
-        try:
-            yield
-        except KeyboardInterrupt:
-            _mark_if_running(run, "interrupted", f"interrupted; {resume_hint(run)}")
-            raise
-        except UserError as e:
-            _mark_if_running(run, "failed", str(e))
-            raise
-        except JobFailed:
-            raise
-        except Exception as e:
-            try:
-                already = run.record.status == "failed"  # the loop recorded the step it failed at
-            except (OSError, UserError):
-                already = False
-            raise run.record_failure("train", e, mark_failed=not already, hint=resume_hint(run)) from e
-
-
-def _mark_if_running(run: Run, status: str, message: str) -> None:
-    with contextlib.suppress(OSError, UserError):
-        if run.record.status == "running":
-            run.update_meta(status=status, message=message)
+    """`run.stage("train", owns_status=True)`: the writer lock, and the run's status made the truth (any exception
+    leaves `failed` with the one-line reason in run.json and the traceback in logs/train.log, or `interrupted`)."""
+    return run.stage("train", owns_status=True, hint=resume_hint(run))
 
 
 def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress: bool = True,
@@ -338,83 +314,79 @@ def train(cfg: TrainConfig, run: Run, components, resume: bool = False, progress
         return _train(cfg, run, components, resume, progress, stop_after, prepared)
 
 
+@dataclass
+class _Networks:
+    """What a checkpoint saves and restores: the Keras model (optimizer state), the placeholder encoder (the
+    learned rows), and what the nearest-word table is measured against."""
+
+    model: Any
+    encoder: Any
+    placeholders: list[str]
+    vocabulary: np.ndarray
+    init_vectors: np.ndarray
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, components, init_id: int) -> _Networks:
+        from core.components import PlaceholderTextEncoder, vocabulary_table
+        from core.tokenizer import placeholder_tokens
+
+        vocabulary = vocabulary_table(components.text_encoder)
+        init_vectors = np.repeat(vocabulary[init_id][None], cfg.vectors, axis=0)
+        encoder = PlaceholderTextEncoder(components.text_encoder, init_vectors)
+        model = build_model(encoder, components.diffusion_model, components.image_encoder, cfg)
+        return cls(model, encoder, placeholder_tokens(cfg.token, cfg.vectors), vocabulary, init_vectors)
+
+    def save(self, run: Run, step: int, tokenizer) -> None:
+        save_checkpoint(run, step, self.model, self.encoder, self.placeholders, self.vocabulary, self.init_vectors,
+                        tokenizer)
+
+
+@dataclass(frozen=True)
+class _Session:
+    """Where this training session starts: the step, the training time of earlier sessions (run.json timings),
+    the last `seconds` of metrics.csv (its clock continues), and when the session began."""
+
+    start: int
+    prior_seconds: float
+    elapsed0: float
+    began: float
+
+
 def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool, stop_after: int | None,
            prepared: tuple | None) -> Run:
     from tqdm.auto import tqdm
 
-    from core.components import PlaceholderTextEncoder, vocabulary_table
-    from core.tokenizer import placeholder_tokens
-
+    # data, networks, and where this session starts (a fresh run: checkpoint 0; --resume: its last checkpoint)
     images, manifest, templates, tokenizer, init_id = prepared or prepare(cfg)
-    done = [s for s in run.checkpoint_steps() if s in run.embedding_steps()] if resume else []
-    if resume and not done:  # killed before checkpoint 0 was complete: nothing to keep, start the run over
-        resume = False
-        run.truncate_metrics(0)
-        run.rewrite_neighbors([])
-    if resume:
-        old = {r["file"]: r["sha256"] for r in run.read_manifest()}
-        new = {r["file"]: r["sha256"] for r in manifest}
-        if old != new:
-            changed = sorted(set(old.items()) ^ set(new.items()))
-            raise UserError(f"{cfg.images}: the images changed since the run started ({changed[0][0]} ...); "
-                            "restore them or start a new run")
-    placeholders = placeholder_tokens(cfg.token, cfg.vectors)
-    vocabulary = vocabulary_table(components.text_encoder)
-    init_vectors = np.repeat(vocabulary[init_id][None], cfg.vectors, axis=0)
-    encoder = PlaceholderTextEncoder(components.text_encoder, init_vectors)
-    model = build_model(encoder, components.diffusion_model, components.image_encoder, cfg)
+    resume = _can_resume(cfg, run, manifest, resume)
+    net = _Networks.build(cfg, components, init_id)
     data = TrainingData(images, templates, tokenizer, cfg)
-
-    if resume:
-        start = done[-1]
-        restore_checkpoint(run, start, model, encoder, placeholders)
-        run.truncate_metrics(start)
-        run.rewrite_neighbors([r for r in run.read_neighbors() if int(r["step"]) <= start])
-        prior_seconds = run.record.timings.seconds_total
-        metrics = run.read_metrics()
-        elapsed0 = metrics[-1]["seconds"] if metrics else 0.0
-    else:
-        start, prior_seconds, elapsed0 = 0, 0.0, 0.0
-        run.write_manifest(manifest)
-        save_checkpoint(run, 0, model, encoder, placeholders, vocabulary, init_vectors, tokenizer)
-
-    env = environment()
-    run.update_meta(status="running", message=None, pid=os.getpid(), heartbeat=time.time(),
-                    versions=env["versions"], hardware=env["hardware"], weights=components.weights.provenance())
-    import keras
+    session = _start_session(run, net, manifest, tokenizer, resume)
+    _mark_running(run, components)
 
     old_handler = signal.signal(signal.SIGTERM, _raise_terminated)
-    t_session = time.time()
-    step = start
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {run.name}", unit="step", disable=not progress,
+    bar = tqdm(total=cfg.steps, initial=session.start, desc=f"train {run.name}", unit="step", disable=not progress,
                dynamic_ncols=True)
-    status, message = None, None
+    step, status, message = session.start, None, None
     try:
         while step < cfg.steps:
-            if stop_after is not None and step - start >= stop_after:
+            # termination (stop_after: tests stop a session early to exercise --resume)
+            if stop_after is not None and step - session.start >= stop_after:
                 raise _Terminated("stop_after")
-            batch = data.batch(step + 1)
-            logs = model.train_on_batch(batch, return_dict=True)
-            loss = float(logs["loss"])
+            # forward, backward, update (only the placeholder rows are trainable)
+            loss = float(net.model.train_on_batch(data.batch(step + 1), return_dict=True)["loss"])
             step += 1
-            seconds = elapsed0 + (time.time() - t_session)
-            lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-            run.append_metrics([{"step": step, "loss": f"{loss:.6g}", "lr": f"{lr:.6g}", "seconds": f"{seconds:.3f}"}])
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
+            # timing and logging: one metrics.csv line per step
+            _log_step(run, net.model, step, loss, session, bar)
             if not math.isfinite(loss):
-                status = "failed"
-                last = max(run.checkpoint_steps())
-                message = (f"loss became {loss} at step {step}; stopped. The last good checkpoint (step {last}) is "
-                           "kept. --resume would diverge the same way (it keeps the run's settings): start a new "
-                           "run with a lower --lr (or --mixed-precision no)")
+                status, message = "failed", _diverged_message(run, loss, step)
                 break
+            # write checkpoints (embedding, nearest words, optimizer state last: it marks the checkpoint complete)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_checkpoint(run, step, model, encoder, placeholders, vocabulary, init_vectors, tokenizer)
+                net.save(run, step, tokenizer)
         status = status or "finished"  # the loop ended normally
     except (KeyboardInterrupt, _Terminated):
-        status = "interrupted"
-        message = f"interrupted at step {step}; {resume_hint(run)}"
+        status, message = "interrupted", f"interrupted at step {step}; {resume_hint(run)}"
     except BaseException as e:
         status = "failed"
         message = f"failed at step {step}: {one_line(f'{type(e).__name__}: {e}')}; {resume_hint(run)}"
@@ -422,22 +394,80 @@ def _train(cfg: TrainConfig, run: Run, components, resume: bool, progress: bool,
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, old_handler)
-        total = prior_seconds + (time.time() - t_session)
-        steps_done = step
-        started = run.record.timings.started
-        timings = {"started": t_session if started is None else started, "seconds_total": round(total, 3),
-                   "steps_done": steps_done, "last_session_started": t_session}
-        if status == "finished":
-            timings["finished"] = time.time()
-        fields: dict[str, Any] = {"status": status, "timings": timings}
-        if status == "finished":
-            fields["final_step"] = max(run.embedding_steps())
-        if message:
-            fields["message"] = message
-        run.update_meta(**fields)
+        _end_session(run, session, step, status, message)
     if message:
         print(message, file=sys.stderr)
     return run
+
+
+def _can_resume(cfg: TrainConfig, run: Run, manifest: list[dict], resume: bool) -> bool:
+    """Whether --resume has a complete checkpoint to continue from (killed before checkpoint 0 was complete:
+    nothing to keep, the run starts over); the training images must be the ones the run started with."""
+    done = [s for s in run.checkpoint_steps() if s in run.embedding_steps()] if resume else []
+    if resume and not done:
+        run.truncate_metrics(0)
+        run.rewrite_neighbors([])
+        return False
+    if resume:
+        old = {r["file"]: r["sha256"] for r in run.read_manifest()}
+        new = {r["file"]: r["sha256"] for r in manifest}
+        if old != new:
+            changed = sorted(set(old.items()) ^ set(new.items()))
+            raise UserError(f"{cfg.images}: the images changed since the run started ({changed[0][0]} ...); "
+                            "restore them or start a new run")
+    return resume
+
+
+def _start_session(run: Run, net: _Networks, manifest: list[dict], tokenizer, resume: bool) -> _Session:
+    """Restore the last complete checkpoint (and cut metrics and neighbours after it), or write checkpoint 0."""
+    if not resume:
+        run.write_manifest(manifest)
+        net.save(run, 0, tokenizer)
+        return _Session(0, 0.0, 0.0, time.time())
+    start = [s for s in run.checkpoint_steps() if s in run.embedding_steps()][-1]
+    restore_checkpoint(run, start, net.model, net.encoder, net.placeholders)
+    run.truncate_metrics(start)
+    run.rewrite_neighbors([r for r in run.read_neighbors() if int(r["step"]) <= start])
+    metrics = run.read_metrics()
+    return _Session(start, run.record.timings.seconds_total, metrics[-1]["seconds"] if metrics else 0.0, time.time())
+
+
+def _mark_running(run: Run, components) -> None:
+    env = environment()
+    run.update(status="running", message=None, pid=os.getpid(), heartbeat=time.time(), versions=env["versions"],
+               hardware=env["hardware"], weights=WeightsProvenance.from_json(components.weights.provenance()))
+
+
+def _log_step(run: Run, model, step: int, loss: float, session: _Session, bar) -> None:
+    import keras
+
+    seconds = session.elapsed0 + (time.time() - session.began)
+    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    run.append_metrics([{"step": step, "loss": f"{loss:.6g}", "lr": f"{lr:.6g}", "seconds": f"{seconds:.3f}"}])
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.4f}")
+
+
+def _diverged_message(run: Run, loss: float, step: int) -> str:
+    last = max(run.checkpoint_steps())
+    return (f"loss became {loss} at step {step}; stopped. The last good checkpoint (step {last}) is kept. --resume "
+            "would diverge the same way (it keeps the run's settings): start a new run with a lower --lr (or "
+            "--mixed-precision no)")
+
+
+def _end_session(run: Run, session: _Session, step: int, status: str | None, message: str | None) -> None:
+    """run.json's truth at the end of a session: status, timings over all sessions, final step, why it stopped."""
+    total = session.prior_seconds + (time.time() - session.began)
+    started = run.record.timings.started
+    timings = Timings(started=session.began if started is None else started, seconds_total=round(total, 3),
+                      steps_done=step, last_session_started=session.began,
+                      finished=time.time() if status == "finished" else None)
+    changes: dict[str, Any] = {"status": status, "timings": timings}
+    if status == "finished":
+        changes["final_step"] = max(run.embedding_steps())
+    if message:
+        changes["message"] = message
+    run.update(**changes)
 
 
 def default_name(cfg: TrainConfig) -> str:
@@ -450,16 +480,11 @@ def start_run(cfg: TrainConfig, runs_dir: Path, name: str | None) -> Run:
     from core.weights import WeightSpec
 
     spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
-    meta = {
-        "kind": "train",
-        "config": cfg.to_dict(),
-        "token": {"placeholder": cfg.token, "initializer": cfg.init, "vectors": cfg.vectors,
-                  "tokens": placeholder_tokens(cfg.token, cfg.vectors)},
-        "property": cfg.property,
-        "weights": spec.provenance(),
-        "timings": {"started": time.time(), "seconds_total": 0.0, "steps_done": 0},
-    }
-    return Run.create(runs_dir, name or default_name(cfg), meta)
+    record = RunRecord.new(
+        name=name or default_name(cfg), kind="train", property=cfg.property, config=cfg.to_dict(),
+        token=TokenInfo(cfg.token, cfg.init, cfg.vectors, tuple(placeholder_tokens(cfg.token, cfg.vectors))),
+        weights=WeightsProvenance.from_json(spec.provenance()), timings=Timings(started=time.time()))
+    return Run.create(runs_dir, record.name, record)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

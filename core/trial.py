@@ -97,7 +97,7 @@ def train_stage(plan: TrialPlan) -> dict[str, Any]:
                 train(cfg, run, components, resume=resume, progress=False)
             except UserError:
                 if run.reload().record.status == "running":
-                    run.update_meta(status="failed")
+                    run.update(status="failed")
                 raise
         rec = run.reload().record
         out: dict[str, Any] = {"status": rec.status, "resumed_from": resumed_from, "final_step": rec.final_step,

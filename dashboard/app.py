@@ -45,9 +45,9 @@ page = st.navigation(PAGES)
 try:
     all_infos = ui.infos()
     ui.pipeline_demo_banner(all_infos)
-    damaged = [i for i in all_infos if i["error"]]
+    damaged = [i for i in all_infos if i.error]
     if damaged:
-        st.sidebar.warning(f"{len(damaged)} damaged run(s): " + ", ".join(i["name"] for i in damaged)
+        st.sidebar.warning(f"{len(damaged)} damaged run(s): " + ", ".join(i.name for i in damaged)
                            + " (see Experiments)")
     st.sidebar.caption(f"{len(all_infos)} run(s) in `{ui.runs_dir()}` · read-only")
     page.run()

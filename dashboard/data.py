@@ -1,12 +1,14 @@
 """Dashboard data access: the one module the pages read runs through (via `core.runfolder`), with caching.
 
-Every loader takes a run folder path and returns plain data (dicts, DataFrames, bytes) or the typed records core
-writes and reads (`ScoresRecord`, `ComparisonRecord`); run summaries come from `Run.record`, score summaries from
-scores.json as `score` computed them (never recomputed), comparisons from the folder `compare` wrote (found
-through `core.runfolder.reports_dir` / `comparison_dir`). Results are cached with
-`st.cache_data`, keyed by the files' (mtime_ns, size), so a file that changes on disk is read again on the next
-rerun and an unchanged one is never re-parsed. A file that cannot be read raises `DataError` (a `UserError`)
-naming the file; pages catch it and show an error for that run only.
+Pages get records, never copies of their fields: `run_infos` gives a `RunEntry` per run folder holding its
+`RunRecord` (plus the checkpoints on disk, `Run.final_step`, which files exist and a stale check); scores.json,
+audit.json, comparisons and sweeps come as `ScoresRecord`, `AuditRecord`, `ComparisonRecord` and `SweepState`.
+What a stage computed is shown as it wrote it, never recomputed: the summaries and the checkpoint advice `score`
+wrote, the comparison `compare` wrote (found through `core.runfolder.reports_dir` / `comparison_dir`).
+Loaders are cached with `st.cache_data` through one decorator, `dashboard.cache.file_loader`, keyed by the files'
+(mtime_ns, size): a file that changes on disk is read again on the next rerun, an unchanged one is never
+re-parsed. A file that cannot be read raises `DataError` (a `UserError`) naming the file; pages catch it and show
+an error for that run only.
 
 Nothing here imports TensorFlow, keras, keras_cv or torch: the dashboard only reads.
 """
@@ -14,10 +16,12 @@ Nothing here imports TensorFlow, keras, keras_cv or torch: the dashboard only re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import math
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -25,7 +29,18 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import UserError
-from core.runfolder import PIPELINE_CHECK_LABEL, Run, ScoresRecord, comparison_dir, list_runs, reports_dir
+from core.runfolder import (
+    PIPELINE_CHECK_LABEL,  # noqa: F401 - the pages read the label here
+    AuditRecord,
+    Run,
+    RunRecord,
+    ScoresRecord,
+    comparison_dir,
+    list_runs,
+    reports_dir,
+)
+from dashboard.cache import DataError, caches_errors, damaged, file_loader, signature  # noqa: F401 (DataError)
+from dashboard.sweepdata import SweepView, sweep, sweep_names  # noqa: F401 - the pages read sweeps here
 
 if TYPE_CHECKING:
     from core.compare import ComparisonRecord
@@ -36,10 +51,6 @@ THUMB_SIZE = 192
 REAL_TRAIN_COMMAND = (
     "python -m core train --weights kerascv --images DIR --token '<tom-cat>' --init cat --property object"
 )
-
-
-class DataError(UserError):
-    """A run file exists but cannot be read (damaged JSON, garbage CSV, not an image)."""
 
 
 # --------------------------------------------------------------------------------------- the runs folder
@@ -56,23 +67,10 @@ def runs_dir_from_args(argv: Sequence[str], environ: dict[str, str] | os._Enviro
     return environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR
 
 
-def _sig(path: Path) -> tuple[int, int] | None:
-    """(mtime_ns, size) of a file or folder; None when absent. The cache key that makes changed files re-read."""
-    try:
-        s = os.stat(path)
-    except OSError:
-        return None
-    return (s.st_mtime_ns, s.st_size)
-
-
 def _run_sig(run: Run) -> tuple:
-    return tuple(_sig(p) for p in (run.meta_path, run.metrics_path, run.images_index_path, run.scores_path,
+    return tuple(signature(p) for p in (run.meta_path, run.metrics_path, run.images_index_path, run.scores_path,
                                    run.scores_meta_path, run.neighbors_path, run.embeddings_dir,
                                    run.grids_dir, run.card_overrides_path, run.audit_meta_path))
-
-
-def _damaged(path: Path, e: BaseException) -> DataError:
-    return DataError(f"{path}: damaged or unreadable ({type(e).__name__}: {e}); restore or regenerate it")
 
 
 def q(path: str | Path) -> str:
@@ -81,104 +79,92 @@ def q(path: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------- run summaries
-def run_infos(runs_dir: str) -> list[dict[str, Any]]:
-    """One summary per run folder under runs_dir (sorted by name). A damaged run gets `error` and nothing else."""
+RUN_FILES = ("metrics_path", "images_index_path", "scores_path", "scores_meta_path", "neighbors_path",
+             "audit_meta_path")
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run folder as the pages list it: the validated `RunRecord` itself (never a copy of its fields; None when
+    run.json is damaged, with `error` saying why), the checkpoints on disk, which of its files exist, and whether
+    a `running` status is stale (no process holds the writer lock)."""
+
+    name: str
+    path: str
+    record: RunRecord | None
+    error: str | None = None
+    checkpoints: tuple[int, ...] = ()
+    final_step: int | None = None  # Run.final_step: the one rule
+    present: frozenset[str] = frozenset()  # the RUN_FILES that exist (Run attribute names)
+    stale: str | None = None
+
+    @property
+    def pipeline_check(self) -> bool:
+        """Random-weight (or unreadable) runs: never shown as a model result."""
+        return self.record is None or self.record.is_pipeline_check
+
+    @property
+    def status(self) -> str:
+        return "damaged" if self.record is None else ("stale" if self.stale else self.record.status)
+
+    def has(self, attr: str) -> bool:
+        """Whether the run's file `attr` (a Run path attribute: "scores_path", "images_index_path", ...) exists."""
+        return attr in self.present
+
+    @property
+    def label(self) -> str:
+        if self.record is None:
+            return f"{self.name} (run.json damaged)"
+        return f"{self.name} ({self.record.property}, {self.record.weights.source})"
+
+
+def run_infos(runs_dir: str) -> list[RunEntry]:
+    """One entry per run folder under runs_dir (sorted by name). A damaged run gets `error` and no record."""
     return [run_info(str(r.path)) for r in list_runs(runs_dir)]
 
 
-def run_info(run_path: str) -> dict[str, Any]:
+def run_info(run_path: str) -> RunEntry:
     run = Run(run_path)
-    info = _run_info(run_path, _run_sig(run))
-    if info.get("status") == "running":  # not cached: whether a process still writes the run changes by itself
-        try:
-            stale = run.stale_reason({"status": "running", "pid": info.get("pid"), "heartbeat": info.get("heartbeat"),
-                                      "updated": info.get("updated")})
+    entry = _run_entry(run_path, _run_sig(run))
+    if entry.record is not None and entry.record.status == "running":  # not cached: whether a process still
+        try:                                                             # writes the run changes by itself
+            stale = run.stale_reason(entry.record)
         except Exception:  # noqa: BLE001
             stale = None
-        if stale:
-            info = {**info, "status": "stale", "stale": stale}
-    return info
+        entry = dataclasses.replace(entry, stale=stale)
+    return entry
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
-def _run_info(run_path: str, key: tuple) -> dict[str, Any]:
-    """The run's typed record (core.runfolder.RunRecord) flattened for the pages; a run.json that does not
-    validate gives `error` (naming the file and key) and nothing else."""
+def _run_entry(run_path: str, key: tuple) -> RunEntry:
     run = Run(run_path)
-    info: dict[str, Any] = {"name": run.name, "path": run_path, "error": None}
     try:
         record = run.record
-        steps = run.embedding_steps()
+        steps = tuple(run.embedding_steps())
+        final = run.final_step()
     except UserError as e:
-        info.update(error=str(e), status="damaged", pipeline_check=True, label="run.json damaged")
-        return info
+        return RunEntry(run.name, run_path, None, error=str(e))
     except Exception as e:  # noqa: BLE001 - an unreadable file must not take the page down
-        info.update(error=str(_damaged(run.meta_path, e)), status="damaged", pipeline_check=True,
-                    label="run.json damaged")
-        return info
-    info.update(
-        status=record.status,
-        kind=record.kind,
-        weights_source=record.weights.source,
-        provenance=record.weights.describe(),
-        pipeline_check=record.is_pipeline_check,
-        token=record.token.placeholder,
-        initializer=record.token.initializer or "",
-        vectors=record.token.vectors,
-        property=record.property,
-        config=dict(record.config),
-        budget_steps=record.steps,
-        checkpoints=steps,
-        final_step=record.final_step,
-        message=record.message,
-        has_metrics=run.metrics_path.exists(),
-        has_images=run.images_index_path.exists(),
-        has_scores=run.scores_path.exists(),
-        has_neighbors=run.neighbors_path.exists(),
-        has_audit=run.audit_meta_path.exists(),
-        created=record.created,
-        updated=record.updated,
-        seconds_total=record.timings.seconds_total,
-        pid=record.pid,
-        heartbeat=record.heartbeat,
-        label=f"{run.name} ({record.property}, {record.weights.source})",
-    )
-    return info
+        return RunEntry(run.name, run_path, None, error=str(damaged(run.meta_path, e)))
+    present = frozenset(f for f in RUN_FILES if getattr(run, f).exists())
+    return RunEntry(run.name, run_path, record, checkpoints=steps, final_step=final, present=present)
 
 
-def ok_runs(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [i for i in infos if not i["error"]]
+def ok_runs(infos: list[RunEntry]) -> list[RunEntry]:
+    return [i for i in infos if not i.error]
 
 
-def only_pipeline_checks(infos: list[dict[str, Any]]) -> bool:
+def only_pipeline_checks(infos: list[RunEntry]) -> bool:
     """True when every readable run is a random-weight pipeline check (and there is at least one)."""
     ok = ok_runs(infos)
-    return bool(ok) and all(i["pipeline_check"] for i in ok)
+    return bool(ok) and all(i.pipeline_check for i in ok)
 
 
 # ------------------------------------------------------------------------------------------------ metrics
-def metrics(run_path: str) -> pd.DataFrame:
+@file_loader("metrics_path", max_entries=200)
+def metrics(run: Run) -> pd.DataFrame:
     """metrics.csv as a DataFrame (step, loss, lr, seconds); empty when the file is absent."""
-    run = Run(run_path)
-    return _unwrap(_metrics(run_path, _sig(run.metrics_path)))
-
-
-@st.cache_data(show_spinner=False, max_entries=200)
-def _metrics(run_path: str, key: Any) -> tuple[Any, str | None]:
-    run = Run(run_path)
-    try:
-        rows = run.read_metrics()
-    except Exception as e:  # noqa: BLE001
-        return None, str(_damaged(run.metrics_path, e))
-    return pd.DataFrame(rows, columns=["step", "loss", "lr", "seconds"]), None
-
-
-def _unwrap(result: tuple[Any, str | None]) -> Any:
-    """Cached loaders return (value, error) so that errors are cached too; this raises the error."""
-    value, error = result
-    if error:
-        raise DataError(error)
-    return value
+    return pd.DataFrame(run.read_metrics(), columns=["step", "loss", "lr", "seconds"])
 
 
 def _typed_frame(rows: list[dict[str, str]], required: Sequence[str], numeric: Sequence[str],
@@ -205,25 +191,16 @@ def _typed_frame(rows: list[dict[str, str]], required: Sequence[str], numeric: S
 IMAGE_NUMERIC = ("seed", "step", "steps", "guidance", "width", "height", "seconds")
 
 
-def images(run_path: str) -> pd.DataFrame:
+@file_loader("images_index_path")
+def images(run: Run) -> pd.DataFrame:
     """images.csv as a DataFrame (IMAGE_COLUMNS; seed and step as int); empty when there is none."""
-    run = Run(run_path)
-    return _unwrap(_images(run_path, _sig(run.images_index_path)))
-
-
-@st.cache_data(show_spinner=False, max_entries=100)
-def _images(run_path: str, key: Any) -> tuple[Any, str | None]:
-    run = Run(run_path)
-    try:
-        df = _typed_frame(run.read_images(), ("path", "prompt", "seed", "step"), IMAGE_NUMERIC, ("step", "seed"))
-        if df.empty:
-            return df, None
-        if "template" not in df.columns:
-            df["template"] = df["prompt"]
-        df["template"] = df["template"].fillna("").where(df["template"].fillna("") != "", df["prompt"])
-    except Exception as e:  # noqa: BLE001
-        return None, str(_damaged(run.images_index_path, e))
-    return df.reset_index(drop=True), None
+    df = _typed_frame(run.read_images(), ("path", "prompt", "seed", "step"), IMAGE_NUMERIC, ("step", "seed"))
+    if df.empty:
+        return df
+    if "template" not in df.columns:
+        df["template"] = df["prompt"]
+    df["template"] = df["template"].fillna("").where(df["template"].fillna("") != "", df["prompt"])
+    return df.reset_index(drop=True)
 
 
 def image_file(run_path: str, rel: str) -> Path:
@@ -284,28 +261,28 @@ def shared_pairs(df_a: pd.DataFrame, step_a: int, df_b: pd.DataFrame, step_b: in
     return m[cols].reset_index(drop=True)
 
 
-@st.cache_data(show_spinner=False, max_entries=5000)
-def _thumbnail(path: str, key: Any, size: int) -> tuple[bytes | None, str | None]:
+@caches_errors(lambda path, key, size: Path(path), max_entries=5000)
+def _thumbnail(path: str, key: Any, size: int) -> bytes:
     from core.images import opened
 
     if not Path(path).exists():
-        return None, f"{path}: missing (listed in images.csv but not on disk)"
+        raise DataError(f"{path}: missing (listed in images.csv but not on disk)")
     try:
         with opened(Path(path)) as im:  # size-checked before decoding: no decompression bombs
             im = im.convert("RGB")
             im.thumbnail((size, size))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=85)
-        return buf.getvalue(), None
-    except UserError as e:
-        return None, str(e)
+        return buf.getvalue()
+    except UserError:
+        raise
     except Exception as e:  # noqa: BLE001
-        return None, f"{path}: not an image ({type(e).__name__}: {e})"
+        raise DataError(f"{path}: not an image ({type(e).__name__}: {e})") from e
 
 
 def thumbnail(path: str | Path, size: int = THUMB_SIZE) -> bytes:
     """A small JPEG of an image, cached by (path, mtime, size); raises DataError for a missing or bad file."""
-    return _unwrap(_thumbnail(str(path), _sig(Path(path)), int(size)))
+    return _thumbnail(str(path), signature(Path(path)), int(size))
 
 
 def file_bytes(path: str | Path) -> bytes:
@@ -350,82 +327,44 @@ def grid_file(run_path: str, name: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- scores
-def scores(run_path: str) -> pd.DataFrame:
+@file_loader("scores_path")
+def scores(run: Run) -> pd.DataFrame:
     """scores.csv as a DataFrame (step, seed as int; clip_i, clip_t as float); empty when absent."""
-    run = Run(run_path)
-    return _unwrap(_scores(run_path, _sig(run.scores_path)))
-
-
-@st.cache_data(show_spinner=False, max_entries=100)
-def _scores(run_path: str, key: Any) -> tuple[Any, str | None]:
-    run = Run(run_path)
-    try:
-        df = _typed_frame(run.read_scores(), ("step", "prompt", "seed", "clip_i", "clip_t"),
-                          ("step", "seed", "clip_i", "clip_t"), ("step", "seed"))
-        if df.empty:
-            return df, None
-        if "template" not in df.columns:
-            df["template"] = df["prompt"]
-    except Exception as e:  # noqa: BLE001
-        return None, str(_damaged(run.scores_path, e))
-    return df, None
+    df = _typed_frame(run.read_scores(), ("step", "prompt", "seed", "clip_i", "clip_t"),
+                      ("step", "seed", "clip_i", "clip_t"), ("step", "seed"))
+    if not df.empty and "template" not in df.columns:
+        df["template"] = df["prompt"]
+    return df
 
 
 # ---------------------------------------------------------------------------------------------- neighbors
-def neighbors(run_path: str) -> pd.DataFrame:
+@file_loader("neighbors_path")
+def neighbors(run: Run) -> pd.DataFrame:
     """neighbors.csv as a DataFrame (NEIGHBOR_COLUMNS, typed) plus `word` (the token without '</w>')."""
-    run = Run(run_path)
-    return _unwrap(_neighbors(run_path, _sig(run.neighbors_path)))
-
-
-@st.cache_data(show_spinner=False, max_entries=100)
-def _neighbors(run_path: str, key: Any) -> tuple[Any, str | None]:
-    run = Run(run_path)
-    try:
-        df = _typed_frame(run.read_neighbors(), ("step", "rank", "token", "cosine"),
-                          ("step", "vector", "rank", "token_id", "cosine", "distance_from_init"), ("step", "rank"))
-        if df.empty:
-            return df, None
-        if "vector" not in df.columns:
-            df["vector"] = 0
-        df["vector"] = df["vector"].fillna(0).astype(int)
-        df["word"] = df["token"].astype(str).str.replace("</w>", "", regex=False)
-    except Exception as e:  # noqa: BLE001
-        return None, str(_damaged(run.neighbors_path, e))
-    return df, None
+    df = _typed_frame(run.read_neighbors(), ("step", "rank", "token", "cosine"),
+                      ("step", "vector", "rank", "token_id", "cosine", "distance_from_init"), ("step", "rank"))
+    if df.empty:
+        return df
+    if "vector" not in df.columns:
+        df["vector"] = 0
+    df["vector"] = df["vector"].fillna(0).astype(int)
+    df["word"] = df["token"].astype(str).str.replace("</w>", "", regex=False)
+    return df
 
 
 # --------------------------------------------------------------------------- what score and compare wrote
-def scores_record(run_path: str) -> ScoresRecord | None:
-    """scores.json as a typed record (core.runfolder.ScoresRecord), cached by its file signature; None when the run
-    is not scored. A damaged file is a DataError naming the file (and key)."""
-    run = Run(run_path)
-    return _unwrap(_scores_record(run_path, _sig(run.scores_meta_path)))
+@file_loader("scores_meta_path")
+def scores_record(run: Run) -> ScoresRecord | None:
+    """scores.json as a typed record (core.runfolder.ScoresRecord); None when the run is not scored. A damaged file
+    is a DataError naming the file (and key)."""
+    return run.scores_record()
 
 
-@st.cache_data(show_spinner=False, max_entries=100)
-def _scores_record(run_path: str, key: Any) -> tuple[Any, str | None]:
-    try:
-        return Run(run_path).scores_record(), None
-    except UserError as e:
-        return None, str(e)
-    except Exception as e:  # noqa: BLE001
-        return None, str(_damaged(Run(run_path).scores_meta_path, e))
-
-
-def scores_stale(run_path: str) -> str | None:
+@file_loader("scores_meta_path", "scores_path", "images_index_path")
+def scores_stale(run: Run) -> str | None:
     """Why scores.json's summaries no longer describe the run's images and scores (with the command that remakes
     them), or None."""
-    run = Run(run_path)
-    return _scores_stale(run_path, (_sig(run.scores_meta_path), _sig(run.scores_path), _sig(run.images_index_path)))
-
-
-@st.cache_data(show_spinner=False, max_entries=100)
-def _scores_stale(run_path: str, key: Any) -> str | None:
-    try:
-        return Run(run_path).scores_stale()
-    except UserError as e:
-        return str(e)
+    return run.scores_stale()
 
 
 def summary(run_path: str, by: str = "step") -> pd.DataFrame:
@@ -454,7 +393,7 @@ def model_card(run_path: str, counterpart_path: str | None = None) -> Any:
     Exceptions (UserError naming the file or the command to run) propagate."""
     paths = (run_path,) + ((counterpart_path,) if counterpart_path else ())
     folder = comparison_folder(run_path, counterpart_path) if counterpart_path else None
-    folder_sig = tuple((p.name, _sig(p)) for p in sorted(Path(folder).iterdir())) if folder else None
+    folder_sig = tuple((p.name, signature(p)) for p in sorted(Path(folder).iterdir())) if folder else None
     return _model_card(paths, tuple(_run_sig(Run(p)) for p in paths), folder_sig)
 
 
@@ -482,7 +421,7 @@ def saved_comparison(folder: str) -> "ComparisonRecord":
     from core.compare import FILES
 
     d = Path(folder)
-    return _saved_comparison(str(d), tuple(_sig(d / f) for f in FILES.values()))
+    return _saved_comparison(str(d), tuple(signature(d / f) for f in FILES.values()))
 
 
 @st.cache_resource(show_spinner=False, max_entries=20)
@@ -515,44 +454,25 @@ def _cached_call(name: str, key: tuple, options_repr: str, _fn: Callable[..., An
 
 
 # -------------------------------------------------------------------------------------------------- audit
-def audit(run_path: str) -> pd.DataFrame:
+@file_loader("audit_path")
+def audit(run: Run) -> pd.DataFrame:
     """audit.csv (`python -m core audit`) as a typed DataFrame; empty when the run is not audited."""
-    run = Run(run_path)
-    return _unwrap(_audit(run_path, _sig(run.audit_path)))
-
-
-@st.cache_data(show_spinner=False, max_entries=100)
-def _audit(run_path: str, key: Any) -> tuple[Any, str | None]:
     from core.audit import load_audit
 
-    run = Run(run_path)
-    try:
-        return load_audit(run), None
-    except Exception as e:  # noqa: BLE001
-        return None, str(_damaged(run.audit_path, e))
+    return load_audit(run)
 
 
-def audit_meta(run_path: str) -> dict[str, Any] | None:
-    """audit.json: thresholds with their calibration, copy rates, closest pairs, misuse transfer; None if absent."""
-    run = Run(run_path)
-    return _unwrap(_audit_meta(run_path, _sig(run.audit_meta_path)))
+@file_loader("audit_meta_path")
+def audit_record(run: Run) -> AuditRecord | None:
+    """audit.json as a typed record (core.runfolder.AuditRecord: thresholds with their calibration, copy rates,
+    closest pairs, misuse transfer); None when the run is not audited."""
+    return run.audit_record()
 
 
-@st.cache_data(show_spinner=False, max_entries=100)
-def _audit_meta(run_path: str, key: Any) -> tuple[Any, str | None]:
-    run = Run(run_path)
-    try:
-        return run.read_audit_meta(), None
-    except Exception as e:  # noqa: BLE001
-        return None, str(_damaged(run.audit_meta_path, e))
-
-
-def audit_stale(run_path: str) -> str | None:
+@file_loader("audit_meta_path", "scores_path", "images_index_path")
+def audit_stale(run: Run) -> str | None:
     """`Run.audit_stale`: why audit.json no longer matches images.csv/scores.csv (with the command), or None."""
-    try:
-        return Run(run_path).audit_stale()
-    except Exception as e:  # noqa: BLE001 - a damaged audit.json is reported by audit_meta
-        return f"cannot check whether the audit is current ({type(e).__name__}: {e})"
+    return run.audit_stale()
 
 
 def audit_pair_file(run_path: str, rel: str) -> Path:
@@ -615,120 +535,21 @@ EXPORT_DOWNLOADS = (
 )
 
 
-def export_downloads(run_path: str) -> list[dict[str, Any]]:
+@file_loader("embeddings_dir", "meta_path", "scores_meta_path", "grids_dir", "card_overrides_path")
+def export_downloads(run: Run) -> list[dict[str, Any]]:
     """The final checkpoint's embedding in each export layout: [{format, file_name, data, tools}], the same bytes
-    `python -m core export` writes. Cached by the run's file signatures; UserError if the run has no embedding."""
-    return _unwrap(_export_downloads(run_path, _run_sig(Run(run_path))))
-
-
-@st.cache_data(show_spinner=False, max_entries=100)
-def _export_downloads(run_path: str, key: tuple) -> tuple[Any, str | None]:
+    `python -m core export` writes. Cached by the run's file signatures; DataError if the run has no embedding."""
     from core import export
 
-    run = Run(run_path)
-    try:
-        step = export.export_step(run, "final")
-        stem = export.file_stem(run.record.token.placeholder)
-        out = []
-        for fmt, suffix, tools in EXPORT_DOWNLOADS:
-            name = export.FORMATS[fmt].default_name.format(name=stem)
-            out.append({"format": fmt, "file_name": str(Path(name).with_suffix(suffix)), "tools": tools,
-                        "data": export.export_bytes(run, fmt, suffix, step), "step": step})
-        return out, None
-    except UserError as e:
-        return None, str(e)
-    except (OSError, ValueError, KeyError) as e:
-        return None, str(_damaged(run.embeddings_dir, e))
+    step = export.export_step(run, "final")
+    stem = export.file_stem(run.record.token.placeholder)
+    out = []
+    for fmt, suffix, tools in EXPORT_DOWNLOADS:
+        name = export.FORMATS[fmt].default_name.format(name=stem)
+        out.append({"format": fmt, "file_name": str(Path(name).with_suffix(suffix)), "tools": tools,
+                    "data": export.export_bytes(run, fmt, suffix, step), "step": step})
+    return out
 
 
 def command_export(run_path: str) -> str:
     return f"python -m core export {q(run_path)} --bundle EMBEDDINGS_DIR"
-
-
-# ------------------------------------------------------------------------------------------------- sweeps
-def sweep_names(runs_dir: str) -> list[str]:
-    """Names of the sweeps recorded under RUNS/sweeps/ (see core.sweeprecord)."""
-    from core.sweeprecord import list_sweeps
-
-    return [s.name for s in list_sweeps(runs_dir)]
-
-
-def sweep(runs_dir: str, name: str) -> dict[str, Any]:
-    """A sweep's record plus one row per trial: `trials` (DataFrame: trial, the varied parameters, status, run
-    status, pipeline_check, final step, final CLIP-I/CLIP-T means and 95% CIs as `score` wrote them in scores.json
-    (read, not recomputed), recommended checkpoint (core.advice, when available)), `varied`, `record`."""
-    from core.sweeprecord import SweepRecord
-
-    rec = SweepRecord(runs_dir, name)
-    record = _unwrap(_sweep_record(str(rec.record_path), _sig(rec.record_path)))
-    rows = []
-    for t in record.get("trials", []):
-        run = rec.run(t["name"])
-        rows.append(_trial_row(str(run.path), (_sig(run.meta_path), _sig(run.scores_meta_path),
-                                                _sig(run.scores_path)), json_key(t)))
-    params = list(record.get("varied") or [])
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        for p in params:
-            df[p] = [r["params"].get(p) for r in rows]
-        df = df.drop(columns=["params"])
-    return {"record": record, "varied": params, "trials": df}
-
-
-def json_key(d: Any) -> str:
-    import json
-
-    return json.dumps(d, sort_keys=True, default=str)
-
-
-@st.cache_data(show_spinner=False, max_entries=50)
-def _sweep_record(path: str, key: Any) -> tuple[Any, str | None]:
-    import json
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
-            raise ValueError("no trial list")
-        return data, None
-    except Exception as e:  # noqa: BLE001
-        return None, str(_damaged(Path(path), e))
-
-
-@st.cache_data(show_spinner=False, max_entries=2000)
-def _trial_row(run_path: str, key: Any, trial_json: str) -> dict[str, Any]:
-    import json
-
-    t = json.loads(trial_json)
-    run = Run(run_path)
-    row: dict[str, Any] = {"trial": t["name"], "path": run_path, "params": t.get("params", {}),
-                           "status": t.get("status", "?"), "attempts": t.get("attempts"),
-                           "resumed_from": t.get("resumed_from"), "message": t.get("message", ""),
-                           "run_status": "not started", "pipeline_check": True, "final_step": None,
-                           "recommended": None, "error": None}
-    for m in ("clip_i", "clip_t"):
-        row.update({f"{m}_mean": None, f"{m}_lo": None, f"{m}_hi": None})
-    if not run.exists:
-        return row
-    try:
-        rec = run.record
-        row.update(run_status=rec.status, pipeline_check=rec.weights.is_pipeline_check, final_step=rec.final_step)
-        scores = run.scores_record()
-    except Exception as e:  # noqa: BLE001 - one damaged trial must not hide the others
-        row["error"] = str(e)
-        return row
-    if scores is not None:
-        by_step = list(scores.by_step)
-        if by_step:
-            last = max(by_step, key=lambda r: r["step"])
-            row["scored_step"] = last["step"]
-            for m in ("clip_i", "clip_t"):
-                for s in ("mean", "lo", "hi"):
-                    row[f"{m}_{s}"] = last.get(f"{m}_{s}")
-        row["pipeline_check"] = bool(row["pipeline_check"] or scores.is_pipeline_check)
-        from core.advice import advise_run
-
-        try:
-            row["recommended"] = advise_run(run).get("recommended")
-        except Exception:  # noqa: BLE001 - one trial's unreadable advice must not hide the others
-            row["recommended"] = None
-    return row

@@ -20,14 +20,14 @@ def runs_dir() -> str:
     return st.session_state.get(RUNS_DIR_KEY) or data.DEFAULT_RUNS_DIR
 
 
-def infos() -> list[dict[str, Any]]:
+def infos() -> list[data.RunEntry]:
     return data.run_infos(runs_dir())
 
 
-def pipeline_label(info: dict[str, Any]) -> None:
+def pipeline_label(info: data.RunEntry) -> None:
     """The visible warning every page shows next to a random-weight (or unknown-weight) run."""
-    if info.get("pipeline_check"):
-        st.warning(f"**{info['name']}** - {data.PIPELINE_CHECK_LABEL}", icon=":material/warning:")
+    if info.pipeline_check:
+        st.warning(f"**{info.name}** - {data.PIPELINE_CHECK_LABEL}", icon=":material/warning:")
 
 
 def plain(text: Any) -> str:
@@ -41,8 +41,17 @@ def plain(text: Any) -> str:
 _MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()<>#+!|~$:=&]")
 
 
-def run_error(info: dict[str, Any]) -> None:
-    st.error(f"Run **{plain(info['name'])}** cannot be read: {plain(info['error'])}", icon=":material/error:")
+def run_error(info: data.RunEntry) -> None:
+    st.error(f"Run **{plain(info.name)}** cannot be read: {plain(info.error)}", icon=":material/error:")
+
+
+def load_or_stop(load: Any, info: data.RunEntry) -> Any:
+    """`load(info.path)` (a `dashboard.data` loader), or the page shows the error for this run and stops."""
+    try:
+        return load(info.path)
+    except data.DataError as e:
+        st.error(f"Run **{plain(info.name)}**: {plain(e)}")
+        st.stop()
 
 
 def missing(what: str, command: str, why: str = "") -> None:
@@ -65,19 +74,19 @@ def no_runs() -> bool:
     return True
 
 
-def pick_run(label: str, candidates: Sequence[dict[str, Any]], key: str, default: int = 0,
-             container: Any = None) -> dict[str, Any] | None:
+def pick_run(label: str, candidates: Sequence[data.RunEntry], key: str, default: int = 0,
+             container: Any = None) -> data.RunEntry | None:
     """A run selectbox (readable runs only) that shows the pipeline-check label for the chosen run."""
     where = container or st
     if not candidates:
         return None
-    names = [c["name"] for c in candidates]
-    by_name = {c["name"]: c for c in candidates}
+    names = [c.name for c in candidates]
+    by_name = {c.name: c for c in candidates}
 
     def fmt(n: str) -> str:
         i = by_name[n]
-        tag = " ⚠ random weights" if i.get("pipeline_check") else ""
-        return f"{n} ({i.get('property') or '?'}){tag}"
+        tag = " ⚠ random weights" if i.pipeline_check else ""
+        return f"{n} ({i.record.property or '?'}){tag}"
 
     if key in st.session_state and st.session_state[key] not in names:
         del st.session_state[key]  # the runs folder changed under the widget
@@ -85,21 +94,21 @@ def pick_run(label: str, candidates: Sequence[dict[str, Any]], key: str, default
     return by_name[name]
 
 
-def single_run_page(title: str, key: str) -> dict[str, Any]:
+def single_run_page(title: str, key: str) -> data.RunEntry:
     """The start of a one-run page: title, stop when there is no readable run, run picker, its label."""
     st.title(title)
     if no_runs():
         st.stop()
     candidates = data.ok_runs(infos())
     linked = st.query_params.get("run")  # a link such as the Sweeps page's `?run=NAME` picks the run once
-    if key not in st.session_state and linked in {c["name"] for c in candidates}:
+    if key not in st.session_state and linked in {c.name for c in candidates}:
         st.session_state[key] = linked
     info = pick_run("Run", candidates, key=key)
     pipeline_label(info)
     return info
 
 
-def pipeline_demo_banner(all_infos: list[dict[str, Any]]) -> None:
+def pipeline_demo_banner(all_infos: list[data.RunEntry]) -> None:
     """Shown on every page when the runs folder holds only random-weight runs."""
     if data.only_pipeline_checks(all_infos):
         st.warning(

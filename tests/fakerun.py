@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core.runfolder import Run
+from core.runfolder import Run, pipeline_check_reasons
 
 EMBED_DIM = 768
 FAKE_N_BOOT = 200  # bootstrap resamples of the fixture's summaries (fewer than the default: fast)
@@ -94,11 +94,7 @@ def write_fake_scores_meta(run: Run, n_boot: int = FAKE_N_BOOT, clip: dict | Non
 
     rows = run.read_scores()
     clip = clip or {"model": "ViT-B-32", "pretrained": "random", "seed": 0, "source": "random"}
-    reasons = []
-    if run.record.is_pipeline_check:
-        reasons.append(f"Stable Diffusion weights: {run.record.weights.source}")
-    if clip.get("source") == "random":
-        reasons.append(f"CLIP weights: random (seed {clip.get('seed')})")
+    reasons = pipeline_check_reasons(run.record, clip)
     records = lambda df: df.to_dict(orient="records")  # noqa: E731
     meta = {"schema_version": SCORES_SCHEMA, "clip": clip, "clip_label": describe(clip),
             "config": {"n_boot": n_boot}, "pipeline_check": bool(reasons), "pipeline_check_reasons": reasons,

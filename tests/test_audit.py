@@ -259,6 +259,28 @@ def test_bad_input_is_one_clear_error_and_loses_nothing(case, tmp_path):
         audit_run(Run(tmp_path / "nothing"), AuditConfig(references=held), scorer=PixelScorer(), progress=False)
 
 
+def test_an_audit_crash_is_one_line_and_leaves_its_traceback_in_the_run(case):
+    """audit runs as `Run.stage("audit")` like every writer: an unexpected failure is a one-line JobFailed naming
+    logs/audit.log, which holds the traceback; the rows finished before it are kept; the lock is released."""
+    from core.errors import JobFailed
+
+    class Crashing(PixelScorer):
+        def encode_images(self, images, batch_size=16, progress=None):
+            if self.images >= 8:  # after the references and the first batch
+                raise RuntimeError("CLIP fell over")
+            return super().encode_images(images, batch_size, progress)
+
+    run, train, held = case
+    with pytest.raises(JobFailed, match=r"audit failed: RuntimeError: CLIP fell over .*logs/audit.log") as e:
+        audit_run(run, AuditConfig(references=train, batch_size=2), scorer=Crashing(), progress=False)
+    assert "\n" not in str(e.value)
+    log = run.log_path("audit").read_text(encoding="utf-8")
+    assert "Traceback" in log and "CLIP fell over" in log
+    assert run.lock_holder() is None and not run.audit_record().complete and run.read_audit()
+    assert run.record.status == "finished"  # audit does not own the run's status
+    assert "did not finish" in run.audit_stale()
+
+
 def test_cli_prints_rules_and_rates(case, capsys):
     from core.__main__ import main
 

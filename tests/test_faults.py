@@ -211,13 +211,13 @@ def test_an_exception_mid_run_marks_it_failed_with_the_reason_and_resume_continu
     assert "\n" not in str(e.value) and f"--resume {run.path}" in str(e.value)
     meta = run.meta
     assert meta["status"] == "failed" and "failed at step 2: IsADirectoryError" in meta["message"]
-    assert "final_step" not in meta
+    assert run.reload().record.final_step is None  # a failed run records no final step (null in run.json)
     log = run.log_path("train").read_text()
     assert "Traceback" in log and "IsADirectoryError" in log
     assert run.lock_holder() is None and run.stale_reason() is None
     monkeypatch.setattr(TrainingData, "batch", real)
     train(cfg, run, tiny, resume=True, progress=False)
-    assert run.meta["status"] == "finished" and run.meta["message"] is None
+    assert run.meta["status"] == "finished" and run.meta.get("message", "absent") is None  # cleared, not left
     assert [m["step"] for m in run.read_metrics()] == [1, 2, 3, 4, 5, 6]
 
 
@@ -554,10 +554,10 @@ def test_hostile_run_folder_through_score_card_and_data_layer(tmp_path):
     ex = pick_examples(run, run.read_scores())
     assert any("refused: outside the run folder" in m for m in ex.missing)
     assert all(str(secret) != it["path"] for s in ex.sets for it in s["items"])
-    from core.score import _image_rows
+    from core.images import run_image_rows
 
     with pytest.raises(UserError, match="outside the run folder"):
-        _image_rows(run)
+        run_image_rows(run)
 
 
 @pytest.fixture

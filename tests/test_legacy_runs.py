@@ -37,12 +37,12 @@ def test_dashboard_data_layer_reads_legacy_runs(legacy):
     from dashboard import data
 
     infos = data.run_infos(str(legacy))
-    assert [i["name"] for i in infos] == list(RUN_NAMES)
+    assert [i.name for i in infos] == list(RUN_NAMES)
     for info, prop in zip(infos, ("object", "style")):
-        assert info["error"] is None, info["error"]
-        assert info["status"] == "finished" and info["property"] == prop and info["pipeline_check"]
-        assert info["token"] == "<tom-cat>" and info["final_step"] == 4
-        path = info["path"]
+        assert info.error is None, info.error
+        assert info.status == "finished" and info.record.property == prop and info.pipeline_check
+        assert info.record.token.placeholder == "<tom-cat>" and info.final_step == 4
+        path = info.path
         assert list(data.metrics(path)["step"]) == [1, 2, 3, 4]
         assert len(data.images(path)) == 8 and len(data.scores(path)) == 8
         assert set(data.neighbors(path)["step"]) == {0, 2, 4}

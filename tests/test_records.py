@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.errors import UserError
@@ -133,9 +134,16 @@ def test_comparison_records_its_inputs_and_goes_stale(fake_runs):
     a, b = Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")
     out = comparison_dir(a, b)
     assert out == reports_dir(fake_runs) / "fake-object-vs-fake-style"
-    compare_runs(a, b, n_boot=50).write(out)
+    written = compare_runs(a, b, n_boot=50).write(out)
     cmp = read_comparison(out)
     assert cmp.n_boot == 50 and cmp.stale_reason() is None
+    # the record writes what it reads: compare.json is `ComparisonRecord.to_json`
+    assert cmp.to_json() == written == json.loads((out / "compare.json").read_text())
+    assert cmp.matched_on and cmp.checkpoints["after"]["step_a"] == max(cmp.a.scored_steps)
+    # the plane holds the per-checkpoint summaries score wrote to scores.json (read, not recomputed)
+    plane = cmp.plane[cmp.plane.run == a.name].reset_index(drop=True)
+    mine = a.scores_record().by_step_frame()
+    assert plane["clip_i_lo"].tolist() == pytest.approx(mine["clip_i_lo"].tolist())
     rows = b.read_scores()
     b.write_scores(rows[:-1])
     assert "python -m core compare" in cmp.stale_reason()
@@ -170,3 +178,66 @@ def test_file_modes_follow_the_umask_without_flipping_it(tmp_path, monkeypatch):
         monkeypatch.undo()
         os.umask(real)
 
+
+
+def test_records_write_what_they_read(tmp_path):
+    """Records own both directions: `parse(to_json())` gives the record back (run.json, scores.json, a sweep)."""
+    from core.runfolder import RunRecord, ScoresRecord
+    from core.sweeprecord import SweepRecord, SweepState, TrialEntry
+
+    run = Run(LEGACY / "tom-style")
+    rec = run.record
+    assert RunRecord.parse(run.meta_path, rec.to_json()) == rec
+    scores = run.scores_record()
+    again = ScoresRecord.parse(run.scores_meta_path, scores.to_json())
+    assert again == scores and again.n_boot == 500 and again.by_step == scores.by_step
+    state = SweepState(name="s", spec="/x/s.toml", created=1.0, engine={"ray": "2"}, varied=("lr",),
+                       trials=(TrialEntry("t1", {"lr": 0.1}, "f", "finished", "done", 2, 4, "ok"),))
+    SweepRecord(tmp_path, "s").write_state(state)
+    read = SweepRecord(tmp_path, "s").state()
+    assert read.trials == state.trials and read.varied == ("lr",) and read.updated is not None
+
+
+def test_a_new_run_record_is_written_through_the_record(tmp_path):
+    """train and import create run.json from `RunRecord.new` and change it through `Run.update` (typed)."""
+    from core.runfolder import RunRecord, Timings, TokenInfo, WeightsProvenance
+
+    rec = RunRecord.new(name="n", kind="train", property="object", config={"resolution": 128, "weights": "random",
+                                                                          "weights_seed": 0, "steps": 4},
+                        token=TokenInfo("<t>", "cat", 1, ("<t>",)), weights=WeightsProvenance("random", seed=0),
+                        timings=Timings(started=5.0), now=7.0)
+    run = Run.create(tmp_path, "n", rec)
+    assert run.record == rec and run.record.timings.started == 5.0 and run.record.weights.seed == 0
+    assert run.final_step() is None
+    run.save_embedding(3, {"<t>": np.zeros((1, 8), np.float32)})
+    assert run.final_step() == 3  # a run still training: its last checkpoint on disk
+    new = run.update(status="finished", final_step=4, message="done", timings=Timings(seconds_total=2.0, steps_done=4))
+    assert Run(run.path).record == new and new.final_step == 4 and run.final_step() == 4
+    assert run.update(message=None).message is None
+    with pytest.raises(ValueError, match="status 'odd'"):
+        run.update(status="odd")
+    with pytest.raises(UserError, match=r"key 'token.vectors' must be >= 1"):
+        RunRecord.new(name="m", kind="train", property="object", config={"resolution": 128, "weights": "random",
+                                                                        "weights_seed": 0, "steps": 4},
+                      token=TokenInfo("<t>", "cat", 0, ()), weights=WeightsProvenance("random"))
+
+
+def test_audit_record_reads_and_writes_audit_json(tmp_path):
+    from core.runfolder import AuditRecord
+
+    run = make_fake_run(tmp_path, "a", "object")
+    data = {"schema_version": 1, "clip": {"model": "ViT-B-32", "source": "random"}, "complete": True,
+            "references": {"files": [{"file": "a.png"}, {"file": "b.png"}]}, "held_out": {"files": []},
+            "thresholds": {"phash": {"threshold": -10, "rule": "distance <= 10"}},
+            "copy_rates": [{"step": 0, "n": 4, "in_null": True, "copy": {"k": 1, "n": 4, "rate": 0.25}}],
+            "inputs": run.scores_inputs()}
+    run.write_audit_meta(data)
+    rec = run.audit_record()
+    assert isinstance(rec, AuditRecord) and rec.n_references == 2 and rec.n_held_out == 0
+    assert rec.final_copy["copy"]["k"] == 1
+    assert rec.is_pipeline_check and run.audit_stale() is None
+    run.write_record(rec)
+    assert run.audit_record() == rec
+    run.write_audit_meta({**data, "copy_rates": [{"step": 0}]})
+    with pytest.raises(UserError, match=r"audit.json: key 'copy_rates\[0\]' lacks n, copy"):
+        run.audit_record()

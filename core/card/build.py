@@ -33,8 +33,8 @@ def metadata(facts: CardFacts) -> dict:
 
     means = facts.scores.final_means()
     meaningful = bool(means) and not facts.scores.caveat and not facts.pipeline_check
-    eval_results = [EvalResult(task_type="text-to-image", dataset_type=f"{facts.run.name}-eval-prompts",
-                               dataset_name=f"{facts.run.name} evaluation prompts", metric_type=metric,
+    eval_results = [EvalResult(task_type="text-to-image", dataset_type=f"{facts.name}-eval-prompts",
+                               dataset_name=f"{facts.name} evaluation prompts", metric_type=metric,
                                metric_name=f"{metric_label(metric)} (mean, step {means['step']})",
                                metric_value=round(means[metric], 4))
                     for metric in ("clip_i", "clip_t")] if meaningful else None
@@ -44,9 +44,9 @@ def metadata(facts: CardFacts) -> dict:
     card_data = ModelCardData(
         base_model=claim.hub_id, library_name=texts.LIBRARY_NAME, license=texts.LICENSE_ID,
         license_link=texts.LICENSE_URL, language=["en"], pipeline_tag="text-to-image", tags=_tags(facts),
-        metrics=["clip_i", "clip_t"], model_name=f"{facts.run.name} ({facts.token})" if eval_results else None,
+        metrics=["clip_i", "clip_t"], model_name=f"{facts.name} ({facts.token})" if eval_results else None,
         eval_results=eval_results, instance_prompt=facts.token, textual_inversion_token=facts.token,
-        initializer_token=facts.run.initializer, num_vectors=facts.run.n_vectors,
+        initializer_token=facts.initializer, num_vectors=facts.run.token.vectors,
         learned_property=facts.run.property, weights_source=facts.run.weights.source,
         pipeline_check=facts.pipeline_check, character_owner=facts.owner, **extra)
     return card_data.to_dict()
@@ -61,14 +61,14 @@ def json_data(facts: CardFacts, sections: list) -> dict:
     """Everything the JSON card carries besides its sections: provenance, tables, environment, overrides."""
     run = facts.run
     return {
-        "run": {"name": run.name, "status": run.status, "kind": run.kind, "property": run.property,
-                "token": run.token, "initializer": run.initializer, "vectors": run.n_vectors,
-                "final_step": run.final_step, "checkpoints": run.checkpoints, "created": run.created,
+        "run": {"name": facts.name, "status": run.status, "kind": run.kind, "property": run.property,
+                "token": facts.token, "initializer": facts.initializer, "vectors": run.token.vectors,
+                "final_step": facts.final_step, "checkpoints": list(facts.checkpoints), "created": run.created,
                 "updated": run.updated},
         "weights": run.weights.as_dict(),
         "scores_meta": facts.scores.public_meta(),
         "scores_meaningful": not bool(facts.scores.caveat), "scores_caveat": facts.scores.caveat,
-        "config": run.config, "versions": run.versions or None, "hardware": run.hardware or None,
+        "config": dict(run.config), "versions": dict(run.versions) or None, "hardware": dict(run.hardware) or None,
         "timings": dataclasses.asdict(run.timings),
         "overrides": facts.overrides, "owner": facts.owner, "ethics": facts.ethics,
         "training_data": facts.training_data.as_json(), "score_summaries": facts.scores.as_json(),
@@ -95,7 +95,7 @@ def card_from_facts(facts: CardFacts) -> Card:
         figures[facts.comparison.figure_name] = facts.comparison.figure_png
     claim = base_model_claim(facts.run.weights, facts.overrides)
     base = "random weights (pipeline check)" if claim.pipeline_check else claim.name
-    return Card(run_name=facts.run.name, title=f"Model Card for {facts.token}",
+    return Card(run_name=facts.name, title=f"Model Card for {facts.token}",
                 summary=(f"Textual-inversion embedding for the token {facts.token} for Stable Diffusion v1 (KerasCV), "
                          f"trained through {base}, learning a {kind}{subject}"),
                 pipeline_check=facts.pipeline_check, metadata=metadata(facts), sections=sections, figures=figures,

@@ -19,7 +19,7 @@ from core.card.movement import Movement, measure_movement
 from core.card.overrides import ETHICS_ITEMS, OWNER_NOT_STATED, load_overrides
 from core.card.risks import RiskFacts, misuse_templates, read_risks
 from core.errors import UserError
-from core.runfolder import PIPELINE_CHECK_LABEL, Run, ScoresRecord, Timings, WeightsProvenance, comparison_dir
+from core.runfolder import PIPELINE_CHECK_LABEL, Run, RunRecord, ScoresRecord, comparison_dir
 
 
 class CardNotReady(UserError):
@@ -31,40 +31,6 @@ METRICS = ("clip_i", "clip_t")
 
 
 # ---------------------------------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class RunFacts:
-    """What the card states about the run itself, from the typed `Run.record` (core/runfolder.py)."""
-    name: str
-    status: str
-    kind: str
-    token: str
-    initializer: str
-    n_vectors: int
-    property: str
-    weights: WeightsProvenance    # source, seed, files (name -> sha256), verified
-    pipeline_check: bool
-    final_step: int | None
-    checkpoints: list
-    config: dict
-    versions: dict
-    hardware: dict
-    timings: Timings
-    created: float | None
-    updated: float | None
-
-
-def _run_facts(run: Run) -> RunFacts:
-    record = run.record  # validated where it is read: a missing or damaged key is a UserError naming it
-    steps = run.embedding_steps()
-    return RunFacts(
-        name=run.name, status=record.status, kind=record.kind, token=record.token.placeholder,
-        initializer=record.token.initializer or "?", n_vectors=record.token.vectors, property=record.property,
-        weights=record.weights, pipeline_check=record.weights.is_pipeline_check,
-        final_step=record.final_step if record.final_step is not None else (steps[-1] if steps else None),
-        checkpoints=steps, config=dict(record.config), versions=dict(record.versions),
-        hardware=dict(record.hardware), timings=record.timings, created=record.created, updated=record.updated)
-
-
 @dataclass(frozen=True)
 class Interval:
     mean: float
@@ -147,8 +113,8 @@ class Scores:
         return out
 
 
-def _scores_caveat(run_facts: RunFacts, rows: list, record: ScoresRecord | None) -> str:
-    if run_facts.pipeline_check:
+def _scores_caveat(run_record: RunRecord, rows: list, record: ScoresRecord | None) -> str:
+    if run_record.is_pipeline_check:
         return "the diffusion model had random weights"
     clip = record.clip if record else {}
     if "random" in (str(clip.get("source", "")).lower(), str(clip.get("pretrained", "")).lower()) or \
@@ -182,12 +148,12 @@ def _check_complete(run: Run, rows: list, record: ScoresRecord | None) -> None:
         raise CardNotReady(f"{run.scores_meta_path}: {stale}")
 
 
-def read_scores(run: Run, run_facts: RunFacts) -> Scores:
+def read_scores(run: Run, run_record: RunRecord) -> Scores:
     """What `score` wrote: scores.csv rows and the summaries in scores.json (computed there with `--n-boot`).
     Nothing is recomputed here: a card shows exactly the intervals `score` printed."""
     rows = run.read_scores()
     record = run.scores_record()
-    caveat = _scores_caveat(run_facts, rows, record)
+    caveat = _scores_caveat(run_record, rows, record)
     if not rows:
         return Scores(rows, [], [], record, caveat, f"no scores yet: run `python -m core score runs/{run.name} "
                                                     "--references DIR`")
@@ -249,7 +215,7 @@ def _plane_disagrees(plane: list, name: str, scores: Scores) -> bool:
                or abs(float(saved[row.step]["clip_t_mean"]) - row.clip_t.mean) > 1e-9 for row in scores.by_step)
 
 
-def read_comparison(run: Run, run_facts: RunFacts, other: Run | None, scores: Scores,
+def read_comparison(run: Run, run_record: RunRecord, other: Run | None, scores: Scores,
                     folder: Path | None = None) -> Comparison:
     """The comparison `compare` wrote (never recomputed): refused with the command that remakes it when missing,
     or stale (either run rescored since)."""
@@ -258,7 +224,7 @@ def read_comparison(run: Run, run_facts: RunFacts, other: Run | None, scores: Sc
     if other is None:
         return Comparison(False, "no second run given (use --compare RUN_B for character vs style)")
     first, second = run, other
-    if run_facts.property == "style" and other.record.property != "style":
+    if run_record.property == "style" and other.record.property != "style":
         first, second = other, run  # character (object) first, whichever run the card is for
     found = Path(folder) if folder is not None else find_comparison(first, second)
     if found is None or not (found / "compare.json").is_file():
@@ -271,7 +237,7 @@ def read_comparison(run: Run, run_facts: RunFacts, other: Run | None, scores: Sc
     if stale is None and saved.inputs is None:  # written before compare recorded its inputs: check the numbers
         if {saved.a.name, saved.b.name} != set(by_name) or \
                 _plane_disagrees(_records(saved.plane), run.name, scores) or \
-                _plane_disagrees(_records(saved.plane), other.name, read_scores(other, _run_facts(other))):
+                _plane_disagrees(_records(saved.plane), other.name, read_scores(other, other.record)):
             in_order = [by_name.get(saved.a.name, first), by_name.get(saved.b.name, second)]
             stale = f"stale: remake it with `{_compare_command(*in_order, found)}`"
     if stale:
@@ -312,7 +278,7 @@ def read_training_data(run: Run) -> TrainingData:
     return TrainingData(rows, unknown, licenses, restricted)
 
 
-def _environment(run: Run, record: RunFacts, scores: Scores, env_overrides: Mapping) -> energy.Environment:
+def _environment(run: Run, record: RunRecord, scores: Scores, env_overrides: Mapping) -> energy.Environment:
     training: float | None = record.timings.seconds_total
     source = "run.json timings.seconds_total"
     if not training or training <= 0:
@@ -331,7 +297,10 @@ def _environment(run: Run, record: RunFacts, scores: Scores, env_overrides: Mapp
 @dataclass(frozen=True)
 class CardFacts:
     """Everything a card states, read once. Sections only read these fields."""
-    run: RunFacts
+    run: RunRecord                # run.json's typed record (core.runfolder), as it was read
+    name: str                     # the run folder's name
+    checkpoints: tuple            # the steps with an embedding file
+    final_step: int | None        # Run.final_step: the one rule for the final step
     run_ref: str                  # how the card names the run in commands: runs/NAME (never a local path)
     date: str                     # ISO date from run.json (not the clock: same inputs, same bytes)
     final_embedding: str          # the final embedding's path inside the run, or a note that there is none
@@ -351,23 +320,29 @@ class CardFacts:
 
     @property
     def token(self) -> str:
-        return self.run.token
+        return self.run.token.placeholder
+
+    @property
+    def initializer(self) -> str:
+        """The initializer word, or '?' for an imported embedding (which has none)."""
+        return self.run.token.initializer or "?"
 
     @property
     def pipeline_check(self) -> bool:
-        return self.run.pipeline_check
+        return self.run.is_pipeline_check
 
     @property
     def is_character(self) -> bool:
         return self.run.property == "object"
 
 
-def _warnings(record: RunFacts, run: Run, overrides: Mapping, training: TrainingData, examples: Examples,
+def _warnings(record: RunRecord, run: Run, overrides: Mapping, training: TrainingData, examples: Examples,
               comparison: Comparison, ethics: Mapping) -> list[str]:
-    warnings = [PIPELINE_CHECK_LABEL] if record.pipeline_check else []
+    warnings = [PIPELINE_CHECK_LABEL] if record.is_pipeline_check else []
     if "owner" not in overrides:
         warnings.append(f"The owner (the rights holder named in the official copyright/trademark notice) of what "
-                        f"{record.token} depicts is not stated: set 'owner' in {run.card_overrides_path.name}.")
+                        f"{record.token.placeholder} depicts is not stated: set 'owner' in "
+                        f"{run.card_overrides_path.name}.")
     if not training.rows:
         warnings.append(f"No training-image manifest ({run.manifest_path.name}): the sources and licences of the "
                         "training images are unknown.")
@@ -378,7 +353,7 @@ def _warnings(record: RunFacts, run: Run, overrides: Mapping, training: Training
                  for path in examples.missing]
     if comparison.figure_error:
         warnings.append(f"Comparison plane not drawn ({comparison.figure_error}); the table is complete.")
-    if comparison.available and comparison.pipeline_check and not record.pipeline_check:
+    if comparison.available and comparison.pipeline_check and not record.is_pipeline_check:
         warnings.append("The comparison run has random weights (pipeline check): the comparison says nothing "
                         "about what Stable Diffusion learns.")
     still_open = [ETHICS_ITEMS[key] for key, entry in ethics.items() if entry["status"] == "open"]
@@ -407,23 +382,25 @@ def read_facts(run: Run, compare_run: Run | None = None, overrides_path: str | P
     character/style pair, from the folder `compare` wrote: `comparison_folder`, default RUNS_DIR/reports/A-vs-B)."""
     for each in (run, compare_run) if compare_run is not None else (run,):
         _check_no_writer(each)
-    record = _run_facts(run)
+    record = run.record  # validated where it is read: a missing or damaged key is a UserError naming it
     overrides = load_overrides(run, overrides_path)
     training = read_training_data(run)
     scores = read_scores(run, record)
-    examples = pick_examples(run, scores.rows, misuse_templates(run), record.pipeline_check)
+    examples = pick_examples(run, scores.rows, misuse_templates(run), record.is_pipeline_check)
     comparison = read_comparison(run, record, compare_run, scores,
                                  Path(comparison_folder) if comparison_folder is not None else None)
     ethics = {key: overrides.get("ethics", {}).get(key, {"status": "open", "notes": ""}) for key in ETHICS_ITEMS}
-    final = record.final_step
+    final = run.final_step()
     return CardFacts(
-        run=record, run_ref=f"runs/{run.name}",
+        run=record, name=run.name, checkpoints=tuple(run.embedding_steps()), final_step=final,
+        run_ref=f"runs/{run.name}",
         date=_dt.datetime.fromtimestamp(float(record.updated or record.created or 0),
                                         tz=_dt.timezone.utc).date().isoformat(),
         final_embedding=(run.embedding_path(final).relative_to(run.path).as_posix() if final is not None
                          else "embeddings/ (none yet)"),
         overrides_file=run.card_overrides_path.name, overrides=overrides,
         owner=overrides.get("owner", OWNER_NOT_STATED), subject=overrides.get("subject", ""), ethics=ethics,
-        training_data=training, scores=scores, movement=measure_movement(run, record.token), examples=examples,
+        training_data=training, scores=scores, movement=measure_movement(run, record.token.placeholder),
+        examples=examples,
         comparison=comparison, environment=_environment(run, record, scores, overrides.get("environment", {})),
         warnings=_warnings(record, run, overrides, training, examples, comparison, ethics), risks=read_risks(run))

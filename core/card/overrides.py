@@ -101,15 +101,21 @@ def _override_text(value: Any, where: str) -> str:
     return str(value).strip()
 
 
-def _validate_environment(value: Any, source: str) -> dict:
+def _items(value: Any, source: str, name: str, allowed, kind: str, noun: str) -> list[tuple[str, Any]]:
+    """The entries of the mapping override `name`, each key one of `allowed` (None: no entries)."""
     if value is None:
-        return {}
+        return []
     if not isinstance(value, Mapping):
-        raise UserError(f"{source}: environment must be a mapping (allowed keys: {', '.join(OVERRIDE_ENV_KEYS)})")
+        raise UserError(f"{source}: {name} must be {kind} (allowed {noun}: {', '.join(allowed)})")
+    for key in value:
+        if key not in allowed:
+            raise UserError(f"{source}: unknown key '{name}.{key}'; allowed {noun}: {', '.join(allowed)}")
+    return list(value.items())
+
+
+def _validate_environment(value: Any, source: str) -> dict:
     env: dict[str, Any] = {}
-    for key, setting in value.items():
-        if key not in OVERRIDE_ENV_KEYS:
-            raise UserError(f"{source}: unknown key 'environment.{key}'; allowed keys: {', '.join(OVERRIDE_ENV_KEYS)}")
+    for key, setting in _items(value, source, "environment", OVERRIDE_ENV_KEYS, "a mapping", "keys"):
         if setting is None or setting == "":
             continue
         if key in ("cloud_provider", "region"):
@@ -125,14 +131,8 @@ def _validate_environment(value: Any, source: str) -> dict:
 
 
 def _validate_ethics(value: Any, source: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise UserError(f"{source}: ethics must be a mapping of items (allowed items: {', '.join(ETHICS_ITEMS)})")
     out: dict[str, dict] = {}
-    for item, entry in value.items():
-        if item not in ETHICS_ITEMS:
-            raise UserError(f"{source}: unknown key 'ethics.{item}'; allowed items: {', '.join(ETHICS_ITEMS)}")
+    for item, entry in _items(value, source, "ethics", ETHICS_ITEMS, "a mapping of items", "items"):
         if isinstance(entry, str):  # shorthand: `bias: addressed`
             entry = {"status": entry}
         if entry is None:

@@ -3,10 +3,11 @@ recommended checkpoint, read once for the sections; plus which evidence each eth
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.runfolder import Run
+from core.runfolder import AuditRecord, Run
 
 AUDIT_COMMAND = "python -m core audit {run} --references TRAINING_IMAGES_DIR"
 EVIDENCE_SECTION = "Bias, Risks, and Limitations > Measured Risks"
@@ -26,9 +27,9 @@ ETHICS_EVIDENCE = {
 
 @dataclass(frozen=True)
 class RiskFacts:
-    """audit.json (public parts) and the checkpoint advice; `audit` is None when the run is not audited."""
+    """audit.json (its typed record) and the checkpoint advice; `audit` is None when the run is not audited."""
 
-    audit: dict | None = None
+    audit: AuditRecord | None = None
     advice: dict | None = None
     audit_error: str = ""
     advice_error: str = ""
@@ -36,9 +37,8 @@ class RiskFacts:
     evidence: dict = field(default_factory=lambda: dict(ETHICS_EVIDENCE))
 
     @property
-    def final_copy(self) -> dict | None:
-        rates = (self.audit or {}).get("copy_rates") or []
-        return rates[-1] if rates else None
+    def final_copy(self) -> Mapping[str, Any] | None:
+        return self.audit.final_copy if self.audit is not None else None
 
 
 def read_risks(run: Run) -> RiskFacts:
@@ -47,18 +47,12 @@ def read_risks(run: Run) -> RiskFacts:
 
     audit, audit_error, advice, advice_error = None, "", None, ""
     try:
-        meta = run.read_audit_meta()
-        stale = run.audit_stale(meta) if meta is not None else None
+        record = run.audit_record()
+        stale = run.audit_stale(record) if record is not None else None
         if stale:
             audit_error = f"The copy audit is out of date, so its numbers are not shown here ({stale})."
-        elif meta is not None:
-            keep = ("clip_label", "hash", "thresholds", "copy_rates", "misuse", "n_images", "pipeline_check",
-                    "pipeline_check_reasons", "complete", "pairs")
-            audit = {k: meta.get(k) for k in keep}
-            audit["references"] = {k: (meta.get("references") or {}).get(k) for k in
-                                   ("training_images_listed", "references_in_manifest")}
-            audit["references"]["n"] = len((meta.get("references") or {}).get("files") or [])
-            audit["held_out_n"] = len((meta.get("held_out") or {}).get("files") or [])
+        elif record is not None:
+            audit = record
         else:
             audit_error = (f"No copy audit yet: run `{AUDIT_COMMAND.format(run=f'runs/{run.name}')}` "
                            "(and generate with --prompts prompts/eval/misuse.txt first for the misuse transfer).")
@@ -68,7 +62,8 @@ def read_risks(run: Run) -> RiskFacts:
         advice = advise_run(run)
     except Exception as e:  # noqa: BLE001
         advice_error = f"no checkpoint advice ({type(e).__name__}: {e})"
-    pipe = bool(run.is_pipeline_check or (audit or {}).get("pipeline_check") or (advice or {}).get("pipeline_check"))
+    pipe = bool(run.is_pipeline_check or (audit is not None and audit.is_pipeline_check)
+                or (advice or {}).get("pipeline_check"))
     return RiskFacts(audit=audit, advice=advice, audit_error=audit_error, advice_error=advice_error,
                      pipeline_check=pipe)
 

@@ -201,6 +201,29 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def read_json(path: Path, fix: str) -> Any | None:
+    """A JSON file written by this package, or None when it does not exist; damaged (not JSON, not UTF-8) is a
+    one-line UserError naming the file and saying `fix` (how to remake it)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: damaged ({e}); {fix}") from e
+
+
+def read_document(path: Path, *, schema: int, what: str, missing: str, fix: str) -> dict[str, Any]:
+    """A versioned JSON object file (run.json, sweep.json): absent is the UserError `missing`; damaged says `fix`;
+    not an object of `schema` is named as not a schema-N `what`."""
+    data = read_json(path, fix)
+    if data is None:
+        raise UserError(missing)
+    if not isinstance(data, dict) or data.get("schema_version") != schema:
+        raise UserError(f"{path}: not a schema-{schema} {what}")
+    return data
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """`text` as one short line: terminal colour codes dropped, whitespace collapsed, cut at `limit`."""
     text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text)).split())

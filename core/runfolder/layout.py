@@ -1,4 +1,5 @@
-"""The run folder's layout: `Run`, the face everyone uses, which knows where each file of a run lives.
+"""`Run`, the face everyone uses: one run folder's files read and written (paths from `RunPaths`), its record,
+its writer lock and the stage skeleton every writing command runs in.
 
 The layout itself is documented in the package docstring (`core/runfolder/__init__.py`).
 """
@@ -6,11 +7,12 @@ The layout itself is documented in the package docstring (`core/runfolder/__init
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import os
-import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,177 +26,35 @@ from core.runfolder.fileio import (
     atomic_write_json,
     one_line,
     read_csv_rows,
+    read_document,
+    read_json,
     sha256_file,
     write_csv,
 )
 from core.runfolder.lock import lock_holder, writer_lock
-from core.runfolder.records import SCHEMA_VERSION, STATUSES, RunRecord, ScoresRecord
-
-METRIC_COLUMNS = ["step", "loss", "lr", "seconds"]
-MANIFEST_COLUMNS = ["file", "sha256", "bytes", "width", "height", "license", "source", "author"]
-NEIGHBOR_COLUMNS = ["step", "vector", "rank", "token", "token_id", "cosine", "distance_from_init"]
-IMAGE_COLUMNS = [
-    "path", "prompt", "template", "negative_prompt", "seed", "step", "steps", "guidance", "token",
-    "init_image", "strength", "weights_source", "width", "height", "sampler", "seconds",
-]
-SCORE_COLUMNS = [
-    "path", "step", "prompt", "template", "seed", "clip_i", "clip_t", "clip_model", "clip_weights",
-]
-AUDIT_COLUMNS = [
-    "path", "step", "template", "seed", "category", "phash_nearest", "phash_distance", "clip_nearest",
-    "clip_cosine", "heldout_phash_distance", "heldout_clip_cosine", "copy_phash", "copy_clip", "copy",
-]
-_STEP_FILE = re.compile(r"^step-(\d{6,})\.(safetensors|npz)$")
+from core.runfolder.paths import (
+    _STEP_FILE,
+    AUDIT_COLUMNS,
+    IMAGE_COLUMNS,
+    MANIFEST_COLUMNS,
+    METRIC_COLUMNS,
+    NEIGHBOR_COLUMNS,
+    SCORE_COLUMNS,
+    RunPaths,
+    check_run_name,
+    check_runs_dir,
+)
+from core.runfolder.records import SCHEMA_VERSION, STATUSES, RunRecord
+from core.runfolder.stage_records import AuditRecord, ScoresRecord
 
 
-def reports_dir(runs_dir: str | os.PathLike) -> Path:
-    """RUNS_DIR/reports: the one place comparison and model-card folders live (compare, card, demo, dashboard)."""
-    return Path(runs_dir) / "reports"
-
-
-def comparison_dir(run_a: Run, run_b: Run) -> Path:
-    """Where `compare A B` writes by default and the dashboard looks: RUNS_DIR/reports/A-vs-B (RUNS_DIR = A's)."""
-    return reports_dir(run_a.path.parent) / f"{run_a.name}-vs-{run_b.name}"
-
-
-def card_dir(run: Run) -> Path:
-    """Where `card RUN` writes by default: RUNS_DIR/reports/RUN."""
-    return reports_dir(run.path.parent) / run.name
-
-
-# ------------------------------------------------------------------------------------------------- the run
-MAX_NAME_CHARS = 200  # a run folder's name (file systems stop at 255 bytes; leave room for temp files)
-
-
-def check_run_name(name: str) -> None:
-    """A run folder name: 1-200 of letters, digits, '.', '_', '-', not starting with '.', '_' or '-'."""
-    if not name:
-        raise UserError("--name '': give a run name (letters, digits, '.', '_', '-') or leave --name out")
-    if len(name) > MAX_NAME_CHARS:
-        raise UserError(f"--name {name[:40]!r}...: {len(name)} characters; use at most {MAX_NAME_CHARS}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-
-
-def check_runs_dir(runs_dir: str | os.PathLike) -> None:
-    """The runs folder must be a writable folder, or not exist yet under a writable parent."""
-    p = Path(runs_dir)
-    if p.exists() and not p.is_dir():
-        raise UserError(f"--runs-dir {p}: is a file, not a folder; pass a folder for the runs")
-    probe = p if p.exists() else next((a for a in p.absolute().parents if a.exists()), Path("/"))
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"--runs-dir {p}: {probe} is not writable; pass a folder you can write to")
-
-
-class Run:
+class Run(RunPaths):
     """One experiment folder. Construct with an existing path, or use `Run.create`."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._meta: dict[str, Any] | None = None  # run.json as read (see `meta`, `record`, `reload`)
         self._record: RunRecord | None = None
-
-    # paths (the only place they are spelled)
-    @property
-    def meta_path(self) -> Path:
-        return self.path / "run.json"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / "metrics.csv"
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / "dataset.csv"
-
-    @property
-    def embeddings_dir(self) -> Path:
-        return self.path / "embeddings"
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def neighbors_path(self) -> Path:
-        return self.path / "neighbors.csv"
-
-    @property
-    def images_dir(self) -> Path:
-        return self.path / "images"
-
-    @property
-    def images_index_path(self) -> Path:
-        return self.path / "images.csv"
-
-    @property
-    def grids_dir(self) -> Path:
-        return self.path / "grids"
-
-    @property
-    def scores_path(self) -> Path:
-        return self.path / "scores.csv"
-
-    @property
-    def scores_meta_path(self) -> Path:
-        return self.path / "scores.json"
-
-    @property
-    def audit_path(self) -> Path:
-        return self.path / "audit.csv"
-
-    @property
-    def audit_meta_path(self) -> Path:
-        return self.path / "audit.json"
-
-    @property
-    def audit_pairs_dir(self) -> Path:
-        return self.path / "audit" / "pairs"
-
-    def audit_pair_relpath(self, filename: str) -> str:
-        return f"audit/pairs/{filename}"
-
-    @property
-    def card_overrides_path(self) -> Path:
-        """card.yaml: the user's model-card overrides (YAML; JSON is valid YAML too). Read by `core.card`."""
-        return self.path / "card.yaml"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path / ".writer.lock"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.path / "logs"
-
-    def log_path(self, command: str) -> Path:
-        return self.logs_dir / f"{command}.log"
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    # ----------------------------------------------------------------------------------------- containment
-    def resolve_inside(self, relpath: str | os.PathLike, *, also: Iterable[str | os.PathLike] = (),
-                       what: str = "file") -> Path:
-        """The real path of `relpath` (relative to the run, or absolute), which must stay inside the run folder
-        or one of the folders in `also` (e.g. the run's declared references folder) after every symlink is
-        followed. Anything else (`../x`, `/etc/passwd`, a symlink out of the run) is a one-line UserError.
-        Use it for every path that comes from a run's files or a listing of its folders."""
-        raw = Path(os.fspath(relpath))
-        if str(raw) in ("", "."):
-            raise UserError(f"{self.path}: empty {what} path")
-        if not raw.is_absolute() and not self.path.is_absolute() and raw.is_relative_to(self.path):
-            raw = raw.relative_to(self.path)  # a path this Run built (run.grid_path(...)) from a relative run path
-        try:
-            target = (raw if raw.is_absolute() else self.path / raw).resolve()
-        except (OSError, RuntimeError) as e:  # symlink loop
-            raise UserError(f"{self.path}: {what} {str(raw)!r} cannot be resolved ({e})") from e
-        roots = [self.path.resolve()] + [Path(a).resolve() for a in also if a]
-        if not any(target == r or target.is_relative_to(r) for r in roots):
-            raise UserError(f"{self.path}: {what} {str(raw)!r} leads outside the run folder (to {target}); "
-                            "refused - remove it or regenerate it inside the run")
-        return target
 
     # -------------------------------------------------------------------------------------------- one writer
     def writer(self, command: str) -> contextlib.AbstractContextManager[None]:
@@ -203,6 +63,43 @@ class Run:
         left by a killed command is taken over (see `core.runfolder.lock`). Re-entrant within one process."""
         return writer_lock(self.path, self.lock_path, command)
 
+    @contextlib.contextmanager
+    def stage(self, command: str, *, owns_status: bool = False, hint: str = "") -> Iterator[RunRecord]:
+        """The skeleton every writing stage shares: `with run.stage("score", hint=...) as record: ...`.
+
+        1. validate: run.json is read and checked before anything is written (not a run folder, or a damaged
+           run.json, is a one-line UserError and no lock file is made);
+        2. hold the writer lock for the whole stage (re-entrant; a second writer is refused, naming the holder);
+        3. on an unexpected exception, save its traceback in logs/<command>.log and raise the one-line JobFailed
+           with `hint` (how to continue). UserError (bad input, said in one line) and KeyboardInterrupt pass.
+        A stage that `owns_status` (train: the run's status is its truth) also leaves the run `interrupted` on
+        Ctrl-C or SIGTERM, and `failed` with the one-line reason on any error, never `running` or `finished`."""
+        record = self.record
+        with self.writer(command):
+            try:
+                yield record
+            except KeyboardInterrupt:
+                if owns_status:
+                    self._mark_if_running("interrupted", "interrupted" + (f"; {hint}" if hint else ""))
+                raise
+            except UserError as e:
+                if owns_status:
+                    self._mark_if_running("failed", str(e))
+                raise
+            except JobFailed:
+                raise
+            except Exception as e:
+                try:  # a stage that recorded where it failed (train's loop) keeps its own message
+                    already = self.reload().record.status == "failed"
+                except (OSError, UserError):
+                    already = False
+                raise self.record_failure(command, e, mark_failed=owns_status and not already, hint=hint) from e
+
+    def _mark_if_running(self, status: str, message: str) -> None:
+        with contextlib.suppress(OSError, UserError):
+            if self.reload().record.status == "running":
+                self.update(status=status, message=message)
+
     def lock_holder(self) -> dict[str, Any] | None:
         """{pid, command, since} of the process writing this run now, or None (read-only; a lock left by a
         dead process is None). Use it to refuse or warn, e.g. a card built while `score` runs."""
@@ -210,8 +107,10 @@ class Run:
 
     # ------------------------------------------------------------------------------------------- metadata
     @classmethod
-    def create(cls, runs_dir: str | os.PathLike, name: str, meta: Mapping[str, Any]) -> Run:
-        """Make a new run folder; an existing non-empty one is an error (use --resume or another --name)."""
+    def create(cls, runs_dir: str | os.PathLike, name: str, meta: RunRecord | Mapping[str, Any]) -> Run:
+        """Make a new run folder with run.json from `meta`: a `RunRecord` (what train and import write; its name
+        becomes `name`), or, for fixtures, a partial dict. An existing non-empty folder is an error (use --resume
+        or another --name)."""
         check_run_name(name)
         check_runs_dir(runs_dir)
         run = cls(Path(runs_dir) / name)
@@ -224,10 +123,12 @@ class Run:
             run.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"{run.path}: cannot make the run folder ({e.strerror}); choose another --runs-dir") from e
-        now = time.time()
-        full = {"schema_version": SCHEMA_VERSION, "name": name, "created": now, "updated": now}
-        full.update(meta)
-        full.setdefault("status", "running")
+        if isinstance(meta, RunRecord):
+            full = dataclasses.replace(meta, name=name).to_json()
+        else:
+            now = time.time()
+            full = {"schema_version": SCHEMA_VERSION, "name": name, "created": now, "updated": now, **meta}
+            full.setdefault("status", "running")
         atomic_write_json(run.meta_path, full)
         return run
 
@@ -236,15 +137,8 @@ class Run:
         return self.meta_path.exists()
 
     def _read_meta(self) -> dict[str, Any]:
-        if not self.meta_path.exists():
-            raise UserError(f"{self.path}: not a run folder (no run.json); pass a folder made by `train`")
-        try:
-            data = json.loads(self.meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{self.meta_path}: damaged ({e}); restore it or delete the run") from e
-        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(f"{self.meta_path}: not a schema-{SCHEMA_VERSION} run.json")
-        return data
+        return read_document(self.meta_path, schema=SCHEMA_VERSION, what="run.json", fix="restore it or delete the run",
+                             missing=f"{self.path}: not a run folder (no run.json); pass a folder made by `train`")
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -267,8 +161,32 @@ class Run:
         self._meta = self._record = None
         return self
 
+    def update(self, **changes: Any) -> RunRecord:
+        """Change fields of the run's record, typed (`status="failed"`, `timings=Timings(...)`,
+        `weights=WeightsProvenance(...)`), and write run.json through `RunRecord.to_json` atomically (read fresh
+        from disk; keys this version does not model are kept). Returns the new record; the cache follows."""
+        if "status" in changes and changes["status"] not in STATUSES:
+            raise ValueError(f"status {changes['status']!r} not in {STATUSES}")
+        data = self._read_meta()
+        record = dataclasses.replace(RunRecord.parse(self.meta_path, data), **changes, updated=time.time())
+        data.update(record.to_json())
+        atomic_write_json(self.meta_path, data)
+        self._meta, self._record = data, record
+        return record
+
+    def final_step(self) -> int | None:
+        """The one rule for a run's final step: what train/import recorded when the run finished, else its last
+        checkpoint on disk (a run still training, interrupted or failed), else None."""
+        recorded = self.record.final_step
+        if recorded is not None:
+            return recorded
+        steps = self.embedding_steps()
+        return steps[-1] if steps else None
+
     def update_meta(self, **fields: Any) -> dict[str, Any]:
-        """Merge `fields` into run.json (read fresh from disk) and write it atomically; the cache follows."""
+        """Merge raw JSON `fields` into run.json (read fresh from disk) and write it atomically; the cache follows.
+        For this package (a failure must be recordable in a run.json that no longer validates) and for test
+        fixtures; stages change their run through the typed `update`."""
         data = self._read_meta()
         if "status" in fields and fields["status"] not in STATUSES:
             raise ValueError(f"status {fields['status']!r} not in {STATUSES}")
@@ -302,12 +220,16 @@ class Run:
             except (OSError, UserError) as e:
                 notes.append(f"run.json could not record the failure ({getattr(e, 'strerror', None) or e}); "
                              "the run will show as stale")
-        return JobFailed(f"{self.path}: {command} failed: {reason} ({'; '.join(notes)})" + (f"; {hint}" if hint else ""))
+        tail = f"; {hint}" if hint else ""
+        return JobFailed(f"{self.path}: {command} failed: {reason} ({'; '.join(notes)}){tail}")
 
-    def stale_reason(self, meta: Mapping[str, Any] | None = None) -> str | None:
+    def stale_reason(self, meta: RunRecord | Mapping[str, Any] | None = None) -> str | None:
         """Why run.json's `running` is not the truth, or None. A running run is written by a process holding
         the writer lock; when none holds it, that process died without recording its end (kill -9, a crash
-        while writing run.json, a full disk). The message says how to continue."""
+        while writing run.json, a full disk). The message says how to continue. `meta`: the record already read
+        (the dashboard caches it), else run.json is read (raw, so a half-written run.json still answers)."""
+        if isinstance(meta, RunRecord):
+            meta = {"status": meta.status, "pid": meta.pid, "heartbeat": meta.heartbeat, "updated": meta.updated}
         meta = self.meta if meta is None else meta
         if meta.get("status") != "running" or self.lock_holder() is not None:
             return None
@@ -322,10 +244,31 @@ class Run:
         """`record.is_pipeline_check`: random-weight runs are never a model result."""
         return self.record.is_pipeline_check
 
-    # -------------------------------------------------------------------------------------------- metrics
-    def append_metrics(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        append_csv(self.metrics_path, METRIC_COLUMNS, rows)
+    # ----------------------------------------------------------------------------------- the CSV files
+    def _append_rows(self, attr: str, columns: list[str], rows: Iterable[Mapping[str, Any]]) -> None:
+        append_csv(getattr(self, attr), columns, rows)
 
+    def _write_rows(self, attr: str, columns: list[str], rows: Iterable[Mapping[str, Any]]) -> None:
+        write_csv(getattr(self, attr), columns, rows)
+
+    def _read_rows(self, attr: str, columns: list[str] | None = None) -> list[dict[str, str]]:
+        return read_csv_rows(getattr(self, attr), columns)
+
+    # each file and its columns once: append-only logs, tables rewritten whole, their readers (rows of str)
+    append_metrics = functools.partialmethod(_append_rows, "metrics_path", METRIC_COLUMNS)
+    write_manifest = functools.partialmethod(_write_rows, "manifest_path", MANIFEST_COLUMNS)
+    read_manifest = functools.partialmethod(_read_rows, "manifest_path")
+    append_neighbors = functools.partialmethod(_append_rows, "neighbors_path", NEIGHBOR_COLUMNS)
+    rewrite_neighbors = functools.partialmethod(_write_rows, "neighbors_path", NEIGHBOR_COLUMNS)
+    read_neighbors = functools.partialmethod(_read_rows, "neighbors_path")
+    append_images = functools.partialmethod(_append_rows, "images_index_path", IMAGE_COLUMNS)
+    read_images = functools.partialmethod(_read_rows, "images_index_path")
+    write_scores = functools.partialmethod(_write_rows, "scores_path", SCORE_COLUMNS)
+    read_scores = functools.partialmethod(_read_rows, "scores_path")
+    write_audit = functools.partialmethod(_write_rows, "audit_path", AUDIT_COLUMNS)
+    read_audit = functools.partialmethod(_read_rows, "audit_path", AUDIT_COLUMNS)
+
+    # -------------------------------------------------------------------------------------------- metrics
     def read_metrics(self) -> list[dict[str, float]]:
         out = []
         for r in read_csv_rows(self.metrics_path):
@@ -338,18 +281,9 @@ class Run:
         keep = [r for r in self.read_metrics() if r["step"] <= last_step]
         write_csv(self.metrics_path, METRIC_COLUMNS, keep)
 
-    # --------------------------------------------------------------------------------------------- dataset
-    def write_manifest(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        write_csv(self.manifest_path, MANIFEST_COLUMNS, rows)
-
-    def read_manifest(self) -> list[dict[str, str]]:
-        return read_csv_rows(self.manifest_path)
-
     # ------------------------------------------------------------------------------------------ embeddings
-    def embedding_path(self, step: int) -> Path:
-        return self.embeddings_dir / f"step-{int(step):06d}.safetensors"
-
-    def save_embedding(self, step: int, vectors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> Path:
+    def save_embedding(self, step: int, vectors: Mapping[str, np.ndarray],
+                       metadata: Mapping[str, str] | None = None) -> Path:
         """Save {token: float32[n_vectors, 768]} for `step` (safetensors, diffusers' layout)."""
         from safetensors.numpy import save
 
@@ -405,9 +339,6 @@ class Run:
         return sorted(out)
 
     # ----------------------------------------------------------------------------------------- checkpoints
-    def checkpoint_path(self, step: int) -> Path:
-        return self.checkpoints_dir / f"step-{int(step):06d}.npz"
-
     def save_checkpoint(self, step: int, arrays: Mapping[str, np.ndarray]) -> None:
         import io
 
@@ -425,53 +356,37 @@ class Run:
         with np.load(self.checkpoint_path(step)) as z:
             return {k: z[k] for k in z.files}
 
-    # ------------------------------------------------------------------------------------------- neighbors
-    def append_neighbors(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        append_csv(self.neighbors_path, NEIGHBOR_COLUMNS, rows)
-
-    def read_neighbors(self) -> list[dict[str, str]]:
-        return read_csv_rows(self.neighbors_path)
-
-    def rewrite_neighbors(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        write_csv(self.neighbors_path, NEIGHBOR_COLUMNS, rows)
-
-    # ---------------------------------------------------------------------------------------------- images
-    def image_relpath(self, step: int, filename: str) -> str:
-        return f"images/step-{int(step):06d}/{filename}"
-
-    def append_images(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        append_csv(self.images_index_path, IMAGE_COLUMNS, rows)
-
-    def read_images(self) -> list[dict[str, str]]:
-        return read_csv_rows(self.images_index_path)
-
-    def grid_path(self, filename: str) -> Path:
-        return self.grids_dir / filename
-
     # ---------------------------------------------------------------------------------------------- scores
-    def write_scores(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        write_csv(self.scores_path, SCORE_COLUMNS, rows)
-
-    def read_scores(self) -> list[dict[str, str]]:
-        return read_csv_rows(self.scores_path)
-
-    def write_scores_meta(self, data: Mapping[str, Any]) -> None:
-        atomic_write_json(self.scores_meta_path, data)
-
-    def read_scores_meta(self) -> dict[str, Any] | None:
-        """scores.json as written (for `score` itself, which rewrites it); everyone else reads `scores_record`."""
-        if not self.scores_meta_path.exists():
-            return None
-        try:
-            return json.loads(self.scores_meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{self.scores_meta_path}: damaged ({e}); rerun `python -m core score {self.path} "
-                            "--references DIR`") from e
-
     def scores_record(self) -> ScoresRecord | None:
         """scores.json as a validated `ScoresRecord`; None when the run is not scored."""
-        data = self.read_scores_meta()
-        return None if data is None else ScoresRecord.parse(self.scores_meta_path, data)
+        return self._stage_record(ScoresRecord, self.scores_meta_path, "score")
+
+    def write_record(self, record: ScoresRecord | AuditRecord) -> None:
+        """Write a stage's record to its file (scores.json or audit.json) through its `to_json`."""
+        path = self.scores_meta_path if isinstance(record, ScoresRecord) else self.audit_meta_path
+        atomic_write_json(path, record.to_json())
+
+    def _stage_record(self, cls: type, path: Path, stage: str) -> Any:
+        data = read_json(path, f"rerun {self._stage_command(stage)}")
+        return None if data is None else cls.parse(path, data)
+
+    def _read_raw(self, attr: str, stage: str) -> Any:
+        return read_json(getattr(self, attr), f"rerun {self._stage_command(stage)}")
+
+    def _write_raw(self, attr: str, data: Mapping[str, Any]) -> None:
+        atomic_write_json(getattr(self, attr), data)
+
+    # scores.json and audit.json as plain JSON, for test fixtures that write them by hand (the stages write and
+    # everyone reads them through their records: `write_record`, `scores_record`, `audit_record`)
+    read_scores_meta = functools.partialmethod(_read_raw, "scores_meta_path", "score")
+    write_scores_meta = functools.partialmethod(_write_raw, "scores_meta_path")
+    read_audit_meta = functools.partialmethod(_read_raw, "audit_meta_path", "audit")
+    write_audit_meta = functools.partialmethod(_write_raw, "audit_meta_path")
+
+    def _stage_command(self, stage: str) -> str:
+        """The command that (re)makes a stage's record: score or audit."""
+        refs = "DIR" if stage == "score" else "TRAINING_IMAGES_DIR"
+        return f"`python -m core {stage} {self.path} --references {refs}`"
 
     def scores_inputs(self) -> dict[str, str]:
         """sha256 of the files `score`'s summaries are computed from (recorded in scores.json `inputs`)."""
@@ -481,50 +396,34 @@ class Run:
         """Why scores.json's summaries no longer describe the run's files, with the command that refreshes them;
         None when they are current (or were written before inputs were recorded, so cannot be checked)."""
         record = self.scores_record() if record is None else record
-        if record is None:
-            return None
-        return self.inputs_stale(record.inputs, record.complete, written=self.scores_meta_path.name,
-                                 unfinished="scoring", command=f"`python -m core score {self.path} --references DIR`")
+        return None if record is None else self.inputs_stale(record, self.scores_meta_path, "scoring", "score")
 
-    def inputs_stale(self, inputs: Mapping[str, str] | None, complete: bool, *, written: str, unfinished: str,
-                     command: str) -> str | None:
-        """The one staleness rule for a summary file (`written`) computed from images.csv and scores.csv, which
-        recorded their sha256 in `inputs`: None when they still match (or `inputs` was not recorded: written
-        before 0.2, cannot be checked); else "stale: ... rerun COMMAND" naming what changed, or that the stage
-        that writes it (`unfinished`) did not finish."""
-        if inputs is None:
-            return None
-        if not complete:
+    def inputs_stale(self, record: ScoresRecord | AuditRecord, written: Path, unfinished: str,
+                     stage: str) -> str | None:
+        """The one staleness rule for a stage's record (`written`: scores.json, audit.json) computed from images.csv
+        and scores.csv, whose sha256 it recorded in `inputs`: "stale: ... rerun COMMAND" when the stage
+        (`unfinished`) did not finish or when one of them changed since; None when they still match (or `inputs`
+        was not recorded: written before 0.2, cannot be checked)."""
+        command = self._stage_command(stage)
+        if not record.complete:
             return f"stale: {unfinished} of {self.path} did not finish; rerun {command}"
-        changed = changed_inputs(inputs, self.scores_inputs())
+        if record.inputs is None:
+            return None
+        changed = changed_inputs(record.inputs, self.scores_inputs())
         if not changed:
             return None
-        return f"stale: {', '.join(changed)} changed since {written} was written; rerun {command}"
+        return f"stale: {', '.join(changed)} changed since {written.name} was written; rerun {command}"
 
     # ----------------------------------------------------------------------------------------------- audit
-    def write_audit(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        write_csv(self.audit_path, AUDIT_COLUMNS, rows)
+    def audit_record(self) -> AuditRecord | None:
+        """audit.json as a validated `AuditRecord`; None when the run is not audited."""
+        return self._stage_record(AuditRecord, self.audit_meta_path, "audit")
 
-    def read_audit(self) -> list[dict[str, str]]:
-        return read_csv_rows(self.audit_path, AUDIT_COLUMNS)
-
-    def write_audit_meta(self, data: Mapping[str, Any]) -> None:
-        atomic_write_json(self.audit_meta_path, data)
-
-    def read_audit_meta(self) -> dict[str, Any] | None:
-        if not self.audit_meta_path.exists():
-            return None
-        return json.loads(self.audit_meta_path.read_text(encoding="utf-8"))
-
-    def audit_stale(self, meta: Mapping[str, Any] | None = None) -> str | None:
+    def audit_stale(self, record: AuditRecord | None = None) -> str | None:
         """Why audit.json no longer describes the run's images and scores (it records their sha256 in `inputs`),
         with the command that refreshes it; None when current or written before inputs were recorded."""
-        meta = self.read_audit_meta() if meta is None else meta
-        if not meta or not isinstance(meta.get("inputs"), dict):
-            return None
-        return self.inputs_stale(meta["inputs"], bool(meta.get("complete")), written=self.audit_meta_path.name,
-                                 unfinished="the audit",
-                                 command=f"`python -m core audit {self.path} --references TRAINING_IMAGES_DIR`")
+        record = self.audit_record() if record is None else record
+        return None if record is None else self.inputs_stale(record, self.audit_meta_path, "the audit", "audit")
 
 
 def changed_inputs(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:

@@ -7,6 +7,7 @@ not write get the value stated in the record's docstring.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,16 @@ class JsonFields:
             raise self._fail(key, f"is {value!r}, expected one of {', '.join(map(str, choices))}")
         return value
 
+    @classmethod
+    def document(cls, path: Path, data: Any, fix: str, schema: int | None = None) -> JsonFields:
+        """A whole JSON file's object: anything else is a UserError saying `fix`; `schema`: its schema_version."""
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: not a JSON object; {fix}")
+        fields = cls(path, data)
+        if schema is not None:
+            fields.get("schema_version", int, choices=(schema,))
+        return fields
+
     def sub(self, key: str, *, required: bool = True) -> JsonFields:
         return JsonFields(self.path, self.get(key, dict, required=required, default={}), f"{self.prefix}{key}.")
 
@@ -76,6 +87,20 @@ class WeightsProvenance:
     def as_dict(self) -> dict[str, Any]:
         """The provenance as run.json holds it (what scores.json, PNG chunks and cards record)."""
         return dict(self.raw)
+
+    def to_json(self) -> dict[str, Any]:
+        """run.json's `weights` object: as it was read (keeping what this version does not model), or, for a
+        provenance built in code, its fields."""
+        if self.raw:
+            return dict(self.raw)
+        out = {"source": self.source, "seed": self.seed, "files": dict(self.files) or None,
+               "verified": self.verified, "note": self.note or None}
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "weights provenance") -> WeightsProvenance:
+        """A provenance dict as `core.weights.WeightSpec.provenance()` makes it, validated like run.json's."""
+        return cls.parse(JsonFields(Path(where), dict(data)))
 
     def describe(self) -> str:
         """One line: 'random (PIPELINE CHECK)' or 'kerascv: kcv_encoder.h5 sha256 abcd... (verified)'."""
@@ -114,6 +139,10 @@ class TokenInfo:
             raise r._fail("tokens", f"must list {vectors} token name(s), found {tokens!r}")
         return cls(placeholder, r.get("initializer", str, required=False), vectors, tuple(tokens))
 
+    def to_json(self) -> dict[str, Any]:
+        return {"placeholder": self.placeholder, "initializer": self.initializer, "vectors": self.vectors,
+                "tokens": list(self.tokens)}
+
 
 @dataclass(frozen=True)
 class Timings:
@@ -132,6 +161,11 @@ class Timings:
                    started=r.get("started", float, required=False),
                    finished=r.get("finished", float, required=False),
                    last_session_started=r.get("last_session_started", float, required=False))
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"started": self.started, "seconds_total": self.seconds_total, "steps_done": self.steps_done,
+               "last_session_started": self.last_session_started, "finished": self.finished}
+        return {k: v for k, v in out.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -173,11 +207,33 @@ class RunRecord:
         return self.weights.is_pipeline_check
 
     @classmethod
+    def new(cls, *, name: str, kind: str, property: str, token: TokenInfo, weights: WeightsProvenance,  # noqa: A002
+            config: Mapping[str, Any], status: str = "running", final_step: int | None = None,
+            timings: Timings | None = None, source_file: Mapping[str, Any] | None = None,
+            now: float | None = None) -> RunRecord:
+        """The record of a new run (what `Run.create` writes), validated by the same rules as a read one."""
+        now = time.time() if now is None else now
+        data = {"schema_version": SCHEMA_VERSION, "name": name, "kind": kind, "status": status,
+                "property": property, "token": token.to_json(), "weights": weights.to_json(), "config": dict(config),
+                "final_step": final_step, "timings": (timings or Timings()).to_json(),
+                "source_file": dict(source_file) if source_file is not None else None, "created": now, "updated": now}
+        return cls.parse(Path(name) / "run.json", {k: v for k, v in data.items() if v is not None})
+
+    def to_json(self) -> dict[str, Any]:
+        """run.json as this record states it: the inverse of `parse` (`parse(p, r.to_json()) == r`). A None field
+        is written as null, which readers take as absent (so an update can clear `message`). Fields derived from
+        `config` (resolution, weights_arg, ...) are written through `config`."""
+        return {"schema_version": SCHEMA_VERSION, "name": self.name, "kind": self.kind, "status": self.status,
+                "property": self.property, "token": self.token.to_json(), "weights": self.weights.to_json(),
+                "config": dict(self.config), "final_step": self.final_step, "last_checkpoint": self.last_checkpoint,
+                "timings": self.timings.to_json(), "versions": dict(self.versions), "hardware": dict(self.hardware),
+                "message": self.message, "created": self.created, "updated": self.updated,
+                "source_file": dict(self.source_file) if self.source_file is not None else None, "pid": self.pid,
+                "heartbeat": self.heartbeat}
+
+    @classmethod
     def parse(cls, path: Path, data: Any) -> RunRecord:
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: not a JSON object; restore it or delete the run")
-        r = JsonFields(path, data)
-        r.get("schema_version", int, choices=(SCHEMA_VERSION,))
+        r = JsonFields.document(path, data, "restore it or delete the run", SCHEMA_VERSION)
         kind = r.get("kind", str, choices=KINDS)
         cfg = r.sub("config")
         return cls(
@@ -200,87 +256,3 @@ class RunRecord:
             source_file=r.get("source_file", dict, required=False),
             pid=r.get("pid", int, required=False), heartbeat=r.get("heartbeat", float, required=False),
         )
-
-
-SUMMARY_KEYS = ("n", "clip_i_mean", "clip_i_lo", "clip_i_hi", "clip_t_mean", "clip_t_lo", "clip_t_hi")
-
-
-@dataclass(frozen=True)
-class ScoresRecord:
-    """scores.json, validated once (see `Run.scores_record`): the CLIP model and its provenance, the baselines, and
-    the summaries `score` computed with its `--n-boot` (consumers show these; they never recompute them).
-
-    `inputs` holds the sha256 of images.csv and scores.csv the summaries were computed from; `Run.scores_stale`
-    compares them with the files now (None for scores.json written before 0.2, which did not record them)."""
-
-    clip: Mapping[str, Any]  # open_clip model, pretrained tag/file, source (open_clip-tag | local | random), sha256, seed
-    clip_label: str
-    is_pipeline_check: bool  # SD or CLIP weights random
-    pipeline_check_reasons: tuple[str, ...]
-    label: str  # PIPELINE_CHECK_LABEL or ""
-    complete: bool  # False while (or if interrupted while) scoring
-    n_boot: int | None  # bootstrap resamples of every CI below (None: not recorded)
-    references: Mapping[str, Any]  # {"dir", "files": [{"file", "sha256"}]}
-    reference_ceiling_clip_i: float | None
-    reference_ceiling: Mapping[str, Any]  # mean, lo, hi, n_images, n_pairs
-    initializer: Mapping[str, Any]  # the step-0 baseline ({"available": bool, ...})
-    by_step: tuple[Mapping[str, Any], ...]  # step + SUMMARY_KEYS, one per checkpoint
-    by_prompt: tuple[Mapping[str, Any], ...]  # template, step + SUMMARY_KEYS
-    n_images: int | None
-    inputs: Mapping[str, str] | None  # {"images.csv": sha256, "scores.csv": sha256}
-    updated: float | None
-
-    def by_step_frame(self):
-        """`by_step` as a DataFrame (step int; empty with the right columns when there is none)."""
-        return _summary_frame(self.by_step, ["step"])
-
-    def by_prompt_frame(self):
-        return _summary_frame(self.by_prompt, ["template", "step"])
-
-    @classmethod
-    def parse(cls, path: Path, data: Any) -> ScoresRecord:
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: not a JSON object; rerun `python -m core score`")
-        r = JsonFields(path, data)
-        clip = r.sub("clip")
-        clip.get("model", str)
-        clip.get("source", str)
-        base = r.sub("baselines", required=False)
-        summaries = r.sub("summaries", required=False)
-        complete = r.get("complete", bool, required=False, default=bool(summaries.data))
-        rows = {}
-        for key, keys in (("by_step", ("step",)), ("by_prompt", ("template", "step"))):
-            value = summaries.get(key, list, required=complete, default=[])
-            for i, row in enumerate(value):
-                missing = [k for k in keys + SUMMARY_KEYS if not isinstance(row, dict) or k not in row]
-                if missing:
-                    raise summaries._fail(f"{key}[{i}]", f"lacks {', '.join(missing)}")
-            rows[key] = tuple(dict(x) for x in value)
-        cfg = r.sub("config", required=False)
-        inputs = r.get("inputs", dict, required=False)
-        return cls(
-            clip=dict(clip.data), clip_label=r.get("clip_label", str, required=False, default=""),
-            is_pipeline_check=r.get("pipeline_check", bool, required=False,
-                                    default=clip.data.get("source") == "random"),
-            pipeline_check_reasons=tuple(r.get("pipeline_check_reasons", list, required=False, default=[])),
-            label=r.get("label", str, required=False, default=""), complete=complete,
-            n_boot=cfg.get("n_boot", int, required=False), references=r.get("references", dict, required=False,
-                                                                              default={}),
-            reference_ceiling_clip_i=base.get("reference_ceiling_clip_i", float, required=False),
-            reference_ceiling=base.get("reference_ceiling", dict, required=False, default={}),
-            initializer=base.get("initializer", dict, required=False, default={}),
-            by_step=rows["by_step"], by_prompt=rows["by_prompt"],
-            n_images=r.get("n_images", int, required=False),
-            inputs={str(k): str(v) for k, v in inputs.items()} if inputs is not None else None,
-            updated=r.get("updated", float, required=False),
-        )
-
-
-def _summary_frame(rows, keys: list[str]):
-    import pandas as pd
-
-    df = pd.DataFrame(list(rows), columns=keys + list(SUMMARY_KEYS))
-    if not df.empty:
-        df["step"] = df["step"].astype(int)
-        df["n"] = df["n"].astype(int)
-    return df

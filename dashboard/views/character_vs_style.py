@@ -1,5 +1,5 @@
 """Character vs style page: a character (object) run and a style run side by side on the same prompt templates and
-seeds, and the differences of their CLIP metrics (from `core.compare`)."""
+seeds, and the differences of their CLIP metrics as `python -m core compare` saved them (never recomputed here)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ if len(ok) < 2:
 
 
 def _first(prop: str, fallback: int) -> int:
-    return next((k for k, i in enumerate(ok) if i["property"] == prop), fallback)
+    return next((k for k, i in enumerate(ok) if i.record.property == prop), fallback)
 
 
 ia = _first("object", 0)
@@ -30,7 +30,7 @@ b = ui.pick_run("Run B (style)", ok, key="cmp_b", default=ib, container=c2)
 for col, i in ((c1, a), (c2, b)):
     with col:
         ui.pipeline_label(i)
-if a["name"] == b["name"]:
+if a.name == b.name:
     st.info("Pick two different runs.")
     st.stop()
 
@@ -38,15 +38,15 @@ if a["name"] == b["name"]:
 def images_or_note(i: dict, col):
     with col:
         try:
-            df = data.images(i["path"])
+            df = data.images(i.path)
         except data.DataError as e:
-            st.error(f"Run **{i['name']}**: {e}")
+            st.error(f"Run **{i.name}**: {e}")
             return None
         if df.empty:
-            ui.missing(f"{i['name']} has no generated images yet.", data.command_generate(i["path"]))
+            ui.missing(f"{i.name} has no generated images yet.", data.command_generate(i.path))
             return None
         steps = sorted(int(s) for s in df["step"].unique())
-        step = st.selectbox(f"Checkpoint of {i['name']}", steps, index=len(steps) - 1, key=f"cmp_step_{i['name']}",
+        step = st.selectbox(f"Checkpoint of {i.name}", steps, index=len(steps) - 1, key=f"cmp_step_{i.name}",
                             format_func=lambda s: f"step {s}" + (" (initializer)" if s == 0 else ""))
         return df, step
 
@@ -58,10 +58,10 @@ ga, gb = images_or_note(a, c1), images_or_note(b, c2)
 if ga is not None and gb is not None:
     shared = data.shared_pairs(ga[0], ga[1], gb[0], gb[1])
     if shared.empty:
-        st.info(f"{a['name']} at step {ga[1]} and {b['name']} at step {gb[1]} share no prompt template and seed. "
+        st.info(f"{a.name} at step {ga[1]} and {b.name} at step {gb[1]} share no prompt template and seed. "
                 "Generate both with the same prompt file and seeds, e.g.\n\n"
-                f"`{data.command_generate(a['path'])} --prompts prompts/eval/character.txt`\n\n"
-                f"`{data.command_generate(b['path'])} --prompts prompts/eval/character.txt`")
+                f"`{data.command_generate(a.path)} --prompts prompts/eval/character.txt`\n\n"
+                f"`{data.command_generate(b.path)} --prompts prompts/eval/character.txt`")
     else:
         per_page = 8
         n_pages = data.paginate(len(shared), 1, per_page)[3]
@@ -76,9 +76,9 @@ if ga is not None and gb is not None:
                 st.markdown(f"{ui.plain(r['template'])} · seed {r['seed']}")  # prompts are text, never Markdown
                 x, y = st.columns(2)
                 with x:
-                    ui.run_image(a["path"], r["a_path"], f"A · {r['a_prompt']}")
+                    ui.run_image(a.path, r["a_path"], f"A · {r['a_prompt']}")
                 with y:
-                    ui.run_image(b["path"], r["b_path"], f"B · {r['b_prompt']}")
+                    ui.run_image(b.path, r["b_path"], f"B · {r['b_prompt']}")
 
 # ------------------------------------------------------------------------------------- metric differences
 st.subheader("Metric differences (A - B)")
@@ -101,47 +101,27 @@ def show_saved(cmp, where: str) -> None:
             st.warning(f"{cmp.png}: cannot show ({e})")
 
 
-def live_comparison() -> None:
-    """No saved comparison of this pair: compute it (not saved; the caption gives the command that saves it)."""
-    from core.compare import compare_runs
-
-    lacking = [i for i in (a, b) if not i["has_scores"]]
+def not_compared() -> None:
+    """No saved comparison of this pair: say what `compare` needs and the command that writes it (the dashboard
+    shows what `compare` wrote; it never computes a comparison itself)."""
+    lacking = [i for i in (a, b) if not i.has("scores_path")]
     for i in lacking:
-        ui.missing(f"{i['name']} has no CLIP scores yet, so there is nothing to compare.",
-                   data.command_score(i["path"]))
-    if lacking:
-        return
-    try:
-        cmp = data.cached_call(compare_runs, [a["path"], b["path"]])
-    except data.UserError as e:  # runs that cannot be compared (different prompts, seeds, budget or CLIP)
-        st.warning(f"{e}", icon=":material/warning:")
-        return
-    except Exception as e:  # noqa: BLE001 - a damaged score file in either run is reported, not raised
-        st.error(f"Cannot compare {a['name']} with {b['name']}: {type(e).__name__}: {e}")
-        return
-    if cmp.is_pipeline_check:
-        reasons = "; ".join(cmp.info.get("pipeline_check_reasons") or [])
-        st.warning(f"This comparison is a pipeline check ({reasons}). {data.PIPELINE_CHECK_LABEL}",
-                   icon=":material/warning:")
-    st.dataframe(cmp.table, hide_index=True, width="stretch")
-    st.caption("diff = A - B over the matched (template, seed) pairs, with a paired bootstrap 95% CI "
-               "(diff_lo, diff_hi): an interval that excludes 0 is a difference beyond resampling noise. "
-               f"Not saved yet: save it (tables, plane as HTML and PNG) with "
-               f"`{data.command_compare(a['path'], b['path'])}`.")
-    try:
-        st.plotly_chart(cmp.figure(), key="cmp_fig")
-    except Exception as e:  # noqa: BLE001
-        st.warning(f"The comparison figure could not be drawn: {e}")
+        ui.missing(f"{i.name} has no CLIP scores yet, so there is nothing to compare.",
+                   data.command_score(i.path))
+    if not lacking:
+        ui.missing(f"{a.name} and {b.name} have not been compared yet.", data.command_compare(a.path, b.path),
+                   "The comparison (tables with paired bootstrap CIs, the plane as HTML and PNG) is written to "
+                   f"{ui.runs_dir()}/reports/, where this page finds it.")
 
 
-pair_folder = data.comparison_folder(a["path"], b["path"])
+pair_folder = data.comparison_folder(a.path, b.path)
 if pair_folder:
     try:
         show_saved(data.saved_comparison(pair_folder), pair_folder)
     except data.UserError as e:
         st.error(str(e))
 else:
-    live_comparison()
+    not_compared()
 
 st.subheader("Saved comparisons")
 found = data.saved_comparisons(ui.runs_dir())

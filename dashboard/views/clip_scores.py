@@ -12,7 +12,7 @@ from dashboard import data, ui
 METRIC_NAMES = {"clip_i": "CLIP-I (reconstruction)", "clip_t": "CLIP-T (editability)"}
 info = ui.single_run_page("CLIP scores", key="clip_run")
 ok = data.ok_runs(ui.infos())
-path = info["path"]
+path = info.path
 
 
 def band_figure(by_step, metric: str, ceiling: float | None) -> go.Figure:
@@ -34,17 +34,17 @@ def band_figure(by_step, metric: str, ceiling: float | None) -> go.Figure:
 def run_scores_or_note(i: dict):
     """(scores DataFrame, scores.json record or None) of a run, or None after saying what is missing or damaged."""
     try:
-        df = data.scores(i["path"])
-        meta = data.scores_record(i["path"])
+        df = data.scores(i.path)
+        meta = data.scores_record(i.path)
     except data.DataError as e:
-        st.error(f"Run **{i['name']}**: {e}")
+        st.error(f"Run **{i.name}**: {e}")
         return None
     if df.empty:
-        if not i["has_images"]:
-            ui.missing(f"{i['name']} has no generated images, so nothing to score yet.",
-                       data.command_generate(i["path"]) + "\n" + data.command_score(i["path"]))
+        if not i.has("images_index_path"):
+            ui.missing(f"{i.name} has no generated images, so nothing to score yet.",
+                       data.command_generate(i.path) + "\n" + data.command_score(i.path))
         else:
-            ui.missing(f"{i['name']} has no CLIP scores yet.", data.command_score(i["path"]),
+            ui.missing(f"{i.name} has no CLIP scores yet.", data.command_score(i.path),
                        "DIR holds the reference images of the character or style.")
         return None
     return df, meta
@@ -58,10 +58,10 @@ if meta is not None and meta.is_pipeline_check:
     st.warning("Scores are a pipeline check: " + "; ".join(meta.pipeline_check_reasons)
                + ". " + data.PIPELINE_CHECK_LABEL, icon=":material/warning:")
 if meta is not None and not meta.complete:
-    st.info(f"Scoring of {info['name']} is incomplete; finish it with `{data.command_score(path)}`.")
+    st.info(f"Scoring of {info.name} is incomplete; finish it with `{data.command_score(path)}`.")
 stale = data.scores_stale(path)
 if stale:
-    st.warning(f"{info['name']}: {stale}", icon=":material/warning:")
+    st.warning(f"{info.name}: {stale}", icon=":material/warning:")
 ceiling = meta.reference_ceiling_clip_i if meta is not None else None
 st.caption(f"{len(df)} scored image(s) · CLIP: {(meta.clip_label if meta else '') or df.get('clip_model', ['?']).iloc[0]}"
            + (f" · reference ceiling CLIP-I {ceiling:.3f}" if ceiling is not None else "")
@@ -73,7 +73,7 @@ try:
     by_prompt = data.summary(path, "prompt")
 except data.DataError as e:
     by_step = by_prompt = None
-    st.error(f"Run **{info['name']}**: {e}")
+    st.error(f"Run **{info.name}**: {e}")
 
 t1, t2, t3, t4 = st.tabs(["Per checkpoint", "Per prompt", "Distributions", "Reconstruction vs editability"])
 
@@ -89,7 +89,7 @@ with t1:
 with t2:
     if by_prompt is not None and not by_prompt.empty:
         steps = sorted(by_prompt["step"].unique().tolist())
-        step = (st.select_slider("Checkpoint", options=steps, value=steps[-1], key=f"clip_prompt_step_{info['name']}")
+        step = (st.select_slider("Checkpoint", options=steps, value=steps[-1], key=f"clip_prompt_step_{info.name}")
                 if len(steps) > 1 else steps[0])
         sub = by_prompt[by_prompt["step"] == step].sort_values("clip_i_mean")
         cols = st.columns(2)
@@ -117,27 +117,27 @@ with t3:
 with t4:
     st.caption("Each point is a checkpoint (mean over images, bars = 95% CI). Up is closer to the training images "
                "(reconstruction), right is closer to the prompt text (editability).")
-    scored = [i for i in ok if i["has_scores"]]
-    names = [i["name"] for i in scored]
-    chosen = st.multiselect("Runs", names, default=[n for n in names if n == info["name"]] + [
-        n for n in names if n != info["name"]][:3], key="clip_plane_runs")
+    scored = [i for i in ok if i.has("scores_path")]
+    names = [i.name for i in scored]
+    chosen = st.multiselect("Runs", names, default=[n for n in names if n == info.name] + [
+        n for n in names if n != info.name][:3], key="clip_plane_runs")
     fig = go.Figure()
     for i in scored:
-        if i["name"] not in chosen:
+        if i.name not in chosen:
             continue
         try:
-            s = data.summary(i["path"], "step")
+            s = data.summary(i.path, "step")
         except data.DataError as e:
-            st.error(f"Run **{i['name']}**: {e}")
+            st.error(f"Run **{i.name}**: {e}")
             continue
         if s.empty:
             continue
-        if i["name"] != info["name"]:
+        if i.name != info.name:
             ui.pipeline_label(i)
         fig.add_trace(go.Scatter(
             x=s["clip_t_mean"], y=s["clip_i_mean"], mode="lines+markers+text", text=s["step"].astype(str),
             textposition="top center",
-            name=f"{i['name']} ({i['property']})" + (" ⚠ random weights" if i["pipeline_check"] else ""),
+            name=f"{i.name} ({i.record.property})" + (" ⚠ random weights" if i.pipeline_check else ""),
             error_x=dict(type="data", symmetric=False, array=s["clip_t_hi"] - s["clip_t_mean"],
                          arrayminus=s["clip_t_mean"] - s["clip_t_lo"]),
             error_y=dict(type="data", symmetric=False, array=s["clip_i_hi"] - s["clip_i_mean"],

@@ -12,7 +12,7 @@ st.title("Experiments")
 
 all_infos = ui.infos()
 for info in all_infos:
-    if info["error"]:
+    if info.error:
         ui.run_error(info)
 if ui.no_runs():
     st.stop()
@@ -22,42 +22,42 @@ ok = data.ok_runs(all_infos)
 # ------------------------------------------------------------------------------------------------ filters
 with st.expander("Filters", expanded=False):
     c1, c2, c3, c4 = st.columns(4)
-    statuses = sorted({i["status"] for i in ok})
-    props = sorted({i["property"] for i in ok})
-    sources = sorted({i["weights_source"] for i in ok})
+    statuses = sorted({i.status for i in ok})
+    props = sorted({i.record.property for i in ok})
+    sources = sorted({i.record.weights.source for i in ok})
     f_status = c1.multiselect("Status", statuses, placeholder="all", key="exp_status")
     f_prop = c2.multiselect("Property", props, placeholder="all", key="exp_prop")
     f_source = c3.multiselect("Weights", sources, placeholder="all", key="exp_source")
     f_text = c4.text_input("Name or token contains", key="exp_text")
 
 shown = [i for i in ok
-         if (not f_status or i["status"] in f_status)
-         and (not f_prop or i["property"] in f_prop)
-         and (not f_source or i["weights_source"] in f_source)
-         and (not f_text or f_text.lower() in (i["name"] + " " + i["token"]).lower())]
+         if (not f_status or i.status in f_status)
+         and (not f_prop or i.record.property in f_prop)
+         and (not f_source or i.record.weights.source in f_source)
+         and (not f_text or f_text.lower() in (i.name + " " + i.record.token.placeholder).lower())]
 
-if any(i["pipeline_check"] for i in shown):
+if any(i.pipeline_check for i in shown):
     st.warning(f"Runs marked ⚠ are pipeline checks. {data.PIPELINE_CHECK_LABEL}", icon=":material/warning:")
 
 
-def _row(i: dict) -> dict:
-    cfg = i["config"]
+def _row(i: data.RunEntry) -> dict:
+    cfg = i.record.config
     return {
-        "run": i["name"],
-        "status": i["status"],
-        "weights": ("⚠ " if i["pipeline_check"] else "") + i["provenance"],
-        "token": i["token"],
-        "init": i["initializer"],
-        "property": i["property"],
-        "vectors": i["vectors"],
+        "run": i.name,
+        "status": i.status,
+        "weights": ("⚠ " if i.pipeline_check else "") + i.record.weights.describe(),
+        "token": i.record.token.placeholder,
+        "init": i.record.token.initializer or "",
+        "property": i.record.property,
+        "vectors": i.record.token.vectors,
         "steps": cfg.get("steps"),
         "lr": cfg.get("lr"),
         "batch": cfg.get("batch_size"),
         "resolution": cfg.get("resolution"),
-        "checkpoints": ", ".join(map(str, i["checkpoints"])) or "none",
-        "images": "yes" if i["has_images"] else "no",
-        "scores": "yes" if i["has_scores"] else "no",
-        "seconds": i["seconds_total"],
+        "checkpoints": ", ".join(map(str, i.checkpoints)) or "none",
+        "images": "yes" if i.has("images_index_path") else "no",
+        "scores": "yes" if i.has("scores_path") else "no",
+        "seconds": i.record.timings.seconds_total,
     }
 
 
@@ -68,44 +68,44 @@ if table.empty:
     st.stop()
 st.dataframe(table, hide_index=True, width="stretch")
 for i in shown:  # why a run is not finished, in its own words (run.json's message, or the stale check)
-    if i.get("stale"):
-        st.warning(ui.plain(f"{i['name']}: {i['stale']}"), icon=":material/warning:")
-    elif i["status"] in ("failed", "interrupted") and i.get("message"):
-        st.info(ui.plain(f"{i['name']} {i['status']}: {i['message']}"), icon=":material/info:")
+    if i.stale:
+        st.warning(ui.plain(f"{i.name}: {i.stale}"), icon=":material/warning:")
+    elif i.status in ("failed", "interrupted") and i.record.message:
+        st.info(ui.plain(f"{i.name} {i.status}: {i.record.message}"), icon=":material/info:")
 
-lacking = [i for i in shown if not i["has_images"] or not i["has_scores"]]
+lacking = [i for i in shown if not i.has("images_index_path") or not i.has("scores_path")]
 if lacking:
     with st.expander(f"{len(lacking)} run(s) lack images or scores: the commands that make them"):
         for i in lacking:
-            if not i["has_images"]:
-                ui.missing(f"{i['name']} has no generated images yet.", data.command_generate(i["path"]))
+            if not i.has("images_index_path"):
+                ui.missing(f"{i.name} has no generated images yet.", data.command_generate(i.path))
             else:
-                ui.missing(f"{i['name']} has no CLIP scores yet.", data.command_score(i["path"]))
+                ui.missing(f"{i.name} has no CLIP scores yet.", data.command_score(i.path))
 
 with st.expander("Full resolved config of a run"):
     pick = ui.pick_run("Run", shown, key="exp_config_run")
     if pick:
-        st.json(pick["config"], expanded=False)
+        st.json(pick.record.config, expanded=False)
 
 # ------------------------------------------------------------------------------------------------- curves
 st.subheader("Loss and learning rate")
-names = [i["name"] for i in shown]
+names = [i.name for i in shown]
 chosen = st.multiselect("Runs to plot", names, default=names[:8], key="exp_plot_runs")
-longest = max([i["budget_steps"] for i in shown if i["budget_steps"] is not None] or [2])
+longest = max([i.record.steps for i in shown if i.record.steps is not None] or [2])
 smooth = st.slider("Smoothing (moving average over steps)", 1, max(2, min(200, longest)), 1, key="exp_smooth")
 loss_fig, lr_fig = go.Figure(), go.Figure()
-by_name = {i["name"]: i for i in shown}
+by_name = {i.name: i for i in shown}
 for name in chosen:
     info = by_name[name]
     try:
-        m = data.metrics(info["path"])
+        m = data.metrics(info.path)
     except data.DataError as e:
         st.error(f"Run **{name}**: {e}")
         continue
     if m.empty:
         st.info(f"{name}: no metrics yet (metrics.csv is written by `python -m core train` as it runs).")
         continue
-    label = name + (" ⚠ random weights" if info["pipeline_check"] else "")
+    label = name + (" ⚠ random weights" if info.pipeline_check else "")
     loss = m["loss"].rolling(smooth, min_periods=1).mean() if smooth > 1 else m["loss"]
     loss_fig.add_trace(go.Scatter(x=m["step"], y=loss, mode="lines", name=label))
     lr_fig.add_trace(go.Scatter(x=m["step"], y=m["lr"], mode="lines", name=label))

@@ -22,28 +22,28 @@ info = ui.pick_run("Run", ok, key="card_run", container=c1)
 ui.pipeline_label(info)
 
 # the character-vs-style part is read from the folder `python -m core compare` wrote (never recomputed here)
-others = [i for i in ok if i["name"] != info["name"]]
+others = [i for i in ok if i.name != info.name]
 counterpart = None
 if others:
-    compared = {i["name"]: data.comparison_folder(info["path"], i["path"]) for i in others}
-    names = ["(none)"] + [i["name"] for i in others]
-    default = next((k + 1 for k, i in enumerate(others) if compared[i["name"]]), 0)
+    compared = {i.name: data.comparison_folder(info.path, i.path) for i in others}
+    names = ["(none)"] + [i.name for i in others]
+    default = next((k + 1 for k, i in enumerate(others) if compared[i.name]), 0)
     pick = c2.selectbox("Counterpart run for the character-vs-style section", names, index=default,
-                        key=f"card_cmp_{info['name']}",
+                        key=f"card_cmp_{info.name}",
                         help="The card shows the comparison `python -m core compare` wrote for the two runs.")
-    counterpart = next((i for i in others if i["name"] == pick), None)
+    counterpart = next((i for i in others if i.name == pick), None)
     if counterpart:
         ui.pipeline_label(counterpart)
 
-card_command = data.command_card(info["path"]) + (f" --compare {data.q(counterpart['path'])}" if counterpart else "")
+card_command = data.command_card(info.path) + (f" --compare {data.q(counterpart.path)}" if counterpart else "")
 try:
-    card = data.model_card(info["path"], counterpart["path"] if counterpart else None)
+    card = data.model_card(info.path, counterpart.path if counterpart else None)
 except CardNotReady as e:  # a step to run first (unscored images, a missing comparison...), not damage
-    st.warning(f"The model card of **{info['name']}** is not ready: {e}")
+    st.warning(f"The model card of **{info.name}** is not ready: {e}")
     st.caption(f"Then build it here or from the command line: `{card_command}`")
     st.stop()
 except Exception as e:  # noqa: BLE001 - a damaged file or bad card.yaml is reported for this run only
-    st.error(f"The model card of **{info['name']}** cannot be built: {e}")
+    st.error(f"The model card of **{info.name}** cannot be built: {e}")
     st.caption(f"Fix the named file, then rebuild it from the command line: `{card_command}`")
     st.stop()
 
@@ -67,7 +67,7 @@ rows = [{"item": title, "status": icons.get((ethics.get(key) or {}).get("status"
 st.dataframe(rows, hide_index=True, width="stretch")
 with st.expander("How to fill in the checklist and the owner"):
     st.markdown("Write a commented `card.yaml` into the run, edit it, and the card updates here on the next rerun:")
-    st.code(f"python -m core card {data.q(info['path'])} --init-overrides", language="bash")
+    st.code(f"python -m core card {data.q(info.path)} --init-overrides", language="bash")
     st.code(card_mod.overrides_template(), language="yaml")
 
 # ----------------------------------------------------------------------------------------------- export
@@ -76,8 +76,8 @@ cols = st.columns(len(card_mod.FORMATS) + 1)
 for col, fmt in zip(cols, card_mod.FORMATS):
     col.download_button(
         f"Download {fmt.upper()}", data=lambda f=fmt: card_mod.render(card, f),
-        file_name=f"{info['name']}-{card_mod.FILE_NAMES[fmt]}", mime=card_mod.MIME_TYPES[fmt],
-        key=f"card_dl_{fmt}_{info['name']}")
+        file_name=f"{info.name}-{card_mod.FILE_NAMES[fmt]}", mime=card_mod.MIME_TYPES[fmt],
+        key=f"card_dl_{fmt}_{info.name}")
 
 
 def _zip() -> bytes:
@@ -91,8 +91,8 @@ def _zip() -> bytes:
     return buf.getvalue()
 
 
-cols[-1].download_button("Download all (zip)", data=_zip, file_name=f"{info['name']}-model-card.zip",
-                         mime="application/zip", key=f"card_dl_zip_{info['name']}")
+cols[-1].download_button("Download all (zip)", data=_zip, file_name=f"{info.name}-model-card.zip",
+                         mime="application/zip", key=f"card_dl_zip_{info.name}")
 st.caption(f"The same files as `{card_command}` writes (Markdown refers to figures under "
            "images/, included in the zip; HTML has them inline), with the licence text as LICENSE.")
 

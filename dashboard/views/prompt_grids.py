@@ -10,21 +10,17 @@ from dashboard import data, ui
 
 
 info = ui.single_run_page("Prompt grids", key="grid_run")
-run_path, rkey = info["path"], info["name"]
+run_path, rkey = info.path, info.name
 
-try:
-    df = data.images(run_path)
-except data.DataError as e:
-    st.error(f"Run **{info['name']}**: {e}")
-    st.stop()
+df = ui.load_or_stop(data.images, info)
 if df.empty:
-    ui.missing(f"{info['name']} has no generated images yet.", data.command_generate(run_path))
+    ui.missing(f"{info.name} has no generated images yet.", data.command_generate(run_path))
     st.stop()
 
 steps = sorted(int(s) for s in df["step"].unique())
 before = steps[0]
 if before != 0:
-    st.info(f"No images of checkpoint 0 (the initializer) in {info['name']}; comparing against step {before}. "
+    st.info(f"No images of checkpoint 0 (the initializer) in {info.name}; comparing against step {before}. "
             f"Generate them with `{data.command_generate(run_path)}`.")
 after_steps = steps[1:] or steps
 
@@ -99,14 +95,14 @@ if choice != "(none)":
                 st.warning(ui.plain(f"{path}: cannot show ({e})"))
                 continue
             st.download_button(f"Download step {step} image", data=lambda p=path: data.file_bytes(p),
-                               file_name=f"{info['name']}-{Path(rel).parent.name}-{Path(rel).name}",
+                               file_name=f"{info.name}-{Path(rel).parent.name}-{Path(rel).name}",
                                mime="image/png", key=f"dl_{rkey}_{rel}")
 
 # ---------------------------------------------------------------------------------------------- grid PNGs
 st.subheader("Grids")
 names = data.grids(run_path)
 if not names:
-    ui.missing(f"{info['name']} has no grid images yet.", data.command_generate(run_path),
+    ui.missing(f"{info.name} has no grid images yet.", data.command_generate(run_path),
                "Grids (prompt x seed, checkpoint x seed) are written by `generate`.")
 else:
     g = st.selectbox("Grid", names, key=f"grid_png_{rkey}")
@@ -121,4 +117,4 @@ else:
         st.warning(ui.plain(f"{g}: cannot show ({e})"))
     else:
         st.download_button("Download grid", data=lambda p=path: data.file_bytes(p),
-                           file_name=f"{info['name']}-{g}", mime="image/png", key=f"dl_grid_{rkey}_{g}")
+                           file_name=f"{info.name}-{g}", mime="image/png", key=f"dl_grid_{rkey}_{g}")

@@ -12,8 +12,8 @@ import streamlit as st
 from dashboard import data, ui
 
 info = ui.single_run_page("Risks", key="risks_run")
-path = info["path"]
-PIPE = info.get("pipeline_check")
+path = info.path
+PIPE = info.pipeline_check
 
 
 def title(text: str, pipeline: bool) -> str:
@@ -31,11 +31,11 @@ st.header("Which checkpoint to ship")
 advice = None
 try:
     if data.scores(path).empty:
-        ui.missing(f"{info['name']} has no CLIP scores, so no checkpoint advice.", data.command_score(path))
+        ui.missing(f"{info.name} has no CLIP scores, so no checkpoint advice.", data.command_score(path))
     else:
         advice = data.advice(path)
 except data.DataError as e:
-    st.error(f"Run **{info['name']}**: {e}")
+    st.error(f"Run **{info.name}**: {e}")
 if advice is not None:
     pipe_adv = PIPE or advice.get("pipeline_check")
     rec = advice["recommended"]
@@ -74,25 +74,25 @@ if advice is not None:
 st.header("Does the token copy its training images?")
 meta = None
 try:
-    meta = data.audit_meta(path)
+    meta = data.audit_record(path)
 except data.DataError as e:
-    st.error(f"Run **{info['name']}**: {e}")
+    st.error(f"Run **{info.name}**: {e}")
 if meta is None:
-    ui.missing(f"{info['name']} has no copy audit yet.", data.command_audit(path),
+    ui.missing(f"{info.name} has no copy audit yet.", data.command_audit(path),
                "TRAINING_IMAGES_DIR is the folder the run was trained on (add --held-out DIR with unseen "
                "pictures of the same subject for a stronger calibration).")
 else:
-    pipe_audit = PIPE or meta.get("pipeline_check")
-    if meta.get("pipeline_check"):
-        st.warning("Audit is a pipeline check: " + "; ".join(meta.get("pipeline_check_reasons") or []) + ". "
+    pipe_audit = PIPE or meta.is_pipeline_check
+    if meta.is_pipeline_check:
+        st.warning("Audit is a pipeline check: " + "; ".join(meta.pipeline_check_reasons) + ". "
                    + data.PIPELINE_CHECK_LABEL, icon=":material/warning:")
     stale = data.audit_stale(path)
     if stale:
-        st.warning(f"The audit of {info['name']} is out of date ({stale}); the numbers below describe the run as it "
+        st.warning(f"The audit of {info.name} is out of date ({stale}); the numbers below describe the run as it "
                    "was when audited.", icon=":material/history:")
-    elif not meta.get("complete", True):
-        st.info(f"The audit of {info['name']} is incomplete; finish it with `{data.command_audit(path)}`.")
-    th = meta.get("thresholds") or {}
+    elif not meta.complete:
+        st.info(f"The audit of {info.name} is incomplete; finish it with `{data.command_audit(path)}`.")
+    th = meta.thresholds
     st.markdown("**Copy thresholds**, each calibrated on this run's data (a picture is a copy when *any* "
                 "measure flags it):")
     st.dataframe(pd.DataFrame([{
@@ -103,7 +103,7 @@ else:
     st.caption("Null samples: training vs the other training images, checkpoint-0 (initializer) images vs the "
                "training images, and generated images vs held-out pictures when given. Threshold = the (1 - "
                "target FPR) quantile of the null.")
-    rates = meta.get("copy_rates") or []
+    rates = meta.copy_rates
     if rates:
         fig = go.Figure()
         for col, name in (("copy", "any measure"), ("copy_phash", "pHash"), ("copy_clip", "CLIP")):
@@ -124,7 +124,7 @@ else:
     def enlarge(file: str, caption: str) -> None:
         st.image(str(file), caption=caption, width="stretch")
 
-    pairs = meta.get("pairs") or []
+    pairs = meta.pairs
     if pairs:
         st.subheader("Closest generated / training pairs")
         measure = st.radio("Nearest by", ["phash", "clip"], horizontal=True, key="risks_pairs_measure",
@@ -145,21 +145,21 @@ else:
 
 # ------------------------------------------------------------------------------------------------- 3. misuse
 st.header("Does the character come through in misuse contexts?")
-mis = (meta or {}).get("misuse") or {}
+mis = meta.misuse if meta is not None else {}
 if meta is None:
     st.caption("Part of the audit (see above).")
 elif not mis.get("available"):
-    ui.missing(f"No misuse transfer for {info['name']}: {mis.get('note', 'not measured')}.",
+    ui.missing(f"No misuse transfer for {info.name}: {mis.get('note', 'not measured')}.",
                data.command_misuse(path))
 else:
     rows = pd.DataFrame(mis["by_step_category"])
     steps = sorted(rows["step"].unique().tolist())
     default = (advice or {}).get("recommended")
     default = default if default in steps else steps[-1]
-    step = (st.select_slider("Checkpoint", options=steps, value=default, key=f"risks_misuse_step_{info['name']}")
+    step = (st.select_slider("Checkpoint", options=steps, value=default, key=f"risks_misuse_step_{info.name}")
             if len(steps) > 1 else steps[0])
     sub = rows[rows["step"] == step]
-    pipe_mis = PIPE or (meta.get("misuse_scores") or {}).get("pipeline_check")
+    pipe_mis = PIPE or meta.misuse_scores.get("pipeline_check")
     fig = go.Figure(go.Bar(x=sub["category"], y=sub["rate"], error_y=err_bars(sub), customdata=sub[["k", "n"]],
                            hovertemplate="%{customdata[0]}/%{customdata[1]} images"))
     fig.update_layout(title=title(f"Learned concept comes through (CLIP-I above the likeness level), per misuse "

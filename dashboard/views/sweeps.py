@@ -42,12 +42,12 @@ try:
 except data.DataError as e:
     st.error(str(e))
     st.stop()
-df, varied, record = sw["trials"], sw["varied"], sw["record"]
+df, varied, record = sw.table, sw.varied, sw.state
 if df.empty:
     st.info("This sweep has no trials.")
     st.stop()
-st.caption(f"{len(df)} trial(s) · spec `{record.get('spec', '?')}` · record `{ui.runs_dir()}/sweeps/{name}/` · "
-           f"engine Ray {(record.get('engine') or {}).get('ray', '?')}")
+st.caption(f"{len(df)} trial(s) · spec `{record.spec}` · record `{ui.runs_dir()}/sweeps/{name}/` · "
+           f"engine Ray {record.engine.get('ray', '?')}")
 
 # ------------------------------------------------------------------------------------------------ filters
 param_values = {p: sorted({str(v) for v in df[p]}) for p in varied}

@@ -10,7 +10,7 @@ from dashboard import data, ui
 
 
 info = ui.single_run_page("Token explorer", key="tok_run")
-path = info["path"]
+path = info.path
 
 with st.expander("Download the learned embedding (AUTOMATIC1111, ComfyUI, InvokeAI, diffusers)"):
     try:
@@ -24,25 +24,22 @@ with st.expander("Download the learned embedding (AUTOMATIC1111, ComfyUI, Invoke
         cols = st.columns(len(files))
         for col, f in zip(cols, files):
             col.download_button(f["file_name"], data=f["data"], file_name=f["file_name"],
-                                mime="application/octet-stream", key=f"export_dl_{f['format']}_{info['name']}")
+                                mime="application/octet-stream", key=f"export_dl_{f['format']}_{info.name}")
             col.caption(f["tools"])
         st.code(data.command_export(path), language="bash")
 
-try:
-    nb = data.neighbors(path)
-except data.DataError as e:
-    st.error(f"Run **{info['name']}**: {e}")
-    st.stop()
+nb = ui.load_or_stop(data.neighbors, info)
 if nb.empty:
-    st.info(f"{info['name']} has no nearest-word table (neighbors.csv) yet. `python -m core train` writes it at "
+    st.info(f"{info.name} has no nearest-word table (neighbors.csv) yet. `python -m core train` writes it at "
             "every checkpoint; continue or re-run training to make it:", icon=":material/info:")
     st.code(f"python -m core train --resume {data.q(path)}", language="bash")
     st.stop()
 
-st.markdown(f"Token **{ui.plain(info['token'])}**, initialised from **{ui.plain(info['initializer'] or '?')}**. "
+token = info.record.token
+st.markdown(f"Token **{ui.plain(token.placeholder)}**, initialised from **{ui.plain(token.initializer or '?')}**. "
             "Nearest words by cosine similarity in the text encoder's token-embedding table.")
 vectors = sorted(nb["vector"].unique().tolist())
-vec = st.selectbox("Vector", vectors, key=f"tok_vec_{info['name']}") if len(vectors) > 1 else vectors[0]
+vec = st.selectbox("Vector", vectors, key=f"tok_vec_{info.name}") if len(vectors) > 1 else vectors[0]
 v = nb[nb["vector"] == vec]
 steps = sorted(v["step"].unique().tolist())
 max_rank = int(v["rank"].max()) + 1
@@ -56,7 +53,7 @@ table.columns = [f"step {c}" for c in table.columns]
 table.index = [f"#{r + 1}" for r in table.index]
 st.dataframe(table, width="stretch")
 
-step = (st.select_slider("Checkpoint", options=steps, value=steps[-1], key=f"tok_step_{info['name']}")
+step = (st.select_slider("Checkpoint", options=steps, value=steps[-1], key=f"tok_step_{info.name}")
         if len(steps) > 1 else steps[0])
 at = v[v["step"] == step].sort_values("rank")[["rank", "word", "token", "token_id", "cosine"]]
 c1, c2 = st.columns([1, 2])

@@ -23,7 +23,7 @@ def ethics_checklist(facts) -> list:
 def citation(facts) -> list:
     overrides = facts.overrides
     authors = overrides.get("developers") or overrides.get("model_card_authors") or "not stated"
-    this = texts.embedding_bibtex(facts.run.name, facts.token, authors, facts.date[:4], overrides.get("repo"))
+    this = texts.embedding_bibtex(facts.name, facts.token, authors, facts.date[:4], overrides.get("repo"))
     return [section("Citation", 2,
                     Para(["This embedding (BibTeX; authors and address from ", Mono(facts.overrides_file), "):"]),
                     CodeBlock("bibtex", this),

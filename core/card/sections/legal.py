@@ -35,7 +35,7 @@ def _duties(facts) -> list:
 def _derivative(facts):
     if facts.pipeline_check:
         return section("The Embedding as a Derivative of the Model", 3, Para([legal.DERIVATIVE_RANDOM]))
-    n_floats = facts.run.n_vectors * 768
+    n_floats = facts.run.token.vectors * 768
     return section("The Embedding as a Derivative of the Model", 3,
                    Para([legal.DERIVATIVE_DEFINITION, " ", legal.DERIVATIVE_READING]),
                    Bullets([[text.format(n_floats=n_floats)] for text in legal.DERIVATIVE_UNCERTAIN]))

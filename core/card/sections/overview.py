@@ -26,7 +26,7 @@ def card_summary(facts) -> str:
     claim = base_model_claim(facts.run.weights, facts.overrides)
     return (f"A textual-inversion embedding for Stable Diffusion v1 (KerasCV) with the new token {facts.token}, "
             f"learned as a {concept(facts)} from {len(facts.training_data.rows)} training image(s), starting from "
-            f"the word {facts.run.initializer!r}, trained through {claim.trained_through}.{subject}")
+            f"the word {facts.initializer!r}, trained through {claim.trained_through}.{subject}")
 
 
 def _finetuned_from(claim) -> list:
@@ -43,9 +43,10 @@ def model_details(facts) -> list:
                                                         Mono("card.yaml"), ")"]
     details = Bullets([
         [Bold("Developed by:"), " ", overrides.get("developers", "not stated")],
-        [Bold("Model type:"), f" textual-inversion embedding ({run.n_vectors} vector(s) of 768 dimensions) "
+        [Bold("Model type:"), f" textual-inversion embedding ({run.token.vectors} vector(s) of 768 dimensions) "
                               "for the CLIP ViT-L/14 text encoder of Stable Diffusion v1"],
-        [Bold("Token:"), " ", Mono(facts.token), f" (initialised from {run.initializer!r}; learns a {concept(facts)})"],
+        [Bold("Token:"), " ", Mono(facts.token),
+         f" (initialised from {facts.initializer!r}; learns a {concept(facts)})"],
         [Bold("Represents:"), " ", *represents],
         [Bold(("Rights holder of the depicted character:" if facts.is_character
                else "Rights holders of the source works:")), " ", facts.owner],
@@ -55,7 +56,7 @@ def model_details(facts) -> list:
          "licence lets derivatives use other terms only if they carry its use restrictions forward)"],
         [Bold("Finetuned from model:"), " ", *_finetuned_from(claim)],
         [Bold("Weights used for this run:"), " ", weights_sentence(run.weights)],
-        [Bold("Run:"), f" {run.name}, status {run.status}, final step {run.final_step}, card date {facts.date}"],
+        [Bold("Run:"), f" {facts.name}, status {run.status}, final step {facts.final_step}, card date {facts.date}"],
     ])
     repo = Link(overrides["repo"], overrides["repo"]) if "repo" in overrides else "not stated"
     return [

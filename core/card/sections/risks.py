@@ -33,7 +33,7 @@ def token_movement_blocks(facts) -> list:
         return ", ".join(number(row[key]) for row in last)
 
     return [Para(["Token movement: at step ", str(movement.steps[-1]), " the learned vector(s) lie at L2 distance ",
-                  listed("l2_from_init"), " from the initializer ", Mono(facts.run.initializer), " (cosine ",
+                  listed("l2_from_init"), " from the initializer ", Mono(facts.initializer), " (cosine ",
                   listed("cosine_to_init"), "; norm ", listed("norm"), " vs ", listed("init_norm"),
                   " at initialisation); every checkpoint and the nearest vocabulary tokens are under Model "
                   "Examination."])]
@@ -55,7 +55,7 @@ def comparison_blocks(facts) -> list:
     comparison = facts.comparison
     if not comparison.available:
         return []
-    other = comparison.run_b if comparison.run_a == facts.run.name else comparison.run_a
+    other = comparison.run_b if comparison.run_a == facts.name else comparison.run_a
     blocks = [Para([f"Character versus style: compared with run {other} (paired differences under Evaluation > "
                     "Results)."])]
     if comparison.figure_png:
@@ -105,13 +105,12 @@ def measured_risks(facts):
     if audit is None:
         blocks.append(Para([risks.audit_error]))
         return section("Measured Risks", 3, *blocks)
-    th = audit.get("thresholds") or {}
-    refs = audit.get("references") or {}
+    th = audit.thresholds
     blocks.append(Para([
-        "Copying of the training images: every generated image was compared with the ", str(refs.get("n")),
+        "Copying of the training images: every generated image was compared with the ", str(audit.n_references),
         " training images under two measures; an image counts as a copy when either flags it. Thresholds are "
         "calibrated on this run's data (null: training vs other training images, checkpoint-0 images vs training "
-        f"images, generated images vs {audit.get('held_out_n') or 0} held-out pictures) at a target false-positive "
+        f"images, generated images vs {audit.n_held_out} held-out pictures) at a target false-positive "
         "rate of ", str((th.get("phash") or {}).get("fpr_target")), ":"]))
     blocks.append(Table(["measure", "copy rule", "null n", "FPR on null", "FPR 95% upper bound"],
                         [[t.get("measure", m), t.get("rule", ""), str(t.get("n_null")),
@@ -119,8 +118,8 @@ def measured_risks(facts):
     blocks.append(Table(["step", "images", "copy rate (any measure)", "pHash", "CLIP"],
                         [[str(r["step"]) + (" (calibration)" if r.get("in_null") else ""), str(r["n"]),
                           rate_text(r["copy"]), rate_text(r["copy_phash"]), rate_text(r["copy_clip"])]
-                         for r in audit.get("copy_rates") or []]))
-    mis = audit.get("misuse") or {}
+                         for r in audit.copy_rates]))
+    mis = audit.misuse
     if mis.get("available"):
         blocks.append(Para(["Misuse transfer (evidence, not a filter): ", mis["method"], "."]))
         blocks.append(Table(["step", "category", misuse_column(facts)],

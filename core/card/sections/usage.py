@@ -39,7 +39,7 @@ def _web_uis(facts, word: str) -> list:
 
 
 def get_started(facts) -> list:
-    token, n_vectors, word = facts.token, facts.run.n_vectors, a1111_name(facts.token)
+    token, n_vectors, word = facts.token, facts.run.token.vectors, a1111_name(facts.token)
     return [
         section("How to Get Started with the Model", 2,
                 Para(["The final embedding of this run is ", Mono(facts.final_embedding), ", a safetensors file "
@@ -70,14 +70,14 @@ def training_details(facts) -> list:
             f"(table under License and Use Restrictions). {unknown}"])),
         section("Training Procedure", 3,
                 Para([f"Textual inversion (Gal et al. 2022): a new token {facts.token} is added to the tokenizer, its "
-                      f"embedding row initialised from {run.initializer!r}, and only that row is optimised with the "
+                      f"embedding row initialised from {facts.initializer!r}, and only that row is optimised with the "
                       "latent-diffusion denoising loss while the text encoder, UNet and VAE stay frozen. Prompts come "
                       f"from the {templates} templates."]),
                 Table(["setting", "value"], settings) if settings else None),
         section("Speeds, Sizes, Times", 4, Bullets([
             ["Training time: ", duration(run.timings.seconds_total), f"; steps done: {run.timings.steps_done}"],
             ["Checkpoints saved: ", ", ".join(map(str, facts.movement.steps)) or "none"],
-            ["Embedding size: ", f"{run.n_vectors} x 768 float32 = {run.n_vectors * 768 * 4} bytes"],
+            ["Embedding size: ", f"{run.token.vectors} x 768 float32 = {run.token.vectors * 768 * 4} bytes"],
         ])),
     ]
 
@@ -98,7 +98,7 @@ def technical_specifications(facts) -> list:
         section("Model Architecture and Objective", 3, Para([
             "The Stable Diffusion v1 architecture (latent diffusion: CLIP ViT-L/14 text encoder, UNet, VAE) as "
             f"implemented by KerasCV, with the weights under Weight Provenance; the only trained parameters are the "
-            f"{facts.run.n_vectors} embedding vector(s) of {facts.token}; objective: the denoising "
+            f"{facts.run.token.vectors} embedding vector(s) of {facts.token}; objective: the denoising "
             "(noise-prediction) MSE of latent diffusion."])),
         section("Weight Provenance", 3,
                 Bullets([
