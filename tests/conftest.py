@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One torch thread per test process (and its children): the tests' torch work is single images through CLIP and
+# networks a few channels wide, where a second thread costs more in hand-offs than it gains, and `make test` runs two
+# pytest workers on the two cores (measured in docs/testing.md: a random ViT-B-32 image encode took 0.25 s on one
+# thread and 1.9 s on two on the loaded 2-core machine). Set OMP_NUM_THREADS to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # torch/open_clip must be imported before TensorFlow in one process (LLVM clash in triton otherwise).
 import open_clip  # noqa: E402,F401
 import torch  # noqa: E402,F401
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -36,3 +43,12 @@ def char_images(tmp_path_factory):
     folder = tmp_path_factory.mktemp("character")
     write_image_set(folder, "character", 6, size=96)
     return folder
+
+
+@pytest.fixture(scope="session")
+def clip_scorer():
+    """The random ViT-B-32 CLIP scorer (`ViT-B-32:random`, seed 0), built once per test process and shared by every
+    test that only encodes with it (the CLI tests rebuild it from the spec, which is what they test)."""
+    from core.clip_score import load_clip
+
+    return load_clip("ViT-B-32:random", seed=0, device="cpu")

@@ -183,14 +183,11 @@ def test_rerun_audits_only_new_images_and_redoes_all_when_inputs_change(case):
     assert meta["n_audited_now"] == n_images + 1 and s4.images == n_images + 1 + 6 + 10
 
 
-def test_random_clip_is_labelled_and_exact_copies_still_have_cosine_one(case):
+def test_random_clip_is_labelled_and_exact_copies_still_have_cosine_one(case, clip_scorer):
     """With random weights the CLIP measure cannot tell a crop from an unrelated picture, so nothing is asserted
     about that; an exact copy has cosine 1 to its source under any weights."""
-    from core.clip_score import load_clip
-
     run, train, held = case
-    meta = audit_run(run, AuditConfig(references=train, clip="ViT-B-32:random"),
-                     scorer=load_clip("ViT-B-32:random", seed=0, device="cpu"), progress=False)
+    meta = audit_run(run, AuditConfig(references=train, clip="ViT-B-32:random"), scorer=clip_scorer, progress=False)
     assert meta["pipeline_check"] and any("CLIP weights: random" in r for r in meta["pipeline_check_reasons"])
     assert meta["clip"]["source"] == "random"
     rows = by_name(load_audit(run))

@@ -29,15 +29,28 @@ def test_worker_round_trip_and_failure_is_data():
     assert bad["error"] == "ValueError: asked to fail"
 
 
-@pytest.mark.parametrize("work", ["train", "generate"])
-def test_diffusers_reference_runs_on_the_installed_diffusers_and_transformers(work):
-    """The reference side's code against the installed libraries (transformers 5 dropped CLIPTextModel's
-    .text_model, which broke the training reference unnoticed): same code path, networks a few channels wide."""
+def diffusers_both(spec):  # a worker target: the train and the generate reference in one child process
+    from core import bench
+
+    return {work: getattr(bench, f"measure_diffusers_{work}")(spec) for work in ("train", "generate")}
+
+
+@pytest.fixture(scope="module")
+def diffusers_reference():
+    """Both diffusers reference sides run once, in one child (torch, diffusers and transformers load once)."""
     from core.worker import run_in_subprocess
 
     spec = {"resolution": 128, "batch": 1, "iters": 1, "steps": 2, "guidance": 7.5, "diffusers_precision": "fp32",
             "tiny": True}
-    out = run_in_subprocess(f"core.bench:measure_diffusers_{work}", spec, timeout=300)
+    return run_in_subprocess("tests.test_bench_doctor:diffusers_both", spec, timeout=600)
+
+
+@pytest.mark.parametrize("work", ["train", "generate"])
+def test_diffusers_reference_runs_on_the_installed_diffusers_and_transformers(work, diffusers_reference):
+    """The reference side's code against the installed libraries (transformers 5 dropped CLIPTextModel's
+    .text_model, which broke the training reference unnoticed): same code path, networks a few channels wide."""
+    assert "error" not in diffusers_reference, diffusers_reference
+    out = diffusers_reference[work]
     assert "error" not in out, out
     assert len(out["times"]) == 1 and out["times"][0] > 0 and out["backend"] == "torch-cpu"
     assert out.get("finite", True) is True

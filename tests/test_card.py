@@ -698,13 +698,6 @@ def test_compare_card_reads_the_comparison_folder_and_refuses_missing_or_stale(f
         C.build_card(a, compare_run=b)
 
 
-@pytest.fixture(scope="module")
-def clip_scorer():
-    from core.clip_score import load_clip
-
-    return load_clip("ViT-B-32:random", seed=0, device="cpu")
-
-
 def _download_callables(monkeypatch) -> dict:
     """file id -> the callable a download button registered (streamlit runs it when the button is clicked)."""
     from streamlit.runtime.media_file_manager import MediaFileManager

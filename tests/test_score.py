@@ -1,6 +1,7 @@
 """core.score / core.clip_score: CLIP-I and CLIP-T equal a direct open_clip computation; reruns score only new
 images; bad references and offline tags give clear errors. CLIP is a random ViT-B-32 (no network here)."""
 
+import functools
 import json
 import zlib
 
@@ -19,11 +20,9 @@ EXPECTED_TEXT = {"a 3D animation frame of {}, photorealistic": "a 3D animation f
                  "a horror movie poster with {}": "a horror movie poster with"}
 
 
-@pytest.fixture(scope="module")
-def scorer():
-    from core.clip_score import load_clip
-
-    return load_clip("ViT-B-32:random", seed=0, device="cpu")
+@pytest.fixture
+def scorer(clip_scorer):
+    return clip_scorer  # tests/conftest.py: one random ViT-B-32 per test process
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +41,7 @@ def direct():
             f = model.encode_image(preprocess(Image.open(path).convert("RGB")).unsqueeze(0))[0]
         return (f / f.norm()).numpy().astype(np.float64)
 
+    @functools.lru_cache(maxsize=None)  # a template's text is encoded once (the tests ask for it per image)
     def text(s):
         with torch.no_grad():
             f = model.encode_text(tok([s]))[0]
