@@ -39,7 +39,7 @@ dashboard: install
 # weights). Each real-architecture module runs in a process of its own: a build holds ~5-7 GB, and a process
 # does not hand freed TensorFlow memory back, so one long process would not fit a 24 GB machine.
 test: install browser
-	$(BIN)/python -m pytest -q -m "not real and not ray"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not real and not ray"
 	$(BIN)/python -m pytest -q -m ray tests/test_sweep.py
 	$(BIN)/python -m pytest -q -m real tests/test_real.py
 	$(BIN)/python -m pytest -q -m real tests/test_real_weights.py
@@ -48,7 +48,7 @@ test: install browser
 
 # Seconds-to-minutes subset: no real architecture, no browser, no Ray.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not real and not browser and not ray and not network"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not real and not browser and not ray and not network"
 
 clean-demo:
 	rm -rf $(RUNS)
