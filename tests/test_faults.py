@@ -3,7 +3,6 @@ bad CLI values. Each test names the probe it covers; tiny stand-ins replace the 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -316,151 +315,238 @@ def test_licence_file_problems_are_one_line(tmp_path, char_images, lines, want):
 
 
 # ---------------------------------------------------------------------------------- kill -9 and resume
-KILLS = {"train": 8, "generate": 6, "score": 6}  # at least 20 SIGKILLs at random moments, then resume
-
-_TRAIN_CHILD = """
-import json, sys
-from core.runfolder import Run
-from core.train import TrainConfig, train
-from tests.tiny import tiny_components
-cfg, run = TrainConfig.from_dict(json.loads(sys.argv[1])), Run(sys.argv[2])
-comps = tiny_components(cfg.resolution)
-print("ready", flush=True)
-train(cfg, run, comps, resume=True, progress=False)
-"""
-
-_GENERATE_CHILD = """
-import json, sys
-from core.generate import GenerateConfig, generate
-from core.runfolder import Run
-from tests.tiny import tiny_components
-cfg, run = GenerateConfig.from_dict(json.loads(sys.argv[1])), Run(sys.argv[2])
-comps = tiny_components(int(run.meta["config"]["resolution"]))
-print("ready", flush=True)
-generate(run, cfg, comps, progress=False)
-"""
+# Every durable write of a command is a crash point (core/crashpoint.py: TOMCAT_CRASH_AT_WRITE=k ends the process
+# at its k-th write with os._exit(137), half of that write's bytes on disk, as kill -9 would). Each command runs
+# once uninterrupted to count its writes, then once per k crashing at write k; the user's re-run (`train
+# --resume`, or the same command again) must then give the uninterrupted result: every step, image and score row
+# exactly once, same values. Children are forks of one server process per side (tests/crashjob.py), so a crash
+# costs a fork, not a TensorFlow import.
+def _visible_files(run: Path) -> set[str]:
+    """The run's files a reader sees: temp files a killed write left (`.*.tmp`) and logs are not the result."""
+    return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and not p.name.startswith(".")
+            and "logs" not in p.relative_to(run).parts}
 
 
-def _kill_cycles(argv: list[str], done, kills_wanted: int, rng, est_seconds: float) -> int:
-    """Start `argv` again and again, SIGKILL it at a random moment of its work, until `done()`; then let it
-    finish. Returns how many kills landed while the job was still working."""
-    import signal
-    import time
+@pytest.fixture(scope="module")
+def tf_server():
+    from tests.crashjob import Server
 
-    kills = 0
-    while not done():
-        child = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = child.stdout.readline()  # the import/build time is not the job's: kill during the work
-        if kills < kills_wanted and line.strip() == "ready":
-            time.sleep(float(rng.uniform(0.0, est_seconds)))
-            if child.poll() is None:
-                child.send_signal(signal.SIGKILL)
-                kills += 1
-        out, err = child.communicate(timeout=300)
-        assert child.returncode in (0, -signal.SIGKILL), (line, out, err)
-    return kills
+    server = Server("tf", ROOT)
+    yield server
+    server.close()
 
 
-@pytest.mark.real  # ~30 child processes (each imports TensorFlow or torch): its own process in `make test`
-@pytest.mark.timeout(3000)  # ~30 child processes; the default 1500 s ran out under a load of ~6 on 2 cores
-def test_kill_9_and_resume_train_generate_score_lose_or_duplicate_nothing(tiny, char_images, tmp_path):
-    """Issue 10: >= 20 kill -9 / resume cycles across train, generate and score; every metric step, image and
-    score row exactly once and equal to an uninterrupted run's."""
+def _crash_at_every_write(server, argv_at, recover, progress, check) -> list[tuple[int, int]]:
+    """Run `argv_at(place)` uninterrupted in place "ref", then for each of its writes k in a fresh place: crash at
+    k, note `progress(place)`, `recover(place)` and `check(place, "ref")`. Returns [(k, progress at crash)]."""
+    rc, writes, log = server.run(argv_at("ref"))
+    assert rc == 0 and writes, log
+    seen = []
+    for k in range(1, writes + 1):
+        place = f"k{k}"
+        rc, _, log = server.run(argv_at(place), crash_at=k)
+        assert rc == 137, (k, log)  # it died at write k, not before or after
+        seen.append((k, progress(place)))
+        recover(place)
+        check(place, "ref")
+    return seen
+
+
+def _assert_progress_spread(seen, total) -> None:
+    """The crashes landed before, during and after the job's work, not only at its edges."""
+    mid = [k for k, p in seen if 0 < p < total]
+    assert len(mid) >= max(2, len(seen) // 3), seen
+    assert {p for _, p in seen} >= {0, total}, seen
+
+
+@pytest.mark.real  # ~20 forked commands each (tests/crashjob.py): its own pytest process in `make test`
+def test_kill_9_at_every_write_of_train_then_resume_equals_uninterrupted(char_images, tmp_path, tf_server):
+    """Issue 10/23.3: train killed at each of its durable writes, then `train --resume` (or the same command
+    when run.json never landed): every metric step once with the uninterrupted losses, the same embeddings,
+    neighbour rows and files, finished, no stale lock."""
+    import numpy as np
+
+    from core.runfolder import Run
+
+    steps = 4
+    def argv(place):
+        return ["train", "--images", char_images, "--weights", "random", "--resolution", 128, "--steps", steps,
+                "--checkpoint-every", 2, "--batch-size", 1, "--lr", "5e-3", "--runs-dir", tmp_path / place,
+                "--name", "t", "--no-progress"]
+
+    def run_of(place):
+        return Run(tmp_path / place / "t")
+
+    def progress(place):
+        return len(run_of(place).read_metrics()) if run_of(place).exists else 0
+
+    def recover(place):
+        again = ["train", "--resume", run_of(place).path, "--no-progress"] if run_of(place).exists else argv(place)
+        rc, _, log = tf_server.run(again)
+        assert rc == 0, (place, log)
+
+    def check(place, ref_place):
+        run, ref = run_of(place).reload(), run_of(ref_place)
+        assert [(m["step"], m["loss"]) for m in run.read_metrics()] == \
+            [(m["step"], m["loss"]) for m in ref.read_metrics()], place  # each step once, the same loss
+        assert run.embedding_steps() == ref.embedding_steps() == [0, 2, 4]
+        for s in ref.embedding_steps():
+            np.testing.assert_allclose(run.load_embedding(s)["<tom-cat>"], ref.load_embedding(s)["<tom-cat>"],
+                                       rtol=1e-5, atol=1e-7)
+        assert run.read_neighbors() == ref.read_neighbors(), place  # each checkpoint's rows once
+        assert _visible_files(run.path) == _visible_files(ref.path), place
+        assert run.record.status == "finished" and run.stale_reason() is None and run.lock_holder() is None
+
+    seen = _crash_at_every_write(tf_server, argv, recover, progress, check)
+    _assert_progress_spread(seen, steps)
+    print(f"train: {len(seen)} crash points, progress at each: {seen}")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tf_server, char_images, tmp_path_factory):
+    """A finished 4-step tiny run (checkpoints 0, 2, 4) made by the `train` command."""
+    where = tmp_path_factory.mktemp("trained")
+    rc, _, log = tf_server.run(["train", "--images", char_images, "--weights", "random", "--resolution", 128,
+                                "--steps", 4, "--checkpoint-every", 2, "--runs-dir", where, "--name", "t",
+                                "--no-progress"])
+    assert rc == 0, log
+    return where / "t"
+
+
+@pytest.mark.real  # ~20 forked commands each (tests/crashjob.py): its own pytest process in `make test`
+def test_kill_9_at_every_write_of_generate_then_rerun_equals_uninterrupted(trained_run, tmp_path, tf_server):
+    """Issue 10/23.3: generate killed at each of its durable writes (PNGs, images.csv appends, grids), then run
+    again: every image indexed once with the uninterrupted row, the same pixels, the same grids."""
     import shutil
-    import time
 
     import numpy as np
     from PIL import Image
 
-    from core.generate import GenerateConfig, generate
-    from core.train import start_run, train
+    from core.runfolder import Run
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of {}\n")
+    total = 2 * 2  # seeds x checkpoints, in batches of 2: a crash can fall between the two PNGs of a batch
+
+    def argv(place):
+        if not (tmp_path / place).exists():
+            shutil.copytree(trained_run, tmp_path / place / "g")  # the run's name is on its grids
+        return ["generate", tmp_path / place / "g", "--prompts", prompts, "--seeds", "0,1", "--checkpoints", "0,final",
+                "--steps", 2, "--batch-size", 2, "--no-progress"]
+
+    def progress(place):
+        return len(Run(tmp_path / place / "g").read_images())
+
+    def recover(place):
+        rc, _, log = tf_server.run(argv(place))
+        assert rc == 0, (place, log)
+
+    def pixels(path):
+        return np.asarray(Image.open(path))
+
+    def check(place, ref_place):
+        run, ref = Run(tmp_path / place / "g"), Run(tmp_path / ref_place / "g")
+        rows, want = run.read_images(), ref.read_images()
+        assert len(want) == total and len({r["path"] for r in rows}) == len(rows)  # each image indexed once
+        drop = {"seconds"}
+        assert sorted(({k: v for k, v in r.items() if k not in drop} for r in rows), key=lambda r: r["path"]) == \
+            sorted(({k: v for k, v in r.items() if k not in drop} for r in want), key=lambda r: r["path"]), place
+        assert _visible_files(run.path) == _visible_files(ref.path), place
+        for rel in _visible_files(ref.path):
+            if rel.endswith(".png"):
+                np.testing.assert_array_equal(pixels(run.path / rel), pixels(ref.path / rel), err_msg=rel)
+
+    seen = _crash_at_every_write(tf_server, argv, recover, progress, check)
+    _assert_progress_spread(seen, total)
+    print(f"generate: {len(seen)} crash points, progress at each: {seen}")
+
+
+@pytest.mark.real  # ~20 forked commands each (tests/crashjob.py): its own pytest process in `make test`
+def test_kill_9_at_every_write_of_score_then_rerun_equals_uninterrupted(char_images, tmp_path):
+    """Issue 10/23.3: score (random CLIP) killed at each of its durable writes, then run again: every image
+    scored once, the same CLIP-I/CLIP-T values, scores.json complete with the same summaries."""
+    import shutil
+
+    from core.runfolder import Run
+    from tests.crashjob import Server
     from tests.fakerun import make_fake_run
 
-    rng = np.random.default_rng(10)
-    kills = {}
-    # ---- train: uninterrupted reference in this process, then a killed-and-resumed twin in children
-    cfg = _cfg(char_images, steps=24, checkpoint_every=3)
-    t0 = time.time()
-    ref = train(cfg, start_run(cfg, tmp_path / "ref", "t"), tiny, progress=False)
-    est = time.time() - t0
-    ref_losses = [(m["step"], m["loss"]) for m in ref.read_metrics()]
-    kills["train"] = 0
-    twins = 0
-    while kills["train"] < KILLS["train"]:
-        run = start_run(cfg, tmp_path / "killed", f"t{twins}")
-        twins += 1
-        kills["train"] += _kill_cycles([PY, "-c", _TRAIN_CHILD, json.dumps(cfg.to_dict()), str(run.path)],
-                                       lambda: run.reload().meta["status"] == "finished", KILLS["train"] - kills["train"],
-                                       rng, est)
-        got = [(m["step"], m["loss"]) for m in run.read_metrics()]
-        assert [s for s, _ in got] == list(range(1, 25))  # every step exactly once
-        np.testing.assert_allclose([v for _, v in got], [v for _, v in ref_losses], rtol=1e-5)
-        assert run.embedding_steps() == ref.embedding_steps()
-        for s in ref.embedding_steps():
-            np.testing.assert_allclose(run.load_embedding(s)[cfg.token], ref.load_embedding(s)[cfg.token], rtol=1e-5)
-        assert sorted({(r["step"], r["rank"]) for r in run.read_neighbors()}) == \
-            sorted((r["step"], r["rank"]) for r in run.read_neighbors())  # no neighbour row twice
-        assert len(run.read_neighbors()) == len(ref.read_neighbors())
-        assert run.stale_reason() is None and run.lock_holder() is None
+    refs = tmp_path / "refs"  # two references: each run encodes them again
+    refs.mkdir()
+    for p in sorted(char_images.glob("*.png"))[:2]:
+        shutil.copy(p, refs)
 
-    # ---- generate: the reference run's checkpoints, uninterrupted vs killed-and-resumed
-    gcfg = GenerateConfig.from_dict({"seeds": "0,1,2,3", "checkpoints": "all", "steps": 3, "batch_size": 2})
-    shutil.copytree(ref.path, tmp_path / "gen" / "a")
-    ga = Run(tmp_path / "gen" / "a")
-    t0 = time.time()
-    generate(ga, gcfg, tiny, progress=False)
-    est = time.time() - t0
-    want = {r["path"]: r for r in ga.read_images()}
-    kills["generate"] = 0
-    for copy in range(30):  # fresh copies until enough kills landed mid-work (a fast job may finish first)
-        if kills["generate"] >= KILLS["generate"]:
-            break
-        shutil.copytree(ref.path, tmp_path / "gen" / f"b{copy}")
-        gb = Run(tmp_path / "gen" / f"b{copy}")
-        kills["generate"] += _kill_cycles(
-            [PY, "-c", _GENERATE_CHILD, json.dumps(gcfg.to_dict()), str(gb.path)],
-            lambda: len({r["path"] for r in gb.read_images()}) == len(want) and
-            (gb.grids_dir.exists() and len(list(gb.grids_dir.iterdir())) == len(list(ga.grids_dir.iterdir()))),
-            KILLS["generate"] - kills["generate"], rng, est)
-        rows = read_csv_rows(gb.images_index_path, IMAGE_COLUMNS)
-        assert sorted(r["path"] for r in rows) == sorted(want)  # every image indexed exactly once
-        for r in rows:
-            a = np.asarray(Image.open(ga.path / r["path"]), dtype=int)
-            b = np.asarray(Image.open(gb.path / r["path"]), dtype=int)
-            assert np.abs(a - b).max() <= 2, r["path"]
-            assert {k: v for k, v in r.items() if k != "seconds"} == \
-                {k: v for k, v in want[r["path"]].items() if k != "seconds"}
+    def argv(place):  # a small random CLIP (ViT-S-32): the bookkeeping under test is the same for any model
+        if not (tmp_path / place).exists():
+            make_fake_run(tmp_path / place, "s", prompts=["a photo of {}", "a drawing of {}"], seeds=(0, 1),
+                          with_scores=False)
+        return ["score", tmp_path / place / "s", "--references", refs, "--clip", "ViT-S-32:random",
+                "--batch-size", 2, "--n-boot", 20, "--no-progress"]
 
-    # ---- score (the CLI, random CLIP): uninterrupted vs killed-and-resumed, on a fake run with many images
-    prompts = [f"a picture of {{}} number {i}" for i in range(6)]
-    sa = make_fake_run(tmp_path / "score", "a", prompts=prompts, seeds=(0, 1, 2), with_scores=False)
-    refs = tmp_path / "refs"
-    shutil.copytree(char_images, refs)
-    argv = [PY, "-c", "import sys, torch, open_clip; print('ready', flush=True); from core.__main__ import main; "
-            "sys.exit(main())",
-            "score", None, "--references", str(refs), "--clip", "ViT-B-32:random", "--batch-size", "2",
-            "--n-boot", "50", "--no-progress"]
-    t0 = time.time()
-    p = subprocess.run([a if a else str(sa.path) for a in argv], cwd=ROOT, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    est = time.time() - t0
-    kills["score"] = 0
-    a_rows = sa.read_scores()
-    for copy in range(30):
-        if kills["score"] >= KILLS["score"]:
-            break
-        shutil.copytree(sa.path, tmp_path / "score" / f"b{copy}", ignore=shutil.ignore_patterns("scores.*"))
-        sb = Run(tmp_path / "score" / f"b{copy}")
-        kills["score"] += _kill_cycles([a if a else str(sb.path) for a in argv],
-                                       lambda: bool((sb.read_scores_meta() or {}).get("complete")),
-                                       KILLS["score"] - kills["score"], rng, est)
-        b_rows = sb.read_scores()
-        assert [r["path"] for r in b_rows] == [r["path"] for r in a_rows]  # every image once, same order
-        for x, y in zip(a_rows, b_rows):
-            assert abs(float(x["clip_i"]) - float(y["clip_i"])) < 1e-4
-            assert abs(float(x["clip_t"]) - float(y["clip_t"])) < 1e-4
-    print(f"kills: {kills}")
-    assert sum(kills.values()) >= 20, kills
+    def progress(place):
+        return len(Run(tmp_path / place / "s").read_scores())
+
+    def recover(place):
+        rc, _, log = server.run(argv(place))
+        assert rc == 0, (place, log)
+
+    def check(place, ref_place):
+        run, ref = Run(tmp_path / place / "s"), Run(tmp_path / ref_place / "s")
+        assert run.read_scores() == ref.read_scores(), place  # every image once, same order and values
+        a, b = run.scores_record(), ref.scores_record()
+        assert a.complete and b.complete
+        assert a.by_step_frame().equals(b.by_step_frame()), place
+        assert _visible_files(run.path) == _visible_files(ref.path), place
+
+    server = Server("torch", ROOT)
+    try:
+        seen = _crash_at_every_write(server, argv, recover, progress, check)
+    finally:
+        server.close()
+    total = len(Run(tmp_path / "ref" / "s").read_images())
+    _assert_progress_spread(seen, total)
+    print(f"score: {len(seen)} crash points, progress at each: {seen}")
+
+
+@pytest.mark.real  # ~20 forked commands each (tests/crashjob.py): its own pytest process in `make test`
+def test_kill_9_at_every_write_of_import_leaves_no_run_and_rerun_completes(tmp_path):
+    """Issue 23.3: import killed at each of its writes leaves no run (it is built in runs/.importing/ and moved
+    into place finished); the same command again gives the one finished run, equal to an uninterrupted import."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from core.runfolder import Run, list_runs
+    from tests.crashjob import Server
+
+    vec = np.random.default_rng(3).normal(size=(1, 768)).astype(np.float32)
+    src = tmp_path / "learned_embeds.safetensors"
+    save_file({"<tomcat>": vec}, str(src))
+
+    def argv(place):
+        return ["import", src, "--runs-dir", tmp_path / place, "--name", "imp", "--weights", "random",
+                "--resolution", 128]
+
+    def progress(place):  # an import is all or nothing: no run may show before it is whole
+        assert list_runs(tmp_path / place) == [], place
+        return 0
+
+    def recover(place):
+        rc, _, log = server.run(argv(place))
+        assert rc == 0, (place, log)
+
+    def check(place, ref_place):
+        runs, ref = list_runs(tmp_path / place), Run(tmp_path / ref_place / "imp")
+        assert [r.name for r in runs] == ["imp"] and runs[0].record.status == "finished", place
+        np.testing.assert_array_equal(runs[0].load_embedding(1)["<tomcat>"], vec)
+        assert _visible_files(runs[0].path) == _visible_files(ref.path), place
+        assert not (tmp_path / place / ".importing" / "imp").exists()
+
+    server = Server("plain", ROOT)
+    try:
+        seen = _crash_at_every_write(server, argv, recover, progress, check)
+    finally:
+        server.close()
+    assert [k for k, _ in seen] == [1, 2, 3], seen  # run.json, the embedding, run.json finished
 
 
 # --------------------------------------------------------------------------------- a hostile run folder
