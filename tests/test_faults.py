@@ -478,8 +478,7 @@ def test_kill_9_at_every_write_of_score_then_rerun_equals_uninterrupted(char_ima
 
     def argv(place):  # a small random CLIP (ViT-S-32): the bookkeeping under test is the same for any model
         if not (tmp_path / place).exists():
-            make_fake_run(tmp_path / place, "s", prompts=["a photo of {}", "a drawing of {}"], seeds=(0, 1),
-                          with_scores=False)
+            make_fake_run(tmp_path / place, "s", prompts=["a photo of {}"], seeds=(0, 1, 2), with_scores=False)
         return ["score", tmp_path / place / "s", "--references", refs, "--clip", "ViT-S-32:random",
                 "--batch-size", 2, "--n-boot", 20, "--no-progress"]
 
