@@ -193,7 +193,8 @@ def test_character_vs_style_page(dash_runs):
 
 
 def test_character_vs_style_saved_comparison(fake_runs, tmp_path):
-    compare = pytest.importorskip("core.compare")
+    from core import compare
+
     out = fake_runs / "reports" / "fake-object-vs-fake-style"  # where the demo writes it
     compare.compare_runs(Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")).write(out)
     at = open_page(fake_runs, "views/character_vs_style.py")

@@ -123,9 +123,13 @@ def test_diffusers_single_vector_file_is_1d(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------------- A1111
-@pytest.mark.parametrize("fmt,name", [e for e in EXPORTS if e[0] in ("a1111", "diffusers")])
+@pytest.mark.parametrize("fmt,name", EXPORTS)
 def test_a1111_loads_exact_vectors(run, tmp_path, fmt, name):
-    vec, fields = toolrules.a1111_load(export_embedding(run, fmt, tmp_path / name))
+    """Every file `export` writes (the docs table says A1111 loads them all), through load_from_file's rules."""
+    out = export_embedding(run, fmt, tmp_path / name)
+    if out.suffix == ".pt":
+        toolrules.a1111_check_pt(out)  # the safe unpickler runs first on every .pt
+    vec, fields = toolrules.a1111_load(out)
     np.testing.assert_array_equal(vec, final_vectors(run))
 
 
@@ -279,13 +283,23 @@ def test_export_refuses_overwrite_and_bad_out(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "exists; pass --force" in err and err.count("\n") == 1
     assert out.read_bytes() == before
+    newer = final_vectors(r) + 1.0  # --force rewrites the file with what the run holds now
+    r.save_embedding(r.embedding_steps()[-1], {TOKEN: newer})
     assert main(["export", str(r.path), "--out", str(out), "--force"]) == 0
+    from safetensors.numpy import load_file
+
+    np.testing.assert_array_equal(load_file(str(out))[TOKEN].reshape(newer.shape), newer)
     assert main(["export", str(r.path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is a folder" in err and err.count("\n") == 1
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    if os.geteuid() != 0:  # root may write anywhere
+    afile = tmp_path / "afile"  # a folder that is a file: nobody can write there, root included
+    afile.write_text("x")
+    assert main(["export", str(r.path), "--out", str(afile / "e.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and err.count("\n") == 1 and not afile.is_dir()
+    if os.geteuid() != 0:  # a read-only folder as well (root may write in one)
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
         assert main(["export", str(r.path), "--out", str(locked / "e.safetensors")]) == 2
         err = capsys.readouterr().err
         assert "cannot write" in err and err.count("\n") == 1
