@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.errors import UserError
@@ -77,6 +78,73 @@ def test_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is_t
             pass
         assert run.lock_holder()["command"] == "score"
     assert run.lock_holder() is None
+
+
+def _hold_lock(path: Path, command: str) -> subprocess.Popen:
+    """A child process holding `path`'s writer lock as `command` until killed."""
+    holder = _py(f"""
+        import time
+        from core.runfolder import Run
+        with Run({str(path)!r}).writer({command!r}):
+            print("held", flush=True)
+            time.sleep(600)
+    """)
+    assert holder.stdout.readline().strip() == "held", holder.stderr.read()
+    return holder
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+            and p.name != ".writer.lock"}
+
+
+def test_every_writer_command_is_refused_while_another_process_writes_the_run(tmp_path, char_images, capsys,
+                                                                             monkeypatch):
+    """Issue 23.4: `train --resume`, `generate`, `score`, `audit` and `import` each go through main() while another
+    process holds the run's writer lock: exit 2, one line naming the holder's pid and command, nothing written."""
+    import core.components
+    from core.__main__ import main
+    from tests.fakerun import make_fake_run
+    from tests.tiny import tiny_components
+
+    # if a command ever stops taking the lock, it must not build the real architecture before the asserts fail
+    monkeypatch.setattr(core.components, "Components", lambda spec, res, **kw: tiny_components(res, spec.seed))
+    run = make_fake_run(tmp_path / "runs", "r", status="interrupted")
+    commands = {
+        "train": ["train", "--resume", run.path, "--no-progress"],
+        "generate": ["generate", run.path, "--seeds", "7", "--steps", "1", "--no-progress"],
+        "score": ["score", run.path, "--references", char_images, "--clip", "ViT-B-32:random", "--no-progress"],
+        "audit": ["audit", run.path, "--references", char_images, "--clip", "ViT-B-32:random", "--no-progress"],
+    }
+    holder = _hold_lock(run.path, "generate")
+    try:
+        before = _files(run.path)
+        for name, argv in commands.items():
+            assert main([str(a) for a in argv]) == 2, name
+            errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+            assert len(errors) == 1 and f"pid {holder.pid} (generate) is writing this run" in errors[0], (name, errors)
+        assert _files(run.path) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # import: its run is built in RUNS/.importing/NAME; a second import of the same name waits for the first
+    from safetensors.numpy import save_file
+
+    save_file({"<tomcat>": np.ones((1, 768), np.float32)}, str(tmp_path / "e.safetensors"))
+    staging = tmp_path / "runs" / ".importing" / "imp"
+    staging.mkdir(parents=True)
+    holder = _hold_lock(staging, "import")
+    try:
+        argv = ["import", str(tmp_path / "e.safetensors"), "--runs-dir", str(tmp_path / "runs"), "--name", "imp",
+                "--weights", "random", "--resolution", "128"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"pid {holder.pid} (import) is importing into this name" in err, err
+        assert not (tmp_path / "runs" / "imp").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(argv) == 0  # the holder died: its half-made folder is cleared and the import goes through
 
 
 def test_running_status_without_a_lock_holder_is_stale(tmp_path):
