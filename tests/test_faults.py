@@ -695,8 +695,9 @@ def test_hostile_run_folder_in_the_dashboard(tmp_path):
             assert any("\\!\\[t\\]" in m for m in shown)  # the tracker prompt, escaped: shown as text
             grids = at.selectbox(key="grid_png_hostile").options
             assert "fine.png" in grids and "evil.png" not in grids
-            # 2 prompts x 2 seeds before/after minus the symlinked one, + fine.png; the 4 partnerless rows: notes
-            assert len(at.image) <= 8  # + the grid preview
+            # 2 prompts x 2 seeds x (before, after) = 8, minus the symlinked one (a note), + the grid preview
+            # (fine.png); the 4 partnerless rows are notes too
+            assert len(at.image) == 8 - 1 + 1
 
 
 def test_hostile_run_folder_through_score_card_and_data_layer(tmp_path):
