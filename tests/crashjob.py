@@ -2,6 +2,8 @@
 `python -m core` command the test sends in a forked child, with the crash point (core/crashpoint.py) armed at a
 chosen write. A child that reaches that write leaves with os._exit(137), as if killed with kill -9.
 
+`python -m tests.crashjob run tf train ...` runs one command the same way in this process (no server, no fork).
+
 Protocol (one JSON object a line): the test writes {"argv": [...], "crash_at": k or null, "log": FILE}; the
 server answers {"exit": status, "writes": n}, where n is the number of durable writes the child made (known only
 when it ended normally). The child's stdout and stderr go to FILE. `train` and `generate` get the tiny stand-in
@@ -59,7 +61,7 @@ def _child(req: dict) -> None:
         os._exit(rc)
 
 
-def serve(side: str) -> None:
+def _load(side: str) -> None:
     import importlib
 
     import core  # (first: it sets TensorFlow's logging and oneDNN variables before TensorFlow loads)
@@ -70,6 +72,10 @@ def serve(side: str) -> None:
         import core.components
 
         core.components.Components = _tiny_components  # the commands build `Components(spec, resolution)`
+
+
+def serve(side: str) -> None:
+    _load(side)
     print("ready", flush=True)
     for line in sys.stdin:
         req = json.loads(line)
@@ -98,12 +104,26 @@ class Server:
         assert self.proc.stdout.readline().strip() == "ready"
 
     def run(self, argv: list[str], crash_at: int | None = None) -> tuple[int, int | None, str]:
+        self.start(argv, crash_at)
+        return self.finish()
+
+    def start(self, argv: list[str], crash_at: int | None = None) -> None:
+        """Send one command without waiting (`child_pid()` then names its process; `finish()` waits)."""
         self.n += 1
-        log = os.path.join(self.logdir, f"{self.n}.log")
-        self.proc.stdin.write(json.dumps({"argv": [str(a) for a in argv], "crash_at": crash_at, "log": log}) + "\n")
+        self.log = os.path.join(self.logdir, f"{self.n}.log")
+        self.proc.stdin.write(json.dumps({"argv": [str(a) for a in argv], "crash_at": crash_at, "log": self.log})
+                              + "\n")
         self.proc.stdin.flush()
+
+    def child_pid(self) -> int | None:
+        """The forked child running the current command (None before the fork or after it ended)."""
+        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+            pids = f.read().split()
+        return int(pids[0]) if pids else None
+
+    def finish(self) -> tuple[int, int | None, str]:
         reply = json.loads(self.proc.stdout.readline())
-        with open(log) as f:
+        with open(self.log) as f:
             return reply["exit"], reply["writes"], f.read()
 
     def close(self) -> None:
@@ -112,4 +132,9 @@ class Server:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "run":  # `python -m tests.crashjob run SIDE COMMAND...`: one command, this process, no fork
+        _load(sys.argv[2])
+        from core.__main__ import main
+
+        sys.exit(main(sys.argv[3:]))
     serve(sys.argv[1])

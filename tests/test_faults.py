@@ -319,6 +319,95 @@ def test_a_full_disk_while_writing_run_json_is_reported_and_the_run_reads_as_sta
     assert run.stale_reason().startswith("stale: run.json says running")
 
 
+def _train_argv(images, runs_dir, name, steps, every):
+    return ["train", "--images", str(images), "--weights", "random", "--resolution", "128", "--steps", str(steps),
+            "--checkpoint-every", str(every), "--runs-dir", str(runs_dir), "--name", name, "--no-progress"]
+
+
+def test_ctrl_c_and_sigterm_to_a_train_process_leave_interrupted_and_resume_finishes(char_images, tmp_path,
+                                                                                    tf_server):
+    """Issue 23.6: a real SIGINT (Ctrl-C), then after `--resume` a real SIGTERM, to a `train` process (tiny
+    networks) mid-training: each time exit 130, run.json `interrupted` with the resume command, the lock free,
+    steps 1..n once; a last `train --resume` finishes with every step once."""
+    import signal
+    import time
+
+    run = Run(tmp_path / "runs" / "s")
+    argv = _train_argv(char_images, tmp_path / "runs", "s", 150, 50)
+    def steps_done() -> int:
+        return len(run.read_metrics()) if run.metrics_path.exists() else 0
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        done = steps_done()
+        tf_server.start(argv)
+        deadline = time.time() + 300
+        while steps_done() < done + 3:  # mid-training: three new steps in
+            assert time.time() < deadline, "no training steps in 300 s"
+            time.sleep(0.01)
+        os.kill(tf_server.child_pid(), sig)
+        rc, _, log = tf_server.finish()
+        assert rc == 130, (sig, log)
+        record = run.reload().record
+        steps = [m["step"] for m in run.read_metrics()]
+        assert record.status == "interrupted" and f"--resume {run.path}" in record.message, (sig, record, log)
+        assert steps == list(range(1, len(steps) + 1)) and done + 3 <= len(steps) < 150, (sig, steps)
+        assert run.lock_holder() is None and run.stale_reason() is None
+        argv = ["train", "--resume", run.path, "--no-progress"]
+    rc, _, log = tf_server.run(argv)
+    assert rc == 0 and run.reload().record.status == "finished", log
+    assert [m["step"] for m in run.read_metrics()] == list(range(1, 151))
+
+
+def test_resume_refuses_changed_training_images_and_changes_nothing(char_images, tmp_path, monkeypatch, capsys):
+    """Issue 23.6 (docs/validation.md: the images must be unchanged on resume, sha256 against the manifest):
+    an edited picture, a removed one and an added one are each refused in one line naming a file; the run is
+    left as it was."""
+    import shutil
+
+    import core.components
+    from core.__main__ import main
+    from core.train import TrainConfig, start_run, train
+    from tests.tiny import tiny_components
+
+    images = tmp_path / "imgs"
+    shutil.copytree(char_images, images)
+    monkeypatch.setattr(core.components, "Components", lambda spec, res, **kw: tiny_components(res, spec.seed))
+    cfg = TrainConfig.from_dict({"images": str(images), "weights": "random", "resolution": 128, "steps": 4,
+                                 "checkpoint_every": 2})
+    run = train(cfg, start_run(cfg, tmp_path / "runs", "r"), tiny_components(128), progress=False, stop_after=2)
+    before = _files(run.path)
+    names = sorted(p.name for p in images.glob("*.png"))
+    edited = images / names[0]
+    from PIL import Image
+
+    def edit():
+        with Image.open(edited) as im:
+            im = im.convert("RGB")
+        im.putpixel((0, 0), (1, 2, 3))
+        im.save(edited)
+
+    def remove():  # the picture and its licenses.csv line
+        (images / names[1]).rename(tmp_path / names[1])
+        lic = images / "licenses.csv"
+        lic.write_text("".join(line for line in lic.read_text().splitlines(True) if names[1] not in line))
+
+    def add():
+        shutil.copy(images / names[2], images / "extra.png")
+
+    for change, named in ((edit, names[0]), (remove, names[1]), (add, "extra.png")):
+        saved = tmp_path / "saved"
+        shutil.copytree(images, saved)
+        change()
+        assert main(["train", "--resume", str(run.path), "--no-progress"]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+        assert len(err) == 1 and "the images changed since the run started" in err[0] and named in err[0], err
+        assert {k: v for k, v in _files(run.path).items() if "logs" not in k} == before
+        assert run.reload().record.status == "interrupted"
+        shutil.rmtree(images)
+        saved.rename(images)
+        (tmp_path / names[1]).unlink(missing_ok=True)
+
+
 def test_bad_values_are_refused_before_tensorflow_loads(tmp_path, char_images):
     """Issue 10.11/10.12: --seed -1, --batch-size 100000, --weights-seed -1, --name '' or 300 chars, a runs-dir
     that is a file, --prompts DIR, a 300-character token: one line, exit 2, no folder, TensorFlow not loaded."""
@@ -365,21 +454,27 @@ def test_doctor_keras_probe_prints_no_tensorflow_log_line_and_the_check_sees_one
 
 
 def _licensed_folder(tmp_path, char_images, lines: bytes) -> Path:
+    """A copy of the character images with licenses.csv = `lines` (F0/F1 stand for the first two file names)."""
     import shutil
 
     folder = tmp_path / "imgs"
     shutil.copytree(char_images, folder)
     names = sorted(p.name for p in folder.glob("*.png"))
-    (folder / "licenses.csv").write_bytes(b"file,license,source,author\n" + lines.replace(b"F0", names[0].encode())
-                                          .replace(b"F1", names[1].encode()))
+    (folder / "licenses.csv").write_bytes(lines.replace(b"F0", names[0].encode()).replace(b"F1", names[1].encode()))
     return folder
 
 
+HEAD = b"file,license,source,author\n"
+
+
 @pytest.mark.parametrize("lines,want", [
-    (b"F0,CC0-1.0,caf\xe9,me\n", "not UTF-8 text"),
-    (b"F0,CC0-1.0,a,me\nF0,CC-BY-4.0,b,you\n", "is listed again (first on line 2)"),
-    (b'F0,CC0-1.0,"=cmd|\' /C calc\'!A0",me\n', "which spreadsheets run as a formula"),
-    (b"F0,CC0-1.0,a,@SUM(1+1)\n", "which spreadsheets run as a formula"),
+    (HEAD + b"F0,CC0-1.0,caf\xe9,me\n", "not UTF-8 text"),
+    (HEAD + b"F0,CC0-1.0,a,me\nF0,CC-BY-4.0,b,you\n", "is listed again (first on line 2)"),
+    (HEAD + b'F0,CC0-1.0,"=cmd|\' /C calc\'!A0",me\n', "which spreadsheets run as a formula"),
+    (HEAD + b"F0,CC0-1.0,a,@SUM(1+1)\n", "which spreadsheets run as a formula"),
+    (HEAD + b"F0,CC0-1.0,+cmd|' /C calc'!A0,me\n", "starts with '+', which spreadsheets run as a formula"),
+    (HEAD + b"F0,CC0-1.0,a,-2+3\n", "starts with '-', which spreadsheets run as a formula"),
+    (b"file,license,author\nF0,CC0-1.0,me\n", "missing column(s) source"),
 ])
 def test_licence_file_problems_are_one_line(tmp_path, char_images, lines, want):
     """Issue 10.11: non-UTF-8 licenses.csv (traceback), duplicate rows (later silently won), formulas stored."""
