@@ -520,3 +520,35 @@ def test_dashboard_started_as_the_readme_says_listens_on_loopback_only(tmp_path)
     listeners, _ = _serve_and_read_listeners(
         [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)], port)
     assert listeners == {"127.0.0.1"}, listeners
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every file and folder under `folder`: path -> sha256 of its bytes ('dir' for folders)."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_the_dashboard_never_writes_to_the_runs_folder(dash_runs):
+    """README: the dashboard only reads. Every page is opened, and on each page every run its first picker
+    offers is chosen, over the fixture runs (good, damaged and empty ones, plus a saved comparison); the runs
+    folder's files, bytes and folders are the same afterwards (no cache, lock or temp file left in it)."""
+    from core.compare import compare_runs
+
+    compare_runs(Run(dash_runs / "fake-object"), Run(dash_runs / "fake-style")).write(
+        dash_runs / "reports" / "fake-object-vs-fake-style")
+    before = _tree(dash_runs)
+    pages = sorted(f"views/{p.name}" for p in (ROOT / "dashboard" / "views").glob("*.py"))
+    assert len(pages) >= 8
+    at = app_test(dash_runs).run()
+    for page in pages:
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        if at.selectbox:
+            box = at.selectbox[0]
+            for option in list(box.options)[:6]:
+                box.set_value(option).run()
+                assert not at.exception, (page, option, [e.value for e in at.exception])
+                box = at.selectbox[0]
+    assert _tree(dash_runs) == before
