@@ -145,7 +145,7 @@ def _rel(a, b) -> float:
 
 def test_xla_step_matches_eager_loss_gradient_and_training(char_images, tmp_path, float32_step):
     """--jit-compile: the XLA-compiled loss and gradient equal eager ones within 1e-5 relative (measured ~4e-7:
-    XLA only reorders float32 sums), and `train` with --jit-compile gives the eager losses over 3 steps within
+    XLA only reorders float32 sums), and `train` with --jit-compile gives the eager losses over 2 steps within
     1e-4 relative (the small gaps compound through AdamW)."""
     from core.train import TrainConfig, start_run, train
     from tests.tiny import tiny_components
