@@ -328,7 +328,8 @@ def test_ctrl_c_and_sigterm_to_a_train_process_leave_interrupted_and_resume_fini
                                                                                     tf_server):
     """Issue 23.6: a real SIGINT (Ctrl-C), then after `--resume` a real SIGTERM, to a `train` process (tiny
     networks) mid-training: each time exit 130, run.json `interrupted` with the resume command, the lock free,
-    steps 1..n once; a last `train --resume` finishes with every step once."""
+    steps 1..n once. Then a real SIGKILL at a progress line (23.3): the run reads as stale. A last `train --resume`
+    finishes with every step once."""
     import signal
     import time
 
@@ -337,7 +338,7 @@ def test_ctrl_c_and_sigterm_to_a_train_process_leave_interrupted_and_resume_fini
     def steps_done() -> int:
         return len(run.read_metrics()) if run.metrics_path.exists() else 0
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         done = steps_done()
         tf_server.start(argv)
         deadline = time.time() + 300
@@ -346,12 +347,17 @@ def test_ctrl_c_and_sigterm_to_a_train_process_leave_interrupted_and_resume_fini
             time.sleep(0.01)
         os.kill(tf_server.child_pid(), sig)
         rc, _, log = tf_server.finish()
-        assert rc == 130, (sig, log)
         record = run.reload().record
         steps = [m["step"] for m in run.read_metrics()]
-        assert record.status == "interrupted" and f"--resume {run.path}" in record.message, (sig, record, log)
         assert steps == list(range(1, len(steps) + 1)) and done + 3 <= len(steps) < 150, (sig, steps)
-        assert run.lock_holder() is None and run.stale_reason() is None
+        assert run.lock_holder() is None
+        if sig == signal.SIGKILL:  # nothing could record it: every reader says stale, with the resume command
+            assert rc == -signal.SIGKILL and record.status == "running", (rc, log)
+            assert f"--resume {run.path}" in run.stale_reason()
+        else:
+            assert rc == 130, (sig, log)
+            assert record.status == "interrupted" and f"--resume {run.path}" in record.message, (sig, record, log)
+            assert run.stale_reason() is None
         argv = ["train", "--resume", run.path, "--no-progress"]
     rc, _, log = tf_server.run(argv)
     assert rc == 0 and run.reload().record.status == "finished", log
