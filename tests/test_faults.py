@@ -530,6 +530,17 @@ def _crash_at_every_write(server, argv_at, recover, progress, check) -> list[tup
     return seen
 
 
+def _same_rows(got: list[dict], want: list[dict], approx: tuple[str, ...], place: str) -> None:
+    """The same rows in the same order, each field equal, the `approx` ones (floats a re-run recomputes in
+    another process) within 1e-5 relative: the uninterrupted and the resumed run both ran on this CPU, but
+    nothing promises that threaded float sums come out bit-identical from one process to the next."""
+    assert [{k: v for k, v in r.items() if k not in approx} for r in got] == \
+        [{k: v for k, v in r.items() if k not in approx} for r in want], place
+    for k in approx:
+        np.testing.assert_allclose([float(r[k]) for r in got], [float(r[k]) for r in want], rtol=1e-5, atol=1e-7,
+                                   err_msg=f"{place}: {k}")
+
+
 def _assert_progress_spread(seen, total) -> None:
     """The crashes landed before, during and after the job's work, not only at its edges."""
     mid = [k for k, p in seen if 0 < p < total]
@@ -565,13 +576,14 @@ def test_kill_9_at_every_write_of_train_then_resume_equals_uninterrupted(char_im
 
     def check(place, ref_place):
         run, ref = run_of(place).reload(), run_of(ref_place)
-        assert [(m["step"], m["loss"]) for m in run.read_metrics()] == \
-            [(m["step"], m["loss"]) for m in ref.read_metrics()], place  # each step once, the same loss
+        keep = ("step", "loss")  # each step once, the same loss
+        _same_rows([{k: m[k] for k in keep} for m in run.read_metrics()],
+                   [{k: m[k] for k in keep} for m in ref.read_metrics()], ("loss",), place)
         assert run.embedding_steps() == ref.embedding_steps() == [0, 2, 4]
         for s in ref.embedding_steps():
             np.testing.assert_allclose(run.load_embedding(s)["<tom-cat>"], ref.load_embedding(s)["<tom-cat>"],
                                        rtol=1e-5, atol=1e-7)
-        assert run.read_neighbors() == ref.read_neighbors(), place  # each checkpoint's rows once
+        _same_rows(run.read_neighbors(), ref.read_neighbors(), ("cosine", "distance_from_init"), place)
         assert _visible_files(run.path) == _visible_files(ref.path), place
         assert run.record.status == "finished" and run.stale_reason() is None and run.lock_holder() is None
 
@@ -630,9 +642,10 @@ def test_kill_9_at_every_write_of_generate_then_rerun_equals_uninterrupted(train
         assert sorted(({k: v for k, v in r.items() if k not in drop} for r in rows), key=lambda r: r["path"]) == \
             sorted(({k: v for k, v in r.items() if k not in drop} for r in want), key=lambda r: r["path"]), place
         assert _visible_files(run.path) == _visible_files(ref.path), place
-        for rel in _visible_files(ref.path):
+        for rel in _visible_files(ref.path):  # images and grids: the same pictures (a float rounding apart)
             if rel.endswith(".png"):
-                np.testing.assert_array_equal(pixels(run.path / rel), pixels(ref.path / rel), err_msg=rel)
+                diff = np.abs(pixels(run.path / rel).astype(int) - pixels(ref.path / rel).astype(int))
+                assert diff.max() <= 2 and diff.mean() < 0.01, (place, rel, diff.max(), diff.mean())
 
     seen = _crash_at_every_write(tf_server, argv, recover, progress, check)
     _assert_progress_spread(seen, total)
@@ -644,6 +657,8 @@ def test_kill_9_at_every_write_of_score_then_rerun_equals_uninterrupted(char_ima
     """Issue 10/23.3: score (random CLIP) killed at each of its durable writes, then run again: every image
     scored once, the same CLIP-I/CLIP-T values, scores.json complete with the same summaries."""
     import shutil
+
+    import pandas as pd
 
     from core.runfolder import Run
     from tests.crashjob import Server
@@ -669,10 +684,10 @@ def test_kill_9_at_every_write_of_score_then_rerun_equals_uninterrupted(char_ima
 
     def check(place, ref_place):
         run, ref = Run(tmp_path / place / "s"), Run(tmp_path / ref_place / "s")
-        assert run.read_scores() == ref.read_scores(), place  # every image once, same order and values
+        _same_rows(run.read_scores(), ref.read_scores(), ("clip_i", "clip_t"), place)  # every image once, in order
         a, b = run.scores_record(), ref.scores_record()
         assert a.complete and b.complete
-        assert a.by_step_frame().equals(b.by_step_frame()), place
+        pd.testing.assert_frame_equal(a.by_step_frame(), b.by_step_frame(), check_exact=False, rtol=1e-5)
         assert _visible_files(run.path) == _visible_files(ref.path), place
 
     server = Server("torch", ROOT)
