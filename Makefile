@@ -21,9 +21,12 @@ $(STAMP): requirements.txt requirements-gpu.txt requirements-legacy.txt
 
 install: $(STAMP)
 
-# Debian's chromium for the browser test and plotly's PNG export (Playwright cannot download browsers here).
+# Debian's chromium for the browser test and plotly's PNG export (Playwright cannot download browsers here), DejaVu
+# for the PDF card's Unicode text and poppler's pdftotext for its check: each installed when missing.
+BROWSER_PKGS := chromium fonts-dejavu-core poppler-utils
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core poppler-utils; }
+	@missing=$$(for p in $(BROWSER_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 # Build the random-weight demo experiment (once; resumes if interrupted) and serve the dashboard on it.
 demo: install

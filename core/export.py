@@ -25,7 +25,8 @@ from core.config import StrictConfig, add_options, add_run_argument, check, from
 from core.embedfile import (META_PREFIX, a1111_pt_bytes, clean, diffusers_bytes, emb_params_bytes, metadata_json,
                             read_embedding_file)
 from core.errors import UserError
-from core.runfolder import PIPELINE_CHECK_LABEL, Run, RunRecord, TokenInfo, WeightsProvenance, atomic_write_bytes
+from core.runfolder import (PIPELINE_CHECK_LABEL, Run, RunRecord, TokenInfo, WeightsProvenance, atomic_write_bytes,
+                            check_run_name, check_runs_dir)
 
 IMPORT_STEP = 1  # an imported embedding has no training history: it is stored as the run's only checkpoint
 ARCHITECTURE = "stable-diffusion-v1/textual-inversion"  # ModelSpec: kohya's ARCH_SD_V1 + ADAPTER_TEXTUAL_INVERSION
@@ -272,19 +273,53 @@ def import_embedding(path: Path, runs_dir: Path, name: str | None, token: str | 
     spec = WeightSpec.parse(weights, weights_seed)
     n = int(emb.vectors.shape[0])
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-.") or "embedding"
+    name = name or f"import-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     record = RunRecord.new(
-        name=name or f"import-{stem}-{time.strftime('%Y%m%d-%H%M%S')}", kind="import", property=prop,
+        name=name, kind="import", property=prop,
         config={"weights": weights, "weights_seed": weights_seed, "resolution": resolution, "token": token,
                 "vectors": n, "property": prop},
         token=TokenInfo(token, None, n, tuple(placeholder_tokens(token, n))),
         weights=WeightsProvenance.from_json(spec.provenance()), final_step=IMPORT_STEP,
         source_file={"path": str(path), "sha256": sha256_file(Path(path)), "layout": emb.layout,
                      "metadata": emb.metadata})
-    run = Run.create(runs_dir, record.name, record)
+    run = _staging_run(runs_dir, record)
     with run.stage("import", owns_status=True):  # `finished` only once the embedding is in place
         run.save_embedding(IMPORT_STEP, {token: emb.vectors}, {"imported_from": Path(path).name})
         run.update(status="finished")
-    return run
+    return _move_into_place(run, Path(runs_dir) / name)
+
+
+STAGING = ".importing"  # runs_dir/.importing/NAME: an import being written (no run.json at its top: not a run)
+
+
+def _staging_run(runs_dir: Path, record: RunRecord) -> Run:
+    """A new run folder for `import`, made in runs_dir/.importing/ and moved into place finished
+    (`_move_into_place`): a kill at any moment leaves no run or the whole one, so re-running `import` loses and
+    duplicates nothing. A folder a killed import left there is cleared first."""
+    import shutil
+
+    check_run_name(record.name)
+    check_runs_dir(runs_dir)
+    final = Path(runs_dir) / record.name
+    if final.exists() and any(final.iterdir()):
+        raise UserError(f"{final}: a run with this name exists; choose another --name")
+    staging = Run(Path(runs_dir) / STAGING / record.name)
+    if staging.path.exists():
+        holder = staging.lock_holder()
+        if holder is not None:
+            raise UserError(f"{final}: pid {holder['pid']} (import) is importing into this name; wait for it "
+                            "to end (or stop it) and retry")
+        shutil.rmtree(staging.path)  # a killed import's half-written folder
+    return Run.create(staging.path.parent, record.name, record)
+
+
+def _move_into_place(staging: Run, final: Path) -> Run:
+    try:
+        os.rename(staging.path, final)
+    except OSError as e:  # another import took the name meanwhile
+        raise UserError(f"{final}: cannot move the imported run into place ({e.strerror}); choose another "
+                        "--name") from e
+    return Run(final)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

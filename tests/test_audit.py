@@ -135,6 +135,12 @@ def test_hash_flags_every_copy_and_transform_and_no_unrelated_picture(case):
     for i in range(N_UNRELATED):
         r = rows[f"unrelated-{i}"]
         assert r["copy_phash"] == 0 and r["copy"] == 0, (r["phash_distance"], r["clip_cosine"])
+    # the figures docs/risks.md quotes, exactly (the inputs are seeded; PIL's resampling and JPEG code and pHash's
+    # median split are integer or order-exact, so they hold on any CPU)
+    assert t["rule"] == "pHash distance <= 17 of 64 bits"
+    assert {n: int(rows[n]["phash_distance"]) for n in TRANSFORMS} == {
+        "copy": 0, "crop-centre-85": 6, "crop-corner-80": 2, "flip": 0, "jpeg-q60": 0, "flip-jpeg-q60": 0}
+    assert min(int(rows[f"unrelated-{i}"]["phash_distance"]) for i in range(N_UNRELATED)) == 22  # docs: >= 20
     # the stand-in embedding is honest about what it sees: identical and re-encoded pictures, not flips
     for name in ("copy", "jpeg-q60"):
         assert rows[name]["copy_clip"] == 1 and rows[name]["clip_nearest"] == f"train_{TRANSFORMS[name][0]}.png"

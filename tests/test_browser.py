@@ -257,10 +257,6 @@ def test_risks_page_of_an_audited_run_shows_charts_pairs_and_labels(server, page
     page.screenshot(path=str(SHOTS / "dashboard-risks-audited.png"), full_page=True)
 
 
-def test_served_on_loopback_only(server):
-    assert server.startswith("http://127.0.0.1:")
-
-
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory):
     from tests.test_faults import make_hostile_run

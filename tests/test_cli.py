@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.config import OneLineParser, add_options, add_progress_flag, from_args
+from core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,8 +140,8 @@ def test_every_command_documents_every_option_and_long_ones_share_the_progress_f
 def test_export_needs_exactly_one_destination():
     from core.export import ExportConfig
 
-    with pytest.raises(Exception, match="exactly one of --out FILE or --bundle DIR"):
+    with pytest.raises(UserError, match="exactly one of --out FILE or --bundle DIR"):
         ExportConfig.from_dict({})
-    with pytest.raises(Exception, match="exactly one"):
+    with pytest.raises(UserError, match="exactly one"):
         ExportConfig.from_dict({"out": "a.pt", "bundle": "d"})
     assert ExportConfig.from_dict({"bundle": "d"}).bundle == Path("d")

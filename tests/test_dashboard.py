@@ -193,7 +193,8 @@ def test_character_vs_style_page(dash_runs):
 
 
 def test_character_vs_style_saved_comparison(fake_runs, tmp_path):
-    compare = pytest.importorskip("core.compare")
+    from core import compare
+
     out = fake_runs / "reports" / "fake-object-vs-fake-style"  # where the demo writes it
     compare.compare_runs(Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")).write(out)
     at = open_page(fake_runs, "views/character_vs_style.py")
@@ -454,12 +455,100 @@ def test_dashboard_sources_import_nothing_heavy():
                 assert n.split(".")[0] not in HEAVY, f"{path}: imports {n}"
 
 
-def test_python_m_dashboard_serves_on_loopback_by_default(monkeypatch):
-    import dashboard.__main__ as launcher
+def _listening(port: int) -> set[str]:
+    """Local addresses of the sockets listening on TCP `port`, from /proc/net/tcp and tcp6 (what the kernel
+    reports, whatever the server says about itself)."""
+    import ipaddress
 
-    calls = []
-    monkeypatch.setattr(launcher.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
-    assert launcher.main(["--runs-dir", "demo-runs", "--headless"]) == 0
-    cmd = calls[0]
-    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
-    assert cmd[-3:] == ["--", "--runs-dir", "demo-runs"] and str(APP) in cmd
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            host, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(host)  # the kernel prints each 32-bit word in host (little-endian) order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(str(ipaddress.ip_address(raw)))
+    return found
+
+
+def _serve_and_read_listeners(argv: list[str], port: int) -> tuple[set[str], str]:
+    """Start `argv` (a server on `port`) in its own process group, wait until something listens on the port,
+    and return (listening addresses, the streamlit process's command line); the group is killed after."""
+    import signal
+
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not _listening(port):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() < deadline, "the dashboard did not start listening in 120 s"
+            time.sleep(0.2)
+        time.sleep(1)  # a second socket (IPv6) would be opened right after the first
+        cmdlines = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.getpgid(int(pid)) == proc.pid:
+                    cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:  # gone meanwhile
+                continue
+        return _listening(port), " ".join(c for c in cmdlines if "streamlit" in c)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_started_as_the_readme_says_listens_on_loopback_only(tmp_path):
+    """Issue 23.2: `python -m dashboard --runs-dir DIR` (README) and `streamlit run dashboard/app.py` by hand
+    (.streamlit/config.toml), neither given an address: the kernel's socket table shows them listening on
+    127.0.0.1 only (no 0.0.0.0, no IPv6 wildcard)."""
+    port = _free_port()
+    listeners, cmd = _serve_and_read_listeners(
+        [sys.executable, "-m", "dashboard", "--runs-dir", str(tmp_path), "--port", str(port), "--headless"], port)
+    assert listeners == {"127.0.0.1"}, listeners
+    assert f"-- --runs-dir {tmp_path}" in cmd, cmd  # the runs folder reaches the app
+    port = _free_port()
+    listeners, _ = _serve_and_read_listeners(
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)], port)
+    assert listeners == {"127.0.0.1"}, listeners
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every file and folder under `folder`: path -> sha256 of its bytes ('dir' for folders)."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_the_dashboard_never_writes_to_the_runs_folder(dash_runs):
+    """README: the dashboard only reads. Every page is opened, and on each page every run its first picker
+    offers is chosen, over the fixture runs (good, damaged and empty ones, plus a saved comparison); the runs
+    folder's files, bytes and folders are the same afterwards (no cache, lock or temp file left in it)."""
+    from core.compare import compare_runs
+
+    compare_runs(Run(dash_runs / "fake-object"), Run(dash_runs / "fake-style")).write(
+        dash_runs / "reports" / "fake-object-vs-fake-style")
+    before = _tree(dash_runs)
+    pages = sorted(f"views/{p.name}" for p in (ROOT / "dashboard" / "views").glob("*.py"))
+    assert len(pages) >= 8
+    at = app_test(dash_runs).run()
+    for page in pages:
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        if at.selectbox:
+            box = at.selectbox[0]
+            for option in list(box.options)[:6]:
+                box.set_value(option).run()
+                assert not at.exception, (page, option, [e.value for e in at.exception])
+                box = at.selectbox[0]
+    assert _tree(dash_runs) == before

@@ -4,7 +4,6 @@ for one and five vectors; provenance tells the truth; --bundle; no overwriting w
 
 import gzip
 import hashlib
-import io
 import json
 import zipfile
 
@@ -123,9 +122,13 @@ def test_diffusers_single_vector_file_is_1d(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------------- A1111
-@pytest.mark.parametrize("fmt,name", [e for e in EXPORTS if e[0] in ("a1111", "diffusers")])
+@pytest.mark.parametrize("fmt,name", EXPORTS)
 def test_a1111_loads_exact_vectors(run, tmp_path, fmt, name):
-    vec, fields = toolrules.a1111_load(export_embedding(run, fmt, tmp_path / name))
+    """Every file `export` writes (the docs table says A1111 loads them all), through load_from_file's rules."""
+    out = export_embedding(run, fmt, tmp_path / name)
+    if out.suffix == ".pt":
+        toolrules.a1111_check_pt(out)  # the safe unpickler runs first on every .pt
+    vec, fields = toolrules.a1111_load(out)
     np.testing.assert_array_equal(vec, final_vectors(run))
 
 
@@ -230,20 +233,31 @@ def test_kohya_modelspec_metadata(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- bundle, CLI
-def test_bundle(tmp_path):
+def test_bundle(tmp_path, char_images):
+    """The preview is the final checkpoint's grid as `generate` wrote it (tiny networks, random weights), with the
+    red PIPELINE CHECK banner generate draws across the top of random-weight grids."""
     from PIL import Image
 
-    r = make_fake_run(tmp_path / "runs", "b", with_images=True)
-    grid = r.grid_path("checkpoint-000020-txt2img.png")
-    grid.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.new("RGB", (300, 200), "white")
-    img.paste((200, 30, 30), (0, 0, 300, 20))  # the red PIPELINE CHECK banner write_grids draws
-    img.save(grid)
-    r.grid_path("checkpoint-000000-txt2img.png").write_bytes(b"not this one")
+    from core.generate import GenerateConfig, generate
+    from core.train import TrainConfig, start_run, train
+    from tests.tiny import tiny_components
+
+    comps = tiny_components(128)
+    cfg = TrainConfig.from_dict({"images": str(char_images), "weights": "random", "resolution": 128, "steps": 2,
+                                 "checkpoint_every": 2})
+    r = train(cfg, start_run(cfg, tmp_path / "runs", "b"), comps, progress=False)
+    (tmp_path / "p.txt").write_text("a photo of {}\n")
+    generate(r, GenerateConfig.from_dict({"prompts": str(tmp_path / "p.txt"), "seeds": "0", "checkpoints": "0,final",
+                                          "steps": 1}), comps, progress=False)
+    grid = r.grid_path("checkpoint-000002-txt2img.png")
     paths = export_bundle(r, tmp_path / "emb")
     assert sorted(p.name for p in paths) == ["tom-cat.LICENSE.txt", "tom-cat.description.txt", "tom-cat.preview.png",
                                              "tom-cat.safetensors"]
     assert (tmp_path / "emb/tom-cat.preview.png").read_bytes() == grid.read_bytes()
+    with Image.open(grid) as im:
+        im = im.convert("RGB")
+        assert {im.getpixel((x, 2)) for x in range(0, im.width, 5)} == {(200, 30, 30)}  # the banner, edge to edge
+        assert im.getpixel((im.width // 2, im.height - 2)) != (200, 30, 30)
     desc = (tmp_path / "emb/tom-cat.description.txt").read_text()
     assert desc.startswith("PIPELINE CHECK") and "embedding:tom-cat" in desc
     # the licence's 4(b): every recipient gets a copy of the licence, the exact CompVis/stable-diffusion LICENSE
@@ -251,7 +265,9 @@ def test_bundle(tmp_path):
     assert hashlib.sha256(licence).hexdigest() == LICENSE_SHA256
     assert licence.startswith(b"Copyright (c) 2022 Robin Rombach and Patrick Esser and contributors\n")
     assert b"Attachment A" in licence and "tom-cat.LICENSE.txt" in desc
-    np.testing.assert_array_equal(toolrules.a1111_load(tmp_path / "emb/tom-cat.safetensors")[0], final_vectors(r))
+    from safetensors.numpy import load_file  # tiny networks: 32-wide vectors, which no web UI's rule accepts
+
+    np.testing.assert_array_equal(load_file(str(tmp_path / "emb/tom-cat.safetensors"))["emb_params"], final_vectors(r))
     with pytest.raises(UserError, match="exists; pass --force"):
         export_bundle(r, tmp_path / "emb")
     export_bundle(r, tmp_path / "emb", force=True)
@@ -279,13 +295,23 @@ def test_export_refuses_overwrite_and_bad_out(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "exists; pass --force" in err and err.count("\n") == 1
     assert out.read_bytes() == before
+    newer = final_vectors(r) + 1.0  # --force rewrites the file with what the run holds now
+    r.save_embedding(r.embedding_steps()[-1], {TOKEN: newer})
     assert main(["export", str(r.path), "--out", str(out), "--force"]) == 0
+    from safetensors.numpy import load_file
+
+    np.testing.assert_array_equal(load_file(str(out))[TOKEN].reshape(newer.shape), newer)
     assert main(["export", str(r.path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is a folder" in err and err.count("\n") == 1
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    if os.geteuid() != 0:  # root may write anywhere
+    afile = tmp_path / "afile"  # a folder that is a file: nobody can write there, root included
+    afile.write_text("x")
+    assert main(["export", str(r.path), "--out", str(afile / "e.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and err.count("\n") == 1 and not afile.is_dir()
+    if os.geteuid() != 0:  # a read-only folder as well (root may write in one)
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
         assert main(["export", str(r.path), "--out", str(locked / "e.safetensors")]) == 2
         err = capsys.readouterr().err
         assert "cannot write" in err and err.count("\n") == 1

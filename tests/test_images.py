@@ -72,9 +72,14 @@ def test_load_rgb_modes_exif_and_gif(tmp_path):
     assert load_rgb(tmp_path / "a.png").getpixel((0, 0)) == (255, 255, 255)  # transparency on white
     Image.new("L", (70, 70), 128).save(tmp_path / "g.bmp")
     assert load_rgb(tmp_path / "g.bmp").mode == "RGB"
-    frames = [Image.new("P", (64, 64), i) for i in (1, 2)]
-    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
-    assert load_rgb(tmp_path / "anim.gif").size == (64, 64)
+    frames = [Image.new("RGB", (64, 64), c) for c in ((255, 0, 0), (0, 0, 255))]  # red, then blue
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    with Image.open(tmp_path / "anim.gif") as gif:
+        assert gif.n_frames == 2
+        gif.seek(1)
+        assert gif.convert("RGB").getpixel((5, 5)) == (0, 0, 255)  # the file really holds a different frame
+    first = load_rgb(tmp_path / "anim.gif")
+    assert first.size == (64, 64) and first.getpixel((5, 5)) == (255, 0, 0)  # the first frame is what is read
     img = Image.new("RGB", (100, 50), "red")
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees

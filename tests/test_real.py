@@ -2,7 +2,6 @@
 plus the CLI end to end (train, kill, resume) in subprocesses. Slow (minutes); marked `real`."""
 
 import gc
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from core.weights import WeightSpec
+from tests.tflog import cpp_log_lines
 
 pytestmark = pytest.mark.real
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,10 @@ def real():
 
 
 def cli(*args, **kw):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    """`python -m core ARGS` with no TF_* variable from this process: the command must set its own (issue 23.8)."""
+    from tests.tflog import env_without_tf_settings
+
+    env = env_without_tf_settings()
     return subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
 
@@ -110,7 +113,8 @@ def test_cli_train_kill_resume(real, char_images, tmp_path, monkeypatch, capsys)
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    out = proc.communicate()[0]
+    assert cpp_log_lines(out) == [], out  # it loaded TensorFlow and trained: not one TensorFlow C++ log line
     assert run.reload().record.status == "running"  # killed: nothing could mark it
     assert run.stale_reason() is not None  # ... and every reader sees that no process holds it
 

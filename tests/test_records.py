@@ -3,6 +3,7 @@ read (core.runfolder, core.compare.read_comparison); damaged keys are one-line e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -156,7 +157,7 @@ def test_comparison_records_its_inputs_and_goes_stale(fake_runs):
 def test_record_type_is_frozen():
     rec = Run(LEGACY / "tom-object").record
     assert isinstance(rec, RunRecord)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         rec.status = "running"
 
 

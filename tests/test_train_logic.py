@@ -211,18 +211,26 @@ def test_cli_offline_kerascv_fails_before_any_run_folder(char_images, tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_fresh_train_reads_and_hashes_the_training_images_once(tiny, char_images, tmp_path, monkeypatch):
-    """`run` validates with prepare() before anything is built and hands the result to train(): one pass."""
-    from core import train as train_mod
+def test_a_fresh_train_reads_and_hashes_the_training_images_once(char_images, tmp_path, monkeypatch):
+    """`python -m core train` validates the images before anything is built and hands what it read to the
+    training loop: each training image is hashed exactly once (counted on the real sha256_file, through main())."""
+    from pathlib import Path
 
-    cfg = cfg_for(char_images, steps=2)
-    prepared = train_mod.prepare(cfg)
-    calls = []
-    monkeypatch.setattr(train_mod, "prepare", lambda c: calls.append(c) or prepared)
-    run = train_mod.train(cfg, train_mod.start_run(cfg, tmp_path, "once"), tiny, progress=False, prepared=prepared)
-    assert run.record.status == "finished" and calls == []
-    train_mod.train(cfg, train_mod.start_run(cfg, tmp_path, "twice"), tiny, progress=False)
-    assert len(calls) == 1  # without `prepared` it still validates by itself
+    import core.components
+    import core.runfolder
+    from core.__main__ import main
+    from core.runfolder import Run
+    from tests.tiny import tiny_components
+
+    monkeypatch.setattr(core.components, "Components", lambda spec, res, **kw: tiny_components(res, spec.seed))
+    hashed, real = [], core.runfolder.sha256_file
+    monkeypatch.setattr(core.runfolder, "sha256_file",
+                        lambda p, *a, **k: hashed.append(Path(p).name) or real(p, *a, **k))
+    assert main(["train", "--images", str(char_images), "--weights", "random", "--resolution", str(RES), "--steps",
+                 "2", "--checkpoint-every", "2", "--runs-dir", str(tmp_path), "--name", "once", "--no-progress"]) == 0
+    pictures = sorted(p.name for p in char_images.glob("*.png"))
+    assert sorted(n for n in hashed if n.endswith(".png")) == pictures  # each once
+    assert [r["file"] for r in Run(tmp_path / "once").read_manifest()] == pictures
 
 
 def test_placeholder_id_check_is_a_real_error(monkeypatch):

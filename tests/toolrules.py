@@ -2,9 +2,19 @@
 each) so tests can check our files against them without installing the tools. Where a tool calls a library we
 have (torch.load, safetensors), the real library call is used.
 
-Upstream versions read: AUTOMATIC1111/stable-diffusion-webui (modules/safe.py, modules/textual_inversion/
-textual_inversion.py, v1.6-1.10), comfyanonymous/ComfyUI (comfy/sd1_clip.py), invoke-ai/InvokeAI
-(invokeai/backend/model_manager/configs/textual_inversion.py, invokeai/backend/textual_inversion.py).
+Restated, not copied: A1111 is AGPL-3.0 and ComfyUI GPL-3.0, so their code stays out of this repository. Each
+rule was compared line by line with the upstream source at these commits (re-check them when a tool changes):
+- AUTOMATIC1111/stable-diffusion-webui 05933840f0676dd1a90a7e2ad3f2a0672624b2cd modules/safe.py
+  (RestrictedUnpickler.find_class, allowed_zip_names_re, data_pkl_re, check_pt; the pytorch_lightning globals it
+  also allows are left out: no embedding needs them), and 22ecb78b51f7e6f0234cbc0efbde4ee9a2dc466f
+  modules/textual_inversion/textual_inversion.py (EmbeddingDatabase.load_from_file, expected_shape).
+- comfyanonymous/ComfyUI b55c2247654476fbc744e572ba7a834fd9378745 comfy/sd1_clip.py (load_embed with
+  embed_key 'clip_l', SDClipModel.set_up_textual_embeddings; its safe_load_embed_zip fallback and `bundle_emb.`
+  keys are left out: they apply only to files torch.load(weights_only=True) refuses or to LoRA bundles).
+- invoke-ai/InvokeAI 8e71a8a519399d6db32054ae9afc7c6c4e2355af invokeai/backend/model_manager/configs/
+  textual_inversion.py (TI_Config_Base._file_looks_like_embedding, _get_base_or_raise) and
+  invokeai/backend/textual_inversion.py (TextualInversionModelRaw.from_checkpoint).
+tests/test_export.py runs every rule over every file `export` writes (the docs/export-import.md table).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from core import crashpoint
 from core.errors import UserError
 
 
@@ -54,6 +55,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            crashpoint.hit(f.fileno(), data)  # kill -9 tests: a deterministic crash at this write
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -62,6 +64,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def is_temp_file(path: Path) -> bool:
+    """A temp file `atomic_write_bytes` left behind when its process was killed mid-write (never read)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -130,7 +137,9 @@ def _locked_append(path: Path, body: str, *, header: str = "") -> None:
                 os.ftruncate(fd, end)
                 size = end
         os.lseek(fd, 0, os.SEEK_END)
-        os.write(fd, ((header if not size else "") + body).encode("utf-8"))
+        data = ((header if not size else "") + body).encode("utf-8")
+        crashpoint.hit(fd, data)  # kill -9 tests: a deterministic crash at this write
+        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)  # releases the lock

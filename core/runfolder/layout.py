@@ -24,6 +24,7 @@ from core.runfolder.fileio import (
     append_csv,
     atomic_write_bytes,
     atomic_write_json,
+    is_temp_file,
     one_line,
     read_csv_rows,
     read_document,
@@ -114,7 +115,8 @@ class Run(RunPaths):
         check_run_name(name)
         check_runs_dir(runs_dir)
         run = cls(Path(runs_dir) / name)
-        if run.path.exists() and any(run.path.iterdir()):
+        # a folder holding only a killed first write's temp file (no run.json yet) is taken over
+        if run.path.exists() and any(not is_temp_file(p) for p in run.path.iterdir()):
             raise UserError(
                 f"{run.path}: a run with this name exists; continue it with --resume {run.path} "
                 "or choose another --name"
@@ -432,8 +434,8 @@ def changed_inputs(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[
 
 
 def list_runs(runs_dir: str | os.PathLike) -> list[Run]:
-    """Every folder under runs_dir that has a run.json, sorted by name."""
+    """Every folder under runs_dir that has a run.json, sorted by name (hidden folders are work in progress)."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    return [Run(p) for p in sorted(root.iterdir()) if (p / "run.json").exists()]
+    return [Run(p) for p in sorted(root.iterdir()) if not p.name.startswith(".") and (p / "run.json").exists()]
