@@ -271,3 +271,26 @@ def _flatten(d: dict, prefix: str = "") -> OrderedDict[str, LazyTensor]:
         elif isinstance(v, dict) and not prefix:  # one level: {token: tensor} files, string_to_param
             out.update(_flatten(v, f"{k}."))
     return out
+
+
+# ------------------------------------------------------------------------------------------------- writing
+def write_safetensors(path: Path, items: list[tuple[str, tuple[int, ...], Any]], metadata: dict[str, str],
+                      dtype: str = "F32") -> None:
+    """A safetensors file from (key, shape, produce) items, each tensor produced and written in turn (the header,
+    which needs every shape, comes first): memory holds one tensor, not the whole state dict."""
+    np_dtype, size = {"F32": ("<f4", 4), "F16": ("<f2", 2)}[dtype]
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for key, shape, _ in items:
+        n = int(np.prod(shape, dtype=np.int64)) * size
+        header[key] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # as safetensors pads its header
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for key, shape, produce in items:
+            arr = np.ascontiguousarray(produce(), dtype=np_dtype)
+            if arr.shape != tuple(shape):
+                raise ValueError(f"{key}: produced shape {arr.shape}, the header says {tuple(shape)}")
+            f.write(arr.tobytes())

@@ -224,3 +224,29 @@ def run(args) -> int:
           f"(source sha256 {manifest['sha256'][:10]}, {manifest['dtype']}, EMA: {manifest['ema']}); "
           f"use it with --weights {cfg.out}")
     return 0
+
+
+# ------------------------------------------------------------------------------------- the other direction
+def write_ldm_single_file(models: dict[str, Any], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """KerasCV networks (built, any weights) written as an original SD 1.x single file (`.safetensors`, fp32,
+    LDM names as diffusers' conversion script writes them): what A1111 or diffusers' `from_single_file` loads.
+    The order of each network's layers and weights is `core.weightmap`'s, as in the `.h5` files."""
+    import numpy as np
+
+    from core.ckptfile import write_safetensors
+    from core.weightmap import LDM_PREFIX, to_torch, torch_shape
+
+    items: list[tuple[str, tuple[int, ...], Any]] = []
+    seen: set[str] = set()
+    for component, model in models.items():
+        layers = [layer for layer in model.layers if layer.trainable_weights + layer.non_trainable_weights]
+        spec = LAYERS[component]()
+        if len(layers) != len(spec):
+            raise ValueError(f"{component}: {len(layers)} layers with weights, the map has {len(spec)}")
+        for layer, mapped in zip(layers, spec):
+            for var, w in zip(layer.trainable_weights + layer.non_trainable_weights, mapped.weights, strict=True):
+                key = LDM_PREFIX[component] + w.ldm
+                if key not in seen:
+                    seen.add(key)
+                    items.append((key, torch_shape(w), lambda v=var, w=w: to_torch(w, np.asarray(v))))
+    write_safetensors(Path(path), items, metadata or {})

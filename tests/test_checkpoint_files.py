@@ -200,3 +200,26 @@ def test_weight_map_transposes_round_trip_and_keys_unique():
             if w.kind == "conv1x1":  # diffusers' Linear [out, in] is the 1x1 kernel's [out, in, 0, 0]
                 np.testing.assert_array_equal(to_keras(w, t[:, :, 0, 0]), k)
                 np.testing.assert_array_equal(to_torch(w, k, diffusers=True), t[:, :, 0, 0])
+
+
+def test_learned_embeds_bin_holding_a_view_of_the_whole_table(tmp_path):
+    """diffusers' textual_inversion.py on a CPU saves `weight[min_id:max_id + 1]`: torch writes the whole
+    49,409-row storage (145 MiB). `import` reads just the viewed row; a larger file is still refused by size."""
+    from core.embedfile import MAX_VIEW_FILE_BYTES, read_embedding_file
+
+    table = torch.randn(49409, 768)
+    path = tmp_path / "learned_embeds.bin"
+    torch.save({"<tom-cat>": table[49408:49409]}, path)
+    assert path.stat().st_size > 144 << 20  # 49,409 x 768 float32
+    emb = read_embedding_file(path)
+    assert emb.token == "<tom-cat>"
+    np.testing.assert_array_equal(emb.vectors, table[49408:49409].numpy())
+    big = tmp_path / "v1-5-pruned.bin"
+    with open(big, "wb") as f:
+        f.truncate(MAX_VIEW_FILE_BYTES + 1)
+    with pytest.raises(UserError, match=r"MiB is far too large .*checkpoint"):
+        read_embedding_file(big)
+    whole = tmp_path / "table.bin"
+    torch.save({"<tom-cat>": table}, whole)  # not a view: 49,409 rows
+    with pytest.raises(UserError, match=r"not a textual-inversion embedding; is it a model checkpoint"):
+        read_embedding_file(whole)

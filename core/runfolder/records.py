@@ -23,7 +23,7 @@ PIPELINE_CHECK_LABEL = (
 )
 KINDS = ("train", "import")
 PROPERTIES = ("object", "style")
-REAL_WEIGHT_SOURCES = ("kerascv", "local")
+REAL_WEIGHT_SOURCES = ("kerascv", "local", "checkpoint")  # checkpoint: a user's SD 1.x file, converted
 
 
 class JsonFields:
