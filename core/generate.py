@@ -286,10 +286,8 @@ def run(args) -> int:
     record = run_.record
     from core.components import Components
     from core.train import set_precision
-    from core.weights import WeightSpec
-
     set_precision(record.mixed_precision)
-    spec = WeightSpec.parse(record.weights_arg, record.weights_seed, record.allow_unverified)
+    spec = record.weight_spec()
     if spec.source == "random":
         print("weights: random (seeded) - images are a PIPELINE CHECK, not model results", file=sys.stderr)
     counts = generate(run_, cfg, Components(spec, cfg.resolution or record.resolution), not args.no_progress)

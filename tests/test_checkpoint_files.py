@@ -223,3 +223,33 @@ def test_learned_embeds_bin_holding_a_view_of_the_whole_table(tmp_path):
     torch.save({"<tom-cat>": table}, whole)  # not a view: 49,409 rows
     with pytest.raises(UserError, match=r"not a textual-inversion embedding; is it a model checkpoint"):
         read_embedding_file(whole)
+
+
+def test_exports_name_the_real_base_checkpoint(tmp_path):
+    """A run trained from a user's checkpoint: A1111's sd_checkpoint/sd_checkpoint_name are its short hash and
+    name (what A1111 records itself), ModelSpec names it and carries its licence only when the file stated one."""
+    from safetensors import safe_open
+
+    from core.export import export_embedding
+    from tests import toolrules
+    from tests.test_export import make_run
+
+    sha = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa"
+    weights = {"source": "checkpoint", "format": "safetensors", "file": "/models/v1-5-pruned-emaonly.safetensors",
+               "sha256": sha, "short_hash": sha[:10], "dtype": "fp16", "ema": "none in file", "vae": None,
+               "modelspec": {}, "files": {"kcv_encoder.h5": "ab" * 32}, "verified": True, "directory": "/cache/x"}
+    run = make_run(tmp_path / "r", "from-ckpt")
+    run.update_meta(weights=weights)
+    rec = run.record
+    assert not rec.is_pipeline_check and rec.weights.checkpoint.name == "v1-5-pruned-emaonly"
+    assert rec.weights.describe() == f"checkpoint: v1-5-pruned-emaonly [{sha[:10]}] (safetensors, fp16)"
+    _, fields = toolrules.a1111_load(export_embedding(run, "a1111", tmp_path / "e.pt"))
+    assert fields["sd_checkpoint"] == sha[:10] and fields["sd_checkpoint_name"] == "v1-5-pruned-emaonly"
+    out = export_embedding(run, "kohya", tmp_path / "e.safetensors")
+    with safe_open(str(out), "np") as f:
+        meta = f.metadata()
+    assert f"v1-5-pruned-emaonly [{sha[:10]}]" in meta["modelspec.description"]
+    assert meta["modelspec.license"] == "not stated"
+    run.update_meta(weights={**weights, "modelspec": {"modelspec.license": "creativeml-openrail-m"}})
+    with safe_open(str(export_embedding(run, "kohya", tmp_path / "e2.safetensors")), "np") as f:
+        assert f.metadata()["modelspec.license"] == "creativeml-openrail-m"
