@@ -115,6 +115,9 @@ def open_checkpoint(path: Path, vae: Path | None = None, ema: bool = False) -> C
     """`path`: a single file or a diffusers folder; `vae`: a VAE file that replaces (or supplies) the VAE."""
     path = Path(path)
     if path.is_dir():
+        if ema:
+            raise UserError(f"{path}: --ema picks the EMA weights inside a single-file checkpoint; a diffusers "
+                            "folder holds one set (drop --ema)")
         ckpt = _open_diffusers(path, vae_given=vae is not None)
     elif path.is_file():
         ckpt = _open_single(path, ema, vae_given=vae is not None)

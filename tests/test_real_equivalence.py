@@ -153,22 +153,44 @@ def test_single_file_matches_diffusers_from_single_file(world):
     assert max(errs.values()) <= TOL, errs
 
 
-@pytest.mark.parametrize("name", ["fp16.ckpt", "fp16.safetensors", "bf16.safetensors", "diffusers"])
-def test_every_format_gives_the_same_weights_rounded(world, name):
-    """Each format holds the fp32 file's weights rounded to its dtype: our reading of it gives exactly that (the
-    fp16 .ckpt is the script's output as it is today, CLIP keys without `text_model.`)."""
+def _digest(x: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(x, np.float32).tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def rounded(world):
+    """sha1 of every weight of the fp32 file rounded to fp16 and to bf16 (the file is read once)."""
     from core.sdcheckpoint import open_checkpoint
     from core.weightmap import LAYERS
 
-    ref = open_checkpoint(world.files["fp32.ckpt"])
+    ref, out = open_checkpoint(world.files["fp32.ckpt"]), {}
+    for component, layers in LAYERS.items():
+        for layer in layers():
+            for w in layer.weights:
+                t = torch.from_numpy(ref.tensor(component, w))
+                for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+                    out[name, component, w.ldm] = _digest(t.to(dtype).float().numpy())
+    return out
+
+
+@pytest.mark.parametrize("name", ["fp16.ckpt", "fp16.safetensors", "bf16.safetensors", "diffusers"])
+def test_every_format_gives_the_same_weights_rounded(world, rounded, name):
+    """Each format holds the fp32 file's weights rounded to its dtype: our reading of it gives exactly that, for
+    every one of the 1,130 weights (the fp16 .ckpt is the script's output as it is today, CLIP keys without
+    `text_model.`; the diffusers folder has fp16 safetensors and a .bin text encoder)."""
+    from core.sdcheckpoint import open_checkpoint
+    from core.weightmap import LAYERS
+
     other = open_checkpoint(world.files[name])
-    dtype = torch.bfloat16 if name.startswith("bf16") else torch.float16
+    kind = "bf16" if name.startswith("bf16") else "fp16"
+    assert other.dtypes() == kind
     n = 0
     for component, layers in LAYERS.items():
         for layer in layers():
             for w in layer.weights:
-                want = torch.from_numpy(ref.tensor(component, w)).to(dtype).float().numpy()
-                np.testing.assert_array_equal(other.tensor(component, w), want, err_msg=f"{name} {w.ldm}")
+                assert _digest(other.tensor(component, w)) == rounded[kind, component, w.ldm], (name, w.ldm)
                 n += 1
     assert n == 196 + 686 + 108 + 140
 
