@@ -119,9 +119,11 @@ def _tree_sha256(folder: Path, index: Path | None) -> str:
     return h.hexdigest()
 
 
-def convert(ckpt, out: Path, source: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+def convert(ckpt, out: Path, source: dict[str, Any], progress: bool = True,
+            index: Path | None = None) -> dict[str, Any]:
     """Write the four `.h5` files and `source.json` into `out` (made if missing). Files appear complete or not at
-    all: they are written beside, renamed in, and `source.json` is written last. Returns the manifest."""
+    all: they are written beside, renamed in, and `source.json` is written last. Returns the manifest. The `.h5`
+    files' sha256 go into `index` too, so the first load does not hash them again."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -139,7 +141,7 @@ def convert(ckpt, out: Path, source: dict[str, Any], progress: bool = True) -> d
         files = {}
         for component, name in H5_NAMES.items():
             os.replace(tmp / name, out / name)
-            files[name] = sha256_of(out / name)
+            files[name] = sha256_of(out / name, index)
     except BaseException:
         if made:
             shutil.rmtree(out, ignore_errors=True)
@@ -186,7 +188,7 @@ def cached(path: Path, vae: Path | None = None, ema: bool = False, progress: boo
     if manifest is not None and all((folder / n).exists() for n in H5_NAMES.values()):
         return folder
     print(f"converting {path} to KerasCV's weight files (once; cached in {folder})", file=sys.stderr)
-    convert(ckpt, folder, source, progress)
+    convert(ckpt, folder, source, progress, index)
     return folder
 
 
@@ -219,7 +221,7 @@ def run(args) -> int:
     ckpt = open_checkpoint(args.source, cfg.vae, cfg.ema)  # every refusal happens here, before --out is touched
     index = cache_root() / "sha256-index.json"
     index.parent.mkdir(parents=True, exist_ok=True)
-    manifest = convert(ckpt, cfg.out, describe_source(ckpt, index), progress=not args.no_progress)
+    manifest = convert(ckpt, cfg.out, describe_source(ckpt, index), not args.no_progress, index)
     print(f"wrote {', '.join(H5_NAMES.values())} and {MANIFEST} to {cfg.out} in {manifest['seconds']} s "
           f"(source sha256 {manifest['sha256'][:10]}, {manifest['dtype']}, EMA: {manifest['ema']}); "
           f"use it with --weights {cfg.out}")
