@@ -1,9 +1,9 @@
 """A random Stable Diffusion v1 in diffusers, every parameter perturbed (a swapped norm weight/bias or a transposed
 kernel then changes the outputs), and the files users keep, written from it the way they are made:
 - original single files by diffusers' own `scripts/convert_diffusers_to_original_stable_diffusion.py`
-  (vendored in tests/vendor/): fp32 and fp16 `.ckpt` (`torch.save({"state_dict": ...})`, its default) and fp16
-  `.safetensors` (its `--half --use_safetensors`); a bf16 `.safetensors` (the script has no bf16 switch: the
-  same state dict cast to bfloat16);
+  (vendored in tests/vendor/): fp32 and fp16 `.ckpt` (`torch.save({"state_dict": ...})`, its default, and its
+  `--half`); a bf16 `.safetensors` (its `--use_safetensors`; the script has no bf16 switch: the same state dict
+  cast to bfloat16). fp16 `.safetensors` are read by the same code (tests/test_checkpoint_files.py);
 - a diffusers folder (`save_pretrained`; UNet and VAE as fp16 safetensors, the text encoder as a `.bin`).
 
 The configs are SD v1.5's (runwayml/stable-diffusion-v1-5 `unet/`, `vae/`, `text_encoder/`, `scheduler/`
@@ -78,15 +78,12 @@ def write_files(models: dict[str, torch.nn.Module], folder: Path) -> dict[str, P
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    out = {name: folder / name for name in ("fp32.ckpt", "fp16.ckpt", "fp16.safetensors", "bf16.safetensors")}
+    out = {name: folder / name for name in ("fp32.ckpt", "fp16.ckpt", "bf16.safetensors")}
     sd = ldm_state_dict(models)
     torch.save({"state_dict": sd}, out["fp32.ckpt"])  # the script's default output
-    half = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
-    save_file({k: v.contiguous() for k, v in half.items()}, str(out["fp16.safetensors"]),
-              metadata={"modelspec.title": "random SD v1 (test)", "modelspec.architecture": "stable-diffusion-v1"})
-    del half
     save_file({k: (v.bfloat16() if v.is_floating_point() else v).contiguous() for k, v in sd.items()},
-              str(out["bf16.safetensors"]))
+              str(out["bf16.safetensors"]),
+              metadata={"modelspec.title": "random SD v1 (test)", "modelspec.architecture": "stable-diffusion-v1"})
     del sd
     # the script exactly as it runs today: keys without `text_model.`, --half, .ckpt
     torch.save({"state_dict": {k: v.half() for k, v in ldm_state_dict(models, text_model_prefix=False).items()}},
@@ -118,9 +115,9 @@ def load_reference(single_file: Path, config_dir: Path) -> dict[str, torch.nn.Mo
     from transformers import CLIPTextModel
 
     kw = {"config": str(config_dir), "local_files_only": True, "torch_dtype": torch.float32}
-    models = {"unet": UNet2DConditionModel.from_single_file(str(single_file), subfolder="unet", **kw),
-              "vae": AutoencoderKL.from_single_file(str(single_file), subfolder="vae", **kw)}
-    checkpoint = load_single_file_checkpoint(str(single_file), local_files_only=True)
+    checkpoint = load_single_file_checkpoint(str(single_file), local_files_only=True)  # read once, used thrice
+    models = {"unet": UNet2DConditionModel.from_single_file(checkpoint, subfolder="unet", **kw),
+              "vae": AutoencoderKL.from_single_file(checkpoint, subfolder="vae", **kw)}
     models["text_encoder"] = create_diffusers_clip_model_from_ldm(
         CLIPTextModel, checkpoint, subfolder="text_encoder", config=str(config_dir), local_files_only=True,
         torch_dtype=torch.float32)
