@@ -225,6 +225,27 @@ def test_learned_embeds_bin_holding_a_view_of_the_whole_table(tmp_path):
         read_embedding_file(whole)
 
 
+CKPT_SHA = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa"
+CKPT_WEIGHTS = {"source": "checkpoint", "format": "safetensors", "file": "/models/v1-5-pruned-emaonly.safetensors",
+                "sha256": CKPT_SHA, "short_hash": CKPT_SHA[:10], "dtype": "fp16", "ema": "none in file", "vae": None,
+                "modelspec": {}, "files": {"kcv_encoder.h5": "ab" * 32}, "verified": True, "directory": "/cache/x"}
+
+
+def test_card_names_the_checkpoint_and_its_licence_only_when_stated(tmp_path):
+    import core.card as C
+    from core.card.basemodel import LICENCE_NOT_STATED
+    from tests.fakerun import make_fake_run
+
+    run = make_fake_run(tmp_path / "runs", "from-ckpt")
+    run.update_meta(weights=CKPT_WEIGHTS)
+    text = C.render(C.build_card(run), "md").decode("utf-8")
+    assert "**Finetuned from model:** " + C.md_escape(f"v1-5-pruned-emaonly [{CKPT_SHA[:10]}]") in text
+    assert f"trained through the SD 1.x checkpoint v1-5-pruned-emaonly (sha256 {CKPT_SHA})" in text
+    assert C.md_escape(LICENCE_NOT_STATED) in text and "base_model:" not in text.split("\n---\n", 1)[0]
+    run.update_meta(weights={**CKPT_WEIGHTS, "modelspec": {"modelspec.license": "Fair AI Public License 1.0-SD"}})
+    assert "Fair AI Public License 1.0-SD" in C.render(C.build_card(run), "md").decode("utf-8")
+
+
 def test_exports_name_the_real_base_checkpoint(tmp_path):
     """A run trained from a user's checkpoint: A1111's sd_checkpoint/sd_checkpoint_name are its short hash and
     name (what A1111 records itself), ModelSpec names it and carries its licence only when the file stated one."""
@@ -234,10 +255,7 @@ def test_exports_name_the_real_base_checkpoint(tmp_path):
     from tests import toolrules
     from tests.test_export import make_run
 
-    sha = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa"
-    weights = {"source": "checkpoint", "format": "safetensors", "file": "/models/v1-5-pruned-emaonly.safetensors",
-               "sha256": sha, "short_hash": sha[:10], "dtype": "fp16", "ema": "none in file", "vae": None,
-               "modelspec": {}, "files": {"kcv_encoder.h5": "ab" * 32}, "verified": True, "directory": "/cache/x"}
+    sha, weights = CKPT_SHA, CKPT_WEIGHTS
     run = make_run(tmp_path / "r", "from-ckpt")
     run.update_meta(weights=weights)
     rec = run.record
