@@ -271,3 +271,26 @@ def test_exports_name_the_real_base_checkpoint(tmp_path):
     run.update_meta(weights={**weights, "modelspec": {"modelspec.license": "creativeml-openrail-m"}})
     with safe_open(str(export_embedding(run, "kohya", tmp_path / "e2.safetensors")), "np") as f:
         assert f.metadata()["modelspec.license"] == "creativeml-openrail-m"
+
+
+@pytest.mark.parametrize("steps", [5, 50])
+def test_ddim_diffusers_convention_is_ddimscheduler_with_sd_config(steps):
+    """Sampler(ddim="diffusers") visits DDIMScheduler's timesteps (SD v1's scheduler config) and steps each to the
+    alpha DDIMScheduler.step uses, the last to alphas_cumprod[0] (set_alpha_to_one=False); the KerasCV
+    convention keeps KerasCV's linspace timesteps and ends at 1.0."""
+    from diffusers import DDIMScheduler
+
+    from core.sampler import Sampler
+    from tests.sdv1 import SCHEDULER
+
+    sched = DDIMScheduler.from_config(SCHEDULER)
+    sched.set_timesteps(steps)
+    ts, _, a_t, a_prev = Sampler(None, None, ddim="diffusers").schedule(steps)
+    np.testing.assert_array_equal(ts[::-1], sched.timesteps.numpy())
+    ac = sched.alphas_cumprod.numpy()
+    for t, a, p in zip(ts, a_t, a_prev):
+        prev = t - SCHEDULER["num_train_timesteps"] // steps
+        np.testing.assert_allclose([a, p], [ac[t], ac[prev] if prev >= 0 else sched.final_alpha_cumprod.item()],
+                                   rtol=1e-6)
+    ts_k, _, _, prev_k = Sampler(None, None).schedule(steps)
+    assert ts_k[0] == 0 and ts_k[-1] == 999 and prev_k[0] == 1.0
