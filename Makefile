@@ -46,6 +46,7 @@ test: install browser
 	$(BIN)/python -m pytest -q -m ray tests/test_sweep.py
 	$(BIN)/python -m pytest -q -m real tests/test_real.py
 	$(BIN)/python -m pytest -q -m real tests/test_real_weights.py
+	$(BIN)/python -m pytest -q -m real tests/test_real_equivalence.py
 	$(BIN)/python -m pytest -q -m real tests/test_real_sweep.py
 	$(BIN)/python -m pytest -q -m real tests/test_faults.py
 

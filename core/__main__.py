@@ -32,6 +32,8 @@ COMMANDS = {
     "card": ("core.card", "write the model card (md, html, pdf, json)"),
     "demo": ("core.demo", "build the built-in random-weight demo experiment"),
     "sweep": ("core.sweep", "many runs from one spec (grid/random search) on Ray, local or a cluster"),
+    "convert-weights": ("core.convert", "an SD 1.x checkpoint (.safetensors/.ckpt or diffusers folder) as "
+                                        "KerasCV's weight files"),
     "doctor": ("core.doctor", "what hardware and precision Keras and torch see; a 10-second UNet timing"),
     "bench": ("core.bench", "training and generation speed and memory vs KerasCV and diffusers"),
 }

@@ -50,6 +50,9 @@ class BenchConfig(StrictConfig):
                                   choices=("auto", "yes", "no"))
     remat: bool = option(False, "our training step recomputes UNet blocks in the backward pass (less memory)")
     timeout: int = option(3600, "seconds allowed per measurement process")
+    weights: str = option("random", "random (timing only) | FILE: an SD 1.x single file both sides load (ours "
+                                    "converted, diffusers through its own converters); one untimed call of each "
+                                    "must agree before timing (core.benchweights)", metavar="random|FILE")
     out: str = option("bench.json", "JSON result file", metavar="FILE")
 
     def validate(self) -> None:
@@ -71,6 +74,8 @@ class BenchConfig(StrictConfig):
         check(self.fused_attention in ("auto", "yes", "no"), "fused_attention", self.fused_attention,
               "must be auto, yes or no")
         check(self.jit_compile in ("auto", "yes", "no"), "jit_compile", self.jit_compile, "must be auto, yes or no")
+        check(self.weights == "random" or Path(self.weights).is_file(), "weights", self.weights,
+              "must be random or an SD 1.x single file (.safetensors/.ckpt)")
 
     def resolved(self, gpu: bool) -> dict[str, Any]:
         q = self.quick
@@ -92,6 +97,7 @@ class BenchConfig(StrictConfig):
             "jit_compile": self.jit_compile == "yes" or (self.jit_compile == "auto" and gpu),
             "fused_attention": self.fused_attention,
             "remat": self.remat,
+            "weights": self.weights if self.weights == "random" else str(Path(self.weights).resolve()),
         }
 
 
@@ -160,7 +166,7 @@ def _components(spec, fused: bool):
     from core.components import Components
     from core.weights import WeightSpec
 
-    return Components(WeightSpec.parse("random"), spec["resolution"],
+    return Components(WeightSpec.parse(spec.get("weights", "random")), spec["resolution"],
                       fused_attention={"auto": None, "yes": True, "no": False, False: False}[fused])
 
 
@@ -241,9 +247,10 @@ def _contexts(comps, spec):
 
 
 # --------------------------------------------------------------------------------------- diffusers side
-def _diffusers_networks(resolution: int, tiny: bool = False):
-    """SD v1.4's text encoder, UNet and VAE from their published configs, random weights (no download).
-    `tiny`: the same classes a few channels wide, so a test can run the diffusers side's code in seconds."""
+def _diffusers_networks(resolution: int, tiny: bool = False, weights: str = "random"):
+    """SD v1.4's text encoder, UNet and VAE from their published configs, random weights (no download) or
+    `weights`, an SD 1.x single file. `tiny`: the same classes a few channels wide, so a test can run the
+    diffusers side's code in seconds."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -266,6 +273,10 @@ def _diffusers_networks(resolution: int, tiny: bool = False):
                         block_out_channels=channels, down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4, sample_size=resolution,
                         norm_num_groups=32)
+    if weights != "random":
+        from core.benchweights import load_into_diffusers
+
+        load_into_diffusers(weights, text_encoder, unet, vae)
     text_encoder.resize_token_embeddings(49409)  # PROMPT_IDS holds the new token's id, as after training
     return text_encoder, unet, vae
 
@@ -289,7 +300,8 @@ def measure_diffusers_train(spec: dict[str, Any]) -> dict[str, Any]:
 
     dev, reset, peak = _torch_setup()
     t0 = time.perf_counter()
-    text_encoder, unet, vae = _diffusers_networks(spec["resolution"], spec.get("tiny", False))
+    text_encoder, unet, vae = _diffusers_networks(spec["resolution"], spec.get("tiny", False),
+                                                  spec.get("weights", "random"))
     vae.requires_grad_(False)
     unet.requires_grad_(False)
     body = getattr(text_encoder, "text_model", text_encoder)  # transformers 5 dropped the .text_model wrapper
@@ -348,7 +360,8 @@ def measure_diffusers_generate(spec: dict[str, Any]) -> dict[str, Any]:
 
     dev, reset, peak = _torch_setup()
     t0 = time.perf_counter()
-    text_encoder, unet, vae = _diffusers_networks(spec["resolution"], spec.get("tiny", False))
+    text_encoder, unet, vae = _diffusers_networks(spec["resolution"], spec.get("tiny", False),
+                                                  spec.get("weights", "random"))
     dtype = torch.float16 if spec["diffusers_precision"] == "fp16" else torch.float32
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)
@@ -471,6 +484,18 @@ def bench(cfg: BenchConfig, echo=print) -> dict[str, Any]:
     info = run_in_subprocess("core.bench:versions", {}, timeout=600)
     tinfo = run_in_subprocess("core.bench:torch_versions", {}, timeout=600) if "diffusers" in r["references"] else {}
     started = time.time()
+    agreed = None
+    if r["weights"] != "random":  # identical weights: both sides must compute the same before anything is timed
+        from core.benchweights import agreement
+
+        echo(f"untimed agreement check on {r['weights']} ...")
+        agreed = agreement({"resolution": r["resolution"], "weights": r["weights"]}, run_in_subprocess, cfg.timeout)
+        echo(f"    {agreed}")
+        if not agreed["ok"]:
+            from core.errors import UserError
+
+            raise UserError(f"bench --weights {r['weights']}: the two sides disagree before timing ({agreed}); "
+                            "nothing was timed")
     loads = [load_average()]
     results = []
     steps = plan(r)
@@ -479,7 +504,7 @@ def bench(cfg: BenchConfig, echo=print) -> dict[str, Any]:
                 "diffusers_precision": r["diffusers_precision"], "jit_compile": r["jit_compile"],
                 "fused_attention": r["fused_attention"], "remat": r["remat"], "guidance": r["guidance"],
                 "steps": r["gen_steps"], "iters": r["train_iters"] if work == "train" else r["gen_iters"],
-                "torch_compile": r["torch_compile"]}
+                "torch_compile": r["torch_compile"], "weights": r["weights"]}
         echo(f"[{i}/{len(steps)}] round {rnd + 1}: {work} batch {batch}: {side} ...")
         res = run_in_subprocess(f"core.bench:measure_{side}_{'train' if work == 'train' else 'generate'}", spec,
                                 timeout=cfg.timeout)
@@ -496,7 +521,9 @@ def bench(cfg: BenchConfig, echo=print) -> dict[str, Any]:
             "seconds": round(time.time() - started, 1), "config": cfg.to_dict(), "resolved": r,
             "device": (nvidia_smi()[0]["name"] if gpu else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"),
             "keras": info, "torch": tinfo, "load_average_1_5_15": loads,
-            "weights": "random (timing only: same arithmetic as the real weights; the images mean nothing)",
+            "weights": ("random (timing only: same arithmetic as the real weights; the images mean nothing)"
+                        if r["weights"] == "random" else r["weights"]),
+            "agreement_before_timing": agreed,
             "ratio_definitions": {
                 "ratio_vs_kerascv": "our images/s divided by KerasCV generate_image's images/s (>1: ours faster)",
                 "ratio_vs_diffusers": "our images/s divided by the diffusers recipe's images/s (>1: ours faster)",
@@ -506,13 +533,18 @@ def bench(cfg: BenchConfig, echo=print) -> dict[str, Any]:
             "results": summary, "raw": results}
 
 
+def _weights_words(weights: str) -> str:
+    return "random weights" if weights == "random" else f"weights {weights} (identical on both sides)"
+
+
 def header(report: dict[str, Any]) -> str:
     r, k, t = report["resolved"], report["keras"], report["torch"]
     v = k.get("versions", {})
     return (f"device: {report['device']}; Keras {v.get('keras')} on {v.get('backend')} "
             f"(tensorflow {v.get('tensorflow', '-')}, jax {v.get('jax', '-')}, keras_cv {v.get('keras_cv', '-')}); "
             f"torch {t.get('torch', '-')}, diffusers {t.get('diffusers', '-')}\n"
-            f"{r['resolution']} px, random weights; train batches {r['train_batches']}, generation batches "
+            f"{r['resolution']} px, {_weights_words(r.get('weights', 'random'))}; "
+            f"train batches {r['train_batches']}, generation batches "
             f"{r['gen_batches']} x {r['gen_steps']} DDIM steps, guidance {r['guidance']}; ours: precision "
             f"{r['mixed_precision']}, XLA step {r['jit_compile']}, fused attention {r['fused_attention']}, remat "
             f"{r['remat']}; diffusers: {r['diffusers_precision']}, SDPA; {r['rounds']} interleaved rounds; "

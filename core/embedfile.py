@@ -28,6 +28,10 @@ from core.errors import UserError
 SD1_WIDTH = 768  # CLIP ViT-L/14 token embedding width (SD v1.x)
 MAX_VECTORS = 75  # CLIP's 77-token context minus start/end: a token cannot expand to more vectors
 MAX_FILE_BYTES = 8 << 20  # 75 x 768 float32 is 230 KB; anything near this is not an SD v1 embedding
+# diffusers' textual_inversion.py run on a CPU saves `weight[min_id:max_id + 1]`, a view, and torch writes the whole
+# 49,409-row storage (145 MiB): such .bin/.pt files are read up to this size, only the viewed rows (an SD 1.x
+# checkpoint is >= 1.6 GiB even pruned to fp16, and is still refused)
+MAX_VIEW_FILE_BYTES = 256 << 20
 OTHER_WIDTHS = {1024: "an SD 2.x embedding (OpenCLIP ViT-H, width 1024)",
                 1280: "an SDXL embedding (clip_g, width 1280)"}
 META_PREFIX = "tomcat_ti."
@@ -90,10 +94,10 @@ def read_embedding_file(path: Path) -> EmbeddingFile:
     if not path.is_file():
         raise UserError(f"{shown}: file not found")
     size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
+    suffix = path.suffix.lower()
+    if size > (MAX_VIEW_FILE_BYTES if suffix in (".bin", ".pt") else MAX_FILE_BYTES):
         raise UserError(f"{shown}: {size / 2**20:.1f} MiB is far too large for a textual-inversion embedding "
                         f"(at most {MAX_VECTORS} x {SD1_WIDTH} floats, about 0.2 MiB); is it a model checkpoint?")
-    suffix = path.suffix.lower()
     try:
         if suffix == ".safetensors":
             return _from_safetensors(path)
@@ -122,13 +126,31 @@ def _from_safetensors(path: Path) -> EmbeddingFile:
         return _validated(path, token, f.get_tensor(keys[0]), "diffusers", metadata)
 
 
+def _viewed_rows(path: Path) -> dict[str, np.ndarray]:
+    """{token: rows} of a large `{token: tensor}` pickle whose tensor is a view into a bigger storage (the whole
+    vocabulary table): only the viewed elements are read (core.ckptfile's lazy allow-list reader)."""
+    from core.ckptfile import NotACheckpoint, open_tensors
+
+    try:
+        tf = open_tensors(path)
+    except NotACheckpoint as e:
+        raise UserError(f"{clean(path)}: not loaded: {clean(e)}") from None
+    big = [k for k, e in tf.entries.items() if int(np.prod(e.shape)) > MAX_VECTORS * 1024]
+    if big or not tf.entries:
+        raise UserError(f"{clean(path)}: {path.stat().st_size / 2**20:.1f} MiB holding "
+                        f"{len(tf.entries)} tensor(s) like {clean(big[0] if big else '(none)')}: not a "
+                        "textual-inversion embedding; is it a model checkpoint?")
+    return {k: tf.read(k).astype(np.float32) for k in tf.entries}
+
+
 def _from_pickle(path: Path) -> EmbeddingFile:
     import zipfile
 
     from core.torchfile import UnsafePickle, read_pt
 
     try:
-        data = read_pt(path.read_bytes(), MAX_FILE_BYTES)
+        data = _viewed_rows(path) if path.stat().st_size > MAX_FILE_BYTES else read_pt(path.read_bytes(),
+                                                                                          MAX_FILE_BYTES)
     except zipfile.BadZipFile:
         raise UserError(f"{clean(path)}: not a PyTorch zip file (older torch formats and other pickles are not "
                         "read, since unpickling them can run code); re-save it with a current PyTorch or as "

@@ -85,6 +85,8 @@ def provenance(run: Run, step: int, vectors: np.ndarray) -> dict[str, str]:
         base = f"unknown: imported from {source_file.get('path', '?')}"
     elif pc:
         base = f"none: {w.source} weights (PIPELINE CHECK, not {BASE_MODEL})"
+    elif w.checkpoint is not None:  # the user's SD 1.x checkpoint, as A1111 names it: "name [short hash]"
+        base = f"{w.checkpoint.name} [{w.checkpoint.short_hash}] (SD 1.x checkpoint, sha256 {w.checkpoint.sha256})"
     else:
         base = f"{BASE_MODEL} (KerasCV weights{'' if w.verified else ', UNVERIFIED files'})"
     out = {
@@ -94,6 +96,10 @@ def provenance(run: Run, step: int, vectors: np.ndarray) -> dict[str, str]:
         "base_weights_sha256": metadata_json(files), "base_weights_hash": weights_hash(files) or "",
         "tool": f"tomcat-ti {__version__}",
     }
+    if w.checkpoint is not None and not pc:
+        c = w.checkpoint
+        out.update(base_checkpoint=c.name, base_checkpoint_short_hash=c.short_hash,
+                   base_checkpoint_licence=c.licence or "not stated")
     if pc:
         out["note"] = PIPELINE_CHECK_LABEL
     if rec.kind == "import":
@@ -116,7 +122,7 @@ def modelspec(run: Run, token: str, prov: dict[str, str]) -> dict[str, str]:
                                   + (f" {PIPELINE_CHECK_LABEL}" if check else "")),
         "modelspec.resolution": f"{rec.resolution}x{rec.resolution}",
         "modelspec.trigger_phrase": token,
-        "modelspec.license": LICENSE,
+        "modelspec.license": prov.get("base_checkpoint_licence", LICENSE),  # a fine-tune's own, never assumed
         "modelspec.date": created.date().isoformat(),
         "modelspec.tags": "textual-inversion" + (",pipeline-check" if check else ""),
     }
@@ -129,6 +135,8 @@ def a1111_checkpoint(prov: dict[str, str]) -> tuple[str | None, str]:
         return None, RANDOM_CHECKPOINT_NAME
     if prov["base_model"].startswith("unknown"):
         return None, "unknown (imported embedding)"
+    if "base_checkpoint_short_hash" in prov:  # what A1111 itself records for a checkpoint it loaded
+        return prov["base_checkpoint_short_hash"], prov["base_checkpoint"]
     h = prov["base_weights_hash"]
     return (h[:10] if h else None), f"{BASE_MODEL} (KerasCV weights, files hash {h[:10]})"
 

@@ -39,6 +39,10 @@ class GenerateConfig(StrictConfig):
     strength: float = option(0.6, "image-to-image: share of the denoising run (1 = ignore the picture)")
     resolution: int | None = option(None, "output size in px (default: the run's training resolution)")
     jit_compile: bool = option(False, "XLA for the sampler loop (worth it on a GPU)")
+    ddim: str = option("kerascv", "DDIM timesteps: kerascv (KerasCV's generate_image: linspace, last step to "
+                                  "alpha 1) or diffusers (SD v1's DDIMScheduler config: leading + 1, last step to "
+                                  "alphas_cumprod[0]; matches diffusers' pipeline, docs/weights.md)",
+                       choices=("kerascv", "diffusers"))
 
     def validate(self) -> None:
         check(self.steps >= 1, "steps", self.steps, "must be >= 1")
@@ -72,7 +76,7 @@ def image_name(cfg: GenerateConfig, template: str, seed: int, resolution: int, i
     """The PNG's file name: readable prompt and seed, plus a short hash of everything besides the checkpoint
     that changes the picture."""
     blob = json.dumps([template, seed, cfg.steps, cfg.guidance, cfg.negative, init_sha,
-                       cfg.strength if init_sha else None, resolution])
+                       cfg.strength if init_sha else None, resolution] + ([cfg.ddim] if cfg.ddim != "kerascv" else []))
     return f"{slug(template)}-s{seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}.png"
 
 
@@ -143,7 +147,7 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
         first = run.load_embedding(steps[0])[token]
         encoder = PlaceholderTextEncoder(components.text_encoder, first)
         sampler = Sampler(components.diffusion_model, components.decoder,
-                          components.image_encoder if cfg.init_image else None, cfg.jit_compile)
+                          components.image_encoder if cfg.init_image else None, cfg.jit_compile, cfg.ddim)
         if cfg.init_image:
             pic = to_array(center_square(load_rgb(Path(cfg.init_image)), resolution))[None]
             init_latent = sampler.encode_image(pic)[0]
@@ -172,7 +176,8 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
                                 "steps": str(cfg.steps), "guidance": str(cfg.guidance), "checkpoint_step": str(step),
                                 "token": token, "init_image": cfg.init_image or "", "init_image_sha256": init_sha,
                                 "strength": str(cfg.strength) if cfg.init_image else "",
-                                "weights": weights, "run": run.name, "sampler": "ddim (KerasCV schedule)",
+                                "weights": weights, "run": run.name,
+                                "sampler": f"ddim ({'KerasCV' if cfg.ddim == 'kerascv' else 'diffusers'} schedule)",
                                 "tool": f"tomcat-ti {__version__}"}
                         if record.is_pipeline_check:
                             info["label"] = PIPELINE_CHECK_LABEL
@@ -281,10 +286,8 @@ def run(args) -> int:
     record = run_.record
     from core.components import Components
     from core.train import set_precision
-    from core.weights import WeightSpec
-
     set_precision(record.mixed_precision)
-    spec = WeightSpec.parse(record.weights_arg, record.weights_seed, record.allow_unverified)
+    spec = record.weight_spec()
     if spec.source == "random":
         print("weights: random (seeded) - images are a PIPELINE CHECK, not model results", file=sys.stderr)
     counts = generate(run_, cfg, Components(spec, cfg.resolution or record.resolution), not args.no_progress)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.schedule import alphas_cumprod, ddim_timesteps, timestep_embedding
+from core.schedule import TRAIN_TIMESTEPS, alphas_cumprod, ddim_timesteps, timestep_embedding
 from core.tokenizer import END_OF_TEXT, MAX_LENGTH
 
 START_OF_TEXT = 49406
 UNCONDITIONAL_TOKENS = [START_OF_TEXT] + [END_OF_TEXT] * (MAX_LENGTH - 1)  # KerasCV's _UNCONDITIONAL_TOKENS
+DDIM_CONVENTIONS = ("kerascv", "diffusers")  # see Sampler.schedule
 
 
 def _compile(fn, jit_compile: bool):
@@ -31,12 +32,16 @@ def _compile(fn, jit_compile: bool):
 class Sampler:
     """Denoise from noise (text-to-image) or from a noised picture (image-to-image), then decode."""
 
-    def __init__(self, diffusion_model, decoder, image_encoder=None, jit_compile: bool = False):
+    def __init__(self, diffusion_model, decoder, image_encoder=None, jit_compile: bool = False,
+                 ddim: str = "kerascv"):
         self.unet = diffusion_model
         self.decoder = decoder
         self.image_encoder = image_encoder
         self._loop = _compile(self._denoise_loop, jit_compile)
         self.alphas = alphas_cumprod().astype(np.float32)
+        if ddim not in DDIM_CONVENTIONS:
+            raise ValueError(f"ddim must be one of {DDIM_CONVENTIONS}, got {ddim!r}")
+        self.ddim = ddim
 
     def _unet_variables(self):
         """JAX: the UNet's weights go into the compiled loop as arguments (stateless_call); captured as
@@ -73,11 +78,18 @@ class Sampler:
         return ops.fori_loop(0, n, body, latent)
 
     def schedule(self, num_steps: int, strength: float = 1.0):
-        """(timesteps run, t_embs, a_t, a_prev) for KerasCV's DDIM timesteps; img2img runs the lowest
-        round(num_steps * strength) of them."""
-        ts = ddim_timesteps(num_steps)
+        """(timesteps run, t_embs, a_t, a_prev); img2img runs the lowest round(num_steps * strength) of them.
+
+        "kerascv": KerasCV's generate_image: timesteps round(linspace(0, 999, n)), the last step to alpha 1.0.
+        "diffusers": DDIMScheduler with SD v1's scheduler config (timestep_spacing "leading", steps_offset 1,
+        set_alpha_to_one False): timesteps 1, 1 + 1000 // n, ..., and the last step to alphas_cumprod[0]."""
+        if self.ddim == "diffusers":
+            ts = np.arange(num_steps, dtype=np.int64) * (TRAIN_TIMESTEPS // num_steps) + 1
+            final = self.alphas[0]
+        else:
+            ts, final = ddim_timesteps(num_steps), 1.0
         a = self.alphas[ts]
-        a_prev = np.concatenate([[1.0], a[:-1]]).astype(np.float32)
+        a_prev = np.concatenate([[final], a[:-1]]).astype(np.float32)
         n = num_steps if strength >= 1.0 else max(1, int(round(num_steps * strength)))
         return ts[:n], timestep_embedding(ts[:n]), a[:n], a_prev[:n]
 
@@ -92,6 +104,11 @@ class Sampler:
         """context/uncond [B,77,768], noise [B,h,w,4] -> uint8 images [B,H,W,3].
 
         With `init_latent`, the start is that latent noised to the first timestep run (image-to-image)."""
+        return self.decode(self.denoise(context, uncond_context, noise, num_steps, guidance, init_latent, strength))
+
+    def denoise(self, context: np.ndarray, uncond_context: np.ndarray, noise: np.ndarray, num_steps: int = 50,
+                guidance: float = 7.5, init_latent: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:
+        """The final latent [B,h,w,4] of `sample` (before the VAE decoder)."""
         from keras import ops
 
         ts, t_embs, a_t, a_prev = self.schedule(num_steps, strength if init_latent is not None else 1.0)
@@ -100,10 +117,10 @@ class Sampler:
             ab = float(self.alphas[ts[-1]])
             latent = (np.sqrt(ab) * init_latent + np.sqrt(1.0 - ab) * noise).astype(np.float32)
         ctx = np.concatenate([uncond_context, context], axis=0).astype(np.float32)
-        out = self._loop(self._unet_variables(), ops.convert_to_tensor(latent), ops.convert_to_tensor(ctx), ops.convert_to_tensor(t_embs),
-                         ops.convert_to_tensor(a_t), ops.convert_to_tensor(a_prev),
+        out = self._loop(self._unet_variables(), ops.convert_to_tensor(latent), ops.convert_to_tensor(ctx),
+                         ops.convert_to_tensor(t_embs), ops.convert_to_tensor(a_t), ops.convert_to_tensor(a_prev),
                          ops.convert_to_tensor(np.float32(guidance)))
-        return self.decode(ops.convert_to_numpy(out))
+        return ops.convert_to_numpy(out)
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
         decoded = np.asarray(self.decoder.predict_on_batch(latent), dtype=np.float32)

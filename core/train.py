@@ -59,10 +59,16 @@ class TrainConfig(StrictConfig):
                                           "TensorFlow (slower there on a CPU)", choices=("auto", "yes", "no"))
     remat: bool = option(False, "gradient checkpointing of the UNet's blocks: less memory, ~1/3 more compute")
     weights: str = option("kerascv", "Stable Diffusion weights: kerascv (KerasCV's files, downloaded and "
-                                     "hash-checked) | random (a pipeline check) | a folder of KerasCV's weight files")
+                                     "hash-checked) | random (a pipeline check) | an SD 1.x checkpoint: a "
+                                     ".safetensors/.ckpt file or a diffusers folder (converted once, cached by "
+                                     "sha256; docs/weights.md) | a folder of KerasCV's weight files")
     weights_seed: int = option(0, "seed of --weights random")
     allow_unverified: bool = option(False, "accept local weight files whose sha256 differs from KerasCV's "
                                            "(recorded in run.json)")
+    vae: str | None = option(None, "with --weights FILE/DIR: a VAE file used instead of the checkpoint's (e.g. "
+                                   "vae-ft-mse-840000-ema-pruned.safetensors)", metavar="FILE")
+    ema: bool = option(False, "with --weights FILE: the EMA weights of a full training checkpoint (default: the "
+                              "non-EMA ones, as A1111 and diffusers' from_single_file)")
     min_crop_area: float = option(0.8, "augmentation: random crop over [min_crop_area, 1] of the area")
     flip_p: float = option(0.5, "augmentation: horizontal flip probability")
     min_image_size: int = option(64, "smallest allowed short side of a training image, px")
@@ -89,6 +95,12 @@ class TrainConfig(StrictConfig):
               "must be auto, yes or no")
         check(0 < self.min_crop_area <= 1, "min_crop_area", self.min_crop_area, "must be in (0, 1]")
         check(0 <= self.flip_p <= 1, "flip_p", self.flip_p, "must be in [0, 1]")
+
+    def weight_spec(self):
+        """The WeightSpec these options name (core.weights; nothing is read or converted yet)."""
+        from core.weights import WeightSpec
+
+        return WeightSpec.parse(self.weights, self.weights_seed, self.allow_unverified, self.vae, self.ema)
 
     def templates_file(self) -> Path:
         from core.prompts import PROPERTY_FILES
@@ -477,9 +489,8 @@ def default_name(cfg: TrainConfig) -> str:
 
 def start_run(cfg: TrainConfig, runs_dir: Path, name: str | None) -> Run:
     from core.tokenizer import placeholder_tokens
-    from core.weights import WeightSpec
 
-    spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
+    spec = cfg.weight_spec()
     record = RunRecord.new(
         name=name or default_name(cfg), kind="train", property=cfg.property, config=cfg.to_dict(),
         token=TokenInfo(cfg.token, cfg.init, cfg.vectors, tuple(placeholder_tokens(cfg.token, cfg.vectors))),
@@ -506,7 +517,6 @@ TRAINING_COMPONENTS = ("text_encoder", "diffusion_model", "image_encoder")  # th
 
 def run(args) -> int:
     from core.runfolder import check_run_name, check_runs_dir
-    from core.weights import WeightSpec
 
     if args.resume:
         run_ = Run(args.resume)
@@ -528,8 +538,8 @@ def run(args) -> int:
             check_run_name(args.name)
         check_runs_dir(args.runs_dir)
         prepared = prepare(cfg)  # validate images, prompts and token before anything is built or written
-    spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
-    for name in TRAINING_COMPONENTS:  # download / hash-check the weight files before a run folder exists
+    spec = cfg.weight_spec()
+    for name in TRAINING_COMPONENTS:  # download / hash-check / convert the weights before a run folder exists
         spec.resolve(name)
     if not args.resume:
         run_ = start_run(cfg, args.runs_dir, args.name)

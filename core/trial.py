@@ -62,10 +62,9 @@ def train_stage(plan: TrialPlan) -> dict[str, Any]:
     """Train the trial's run (or resume it, or skip a finished one), then generate its images, holding the run's
     writer lock. Returns {"status", "resumed_from", "final_step", "generated", "message"}."""
     from core.train import TRAINING_COMPONENTS, TrainConfig, set_precision, start_run, train
-    from core.weights import WeightSpec
 
     cfg = TrainConfig.from_dict(plan.train)
-    spec = WeightSpec.parse(cfg.weights, cfg.weights_seed, cfg.allow_unverified)
+    spec = cfg.weight_spec()
     for name in TRAINING_COMPONENTS:  # fetch / hash-check weight files before a run folder exists
         spec.resolve(name)
     run = plan.run

@@ -59,6 +59,12 @@ def base_model_claim(weights: WeightsProvenance, overrides: Mapping | None = Non
         return BaseModelClaim(SD14_HUB_ID, SD14_NAME, SD14_URL,
                               f"{SD14_NAME}, through KerasCV's files of its weights (sha256 under Weight Provenance)",
                               SD14_LICENCE, True, False)
+    if weights.checkpoint is not None:  # the user's SD 1.x file (issue 19): its name, hash and stated licence
+        c = weights.checkpoint
+        licence = c.licence or declared
+        return BaseModelClaim(None, f"{c.name} [{c.short_hash}]", None,
+                              f"the SD 1.x checkpoint {c.name} (sha256 {c.sha256}), converted to KerasCV's format",
+                              licence or LICENCE_NOT_STATED, bool(licence), False)
     # any other checkpoint: name it as run.json records it, never as SD v1.4, and never assume its licence
     files = ", ".join(sorted(weights.files)) or "files not recorded"
     return BaseModelClaim(None, f"the checkpoint named in run.json ({files})", None,

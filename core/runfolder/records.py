@@ -23,7 +23,7 @@ PIPELINE_CHECK_LABEL = (
 )
 KINDS = ("train", "import")
 PROPERTIES = ("object", "style")
-REAL_WEIGHT_SOURCES = ("kerascv", "local")
+REAL_WEIGHT_SOURCES = ("kerascv", "local", "checkpoint")  # checkpoint: a user's SD 1.x file, converted
 
 
 class JsonFields:
@@ -69,14 +69,50 @@ class JsonFields:
 
 
 @dataclass(frozen=True)
+class CheckpointInfo:
+    """run.json `weights` of source `checkpoint`: the user's SD 1.x checkpoint the weights were converted from
+    (core.convert's source.json: the same keys)."""
+
+    format: str  # safetensors | ckpt | diffusers
+    file: str  # the single file or diffusers folder, resolved
+    sha256: str  # of the file (a diffusers folder: of its files' sha256 listing)
+    short_hash: str  # A1111's short hash: the first 10 hex digits of sha256
+    dtype: str  # fp32 | fp16 | bf16 | e.g. fp16+fp32
+    ema: str  # none in file | not used (as A1111 and diffusers) | used (--ema)
+    vae_file: str | None  # --vae FILE, if one replaced the checkpoint's VAE
+    vae_sha256: str | None
+    modelspec: Mapping[str, str]  # the file's ModelSpec metadata (modelspec.title, modelspec.license, ...)
+
+    @property
+    def name(self) -> str:
+        """The checkpoint's name as A1111 lists it: the file name without its extension."""
+        return Path(self.file).stem if self.format != "diffusers" else Path(self.file).name
+
+    @property
+    def licence(self) -> str | None:
+        """The licence the file's ModelSpec metadata states, or None (never assumed)."""
+        return self.modelspec.get("modelspec.license") or None
+
+    @classmethod
+    def parse(cls, r: JsonFields) -> CheckpointInfo:
+        vae = r.sub("vae", required=False)
+        spec = r.get("modelspec", dict, required=False, default={})
+        return cls(format=r.get("format", str), file=r.get("file", str), sha256=r.get("sha256", str),
+                   short_hash=r.get("short_hash", str), dtype=r.get("dtype", str), ema=r.get("ema", str),
+                   vae_file=vae.get("file", str, required=False), vae_sha256=vae.get("sha256", str, required=False),
+                   modelspec={str(k): str(v) for k, v in spec.items()})
+
+
+@dataclass(frozen=True)
 class WeightsProvenance:
     """Where a run's Stable Diffusion weights came from (run.json `weights`): `random` runs are pipeline checks."""
 
-    source: str  # kerascv | local | random
+    source: str  # kerascv | local | checkpoint | random
     seed: int | None = None  # the seed of random weights
-    files: Mapping[str, str] = field(default_factory=dict)  # weight file -> sha256 (kerascv, local)
+    files: Mapping[str, str] = field(default_factory=dict)  # weight file -> sha256 (kerascv, local, checkpoint)
     verified: bool | None = None  # local files matched KerasCV's sha256 (None: not applicable)
     note: str = ""
+    checkpoint: CheckpointInfo | None = None  # source `checkpoint`: the file the .h5 files were converted from
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # as written, for re-recording
 
     @property
@@ -106,6 +142,10 @@ class WeightsProvenance:
         """One line: 'random (PIPELINE CHECK)' or 'kerascv: kcv_encoder.h5 sha256 abcd... (verified)'."""
         if self.is_pipeline_check:
             return f"{self.source} (PIPELINE CHECK)"
+        if self.checkpoint is not None:
+            c = self.checkpoint
+            vae = f", VAE {Path(c.vae_file).name}" if c.vae_file else ""
+            return f"checkpoint: {c.name} [{c.short_hash}] ({c.format}, {c.dtype}{vae})"
         parts = [f"{Path(name).name} sha256 {str(sha)[:12]}" for name, sha in self.files.items()]
         tail = "" if self.verified is None else (" (verified)" if self.verified else " (NOT verified)")
         return f"{self.source}: " + ("; ".join(parts) if parts else "files not recorded") + tail
@@ -114,9 +154,11 @@ class WeightsProvenance:
     def parse(cls, r: JsonFields) -> WeightsProvenance:
         files = r.get("files", dict, required=False, default={})
         files = {str(k): str(v.get("sha256") if isinstance(v, dict) else v) for k, v in files.items()}
-        return cls(source=r.get("source", str), seed=r.get("seed", int, required=False),
+        source = r.get("source", str)
+        return cls(source=source, seed=r.get("seed", int, required=False),
                    files=files, verified=r.get("verified", bool, required=False),
-                   note=r.get("note", str, required=False, default=""), raw=dict(r.data))
+                   note=r.get("note", str, required=False, default=""),
+                   checkpoint=CheckpointInfo.parse(r) if source == "checkpoint" else None, raw=dict(r.data))
 
 
 @dataclass(frozen=True)
@@ -185,7 +227,7 @@ class RunRecord:
     weights: WeightsProvenance
     config: Mapping[str, Any]
     resolution: int  # training (and default generation) resolution, px
-    weights_arg: str  # the --weights value: kerascv | random | DIR (rebuilds the WeightSpec to generate with)
+    weights_arg: str  # the --weights value: kerascv | random | DIR | FILE (rebuilds the WeightSpec to generate with)
     weights_seed: int
     allow_unverified: bool
     mixed_precision: str  # no | bf16 | fp16
@@ -201,6 +243,8 @@ class RunRecord:
     source_file: Mapping[str, Any] | None  # import runs: the embedding file and its sha256
     pid: int | None = None  # the process that last set status `running` (see Run.stale_reason)
     heartbeat: float | None = None  # when that process last wrote a checkpoint
+    vae_arg: str | None = None  # `config.vae`: --vae FILE with --weights FILE/DIR (None without it and in older runs)
+    ema: bool = False  # `config.ema`: the EMA weights of a full checkpoint were used (False in older runs)
 
     @property
     def is_pipeline_check(self) -> bool:
@@ -255,4 +299,11 @@ class RunRecord:
             created=r.get("created", float, required=False), updated=r.get("updated", float, required=False),
             source_file=r.get("source_file", dict, required=False),
             pid=r.get("pid", int, required=False), heartbeat=r.get("heartbeat", float, required=False),
+            vae_arg=cfg.get("vae", str, required=False), ema=cfg.get("ema", bool, required=False, default=False),
         )
+
+    def weight_spec(self):
+        """The WeightSpec the run's weights came from (core.weights), to generate with the same ones."""
+        from core.weights import WeightSpec
+
+        return WeightSpec.parse(self.weights_arg, self.weights_seed, self.allow_unverified, self.vae_arg, self.ema)
