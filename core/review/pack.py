@@ -143,13 +143,13 @@ def risks_part(run: Run) -> Html:
         return section("Measured risks", _anchor(run, "risks"), *parts)
     parts.append(table(["step", "images", "copy rate (any measure)", "pHash", "CLIP"],
                        [[r["step"], r["n"], bootstrap_rate(r["copy"]), bootstrap_rate(r["copy_phash"]),
-                         bootstrap_rate(r["copy_clip"])] for r in audit.get("copy_rates") or []]))
-    mis = audit.get("misuse") or {}
+                         bootstrap_rate(r["copy_clip"])] for r in audit.copy_rates]))
+    mis = audit.misuse
     if mis.get("available"):
         parts.append(tag("p", f"Misuse transfer: {mis.get('method', '')}."))
-        parts.append(table(["step", "category", "character comes through"],
+        parts.append(table(["step", "category", "learned concept comes through"],
                            [[r["step"], r["category"], bootstrap_rate(r)] for r in mis.get("by_step_category", [])]))
-    pairs = [p for p in audit.get("pairs") or [] if p.get("measure") == "phash"] or (audit.get("pairs") or [])
+    pairs = [p for p in audit.pairs if p.get("measure") == "phash"] or list(audit.pairs)
     figures = [tag("figure", join([_thumb(run, p["image"], 640, f"pair {p['rank']}"),
                                    tag("figcaption", f"#{p['rank']} ({p['measure']}) step {p['step']}: "
                                                      f"{'FLAGGED' if p.get('flagged') else 'not flagged'} · "
