@@ -30,6 +30,8 @@ COMMANDS = {
     "audit": ("core.audit", "copy audit against the training images, misuse transfer"),
     "compare": ("core.compare", "compare a character run with a style run"),
     "card": ("core.card", "write the model card (md, html, pdf, json)"),
+    "review": ("core.review.cli", "flag images, write findings, retract, or list a run's human review"),
+    "review-pack": ("core.review.pack", "one self-contained HTML file of a run's limitations review"),
     "demo": ("core.demo", "build the built-in random-weight demo experiment"),
     "sweep": ("core.sweep", "many runs from one spec (grid/random search) on Ray, local or a cluster"),
     "convert-weights": ("core.convert", "an SD 1.x checkpoint (.safetensors/.ckpt or diffusers folder) as "

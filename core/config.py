@@ -18,14 +18,15 @@ from core.errors import UserError
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,  # noqa: A002
            metavar: str | None = None, cli: bool = True, flag: str | None = None, aliases: tuple[str, ...] = (),
-           required: bool = False) -> Any:
+           required: bool = False, repeat: bool = False) -> Any:
     """A config field and its command-line option in one place: `steps: int = option(3000, "why 3000")`.
 
     `help` is the option's help text (say where the default comes from); `choices` limits the values; `cli=False`
     keeps a field off the command line; `flag` overrides the option name (default `--field-name`); `aliases` are
-    older spellings still accepted (with a deprecation note); `required=True` makes the option required."""
+    older spellings still accepted (with a deprecation note); `required=True` makes the option required;
+    `repeat=True` lets the option be given several times (a `list[str] | None` field: None when never given)."""
     meta = {"help": help, "choices": choices, "metavar": metavar, "cli": cli, "flag": flag, "aliases": aliases,
-            "required": required}
+            "required": required, "repeat": repeat}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -99,6 +100,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             raise UserError(f"{key}={value!r}: must be a number") from None
     if base is Path:
         return Path(value)
+    if typing.get_origin(base) is list:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise UserError(f"{key}={value!r}: must be a list of text values")
     if base is str and not isinstance(value, (str, Path)):
         raise UserError(f"{key}={value!r}: must be text")
     return str(value) if base is str else value
@@ -138,6 +143,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[st
         kw: dict[str, Any] = {"dest": f.name, "help": help_text, "default": default}
         if base is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif meta.get("repeat"):
+            kw.update(action="append", metavar=meta.get("metavar") or f.name.upper())
         else:
             kw["metavar"] = meta.get("metavar") or (f.name.upper() if not meta.get("choices") else None)
             kw["choices"] = meta.get("choices")

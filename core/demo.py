@@ -1,7 +1,8 @@
 """`demo`: the built-in experiment, end to end on a CPU in minutes, with RANDOM weights (a pipeline
 demonstration, labelled so everywhere): draw a character and a style image set, train a character run and a
 style run on the same prompts and budget, generate, score with CLIP, audit (copying of the training images, and
-misuse transfer on one probe per category), compare, and write the model cards.
+misuse transfer on one probe per category), add a few example review flags and one example finding (labelled as
+examples), compare, and write the model cards and the review pack.
 
 Train and generate share one TensorFlow process (one network build); scoring runs in its own process (torch
 must never follow TensorFlow into one process). Each stage is skipped when its output exists, so an
@@ -144,12 +145,57 @@ def _build(runs_dir: Path) -> None:
           "--misuse", str(data["misuse"]), "--clip", "ViT-B-32:random", "--no-progress")
     _core("audit", str(style), "--references", str(data["style"]), "--misuse", str(data["misuse"]),
           "--clip", "ViT-B-32:random", "--no-progress")
+    add_example_review(Run(char))
     # compare and card write where the dashboard looks (runfolder.comparison_dir / card_dir), named explicitly
     _core("compare", str(char), str(style), "--out", str(comparison_dir(Run(char), Run(style))))
     _core("card", str(char), "--compare", str(style), "--out", str(card_dir(Run(char))))
     _core("card", str(style), "--compare", str(char), "--out", str(card_dir(Run(style))))
+    write_review_pack(Run(char), Run(style))
     marker.write_text(f"built in {time.time() - t0:.0f} s with random weights (pipeline demonstration)\n")
     _log(f"demo built in {time.time() - t0:.0f} s: {runs_dir}")
+
+
+# ----------------------------------------------------------------------------------------- example review
+EXAMPLE_REVIEWERS = ("example-reviewer-1", "example-reviewer-2")
+EXAMPLE_NOTE = "EXAMPLE written by the demo (random weights: this judges nothing, it shows the review pages)"
+
+
+def add_example_review(run: Run) -> None:
+    """A few example flags by two example reviewers (they agree on some images and not on others, so the agreement
+    shows) and one example finding, each labelled EXAMPLE; written once (a resumed demo adds nothing)."""
+    from core.review.records import Target
+    from core.review.store import ReviewStore
+    from core.review.summary import image_index
+
+    store = ReviewStore(run)
+    if store.state().annotations or store.state().findings:
+        return
+    images = sorted(image_index(run).values(), key=lambda i: (-i.step, i.category != "general prompts", i.path))
+    if len(images) < 3:
+        return
+    a, b, c = images[0].path, images[1].path, images[2].path
+    probe = next((i.path for i in images if i.category != "general prompts" and i.step == images[0].step), c)
+    for reviewer, flags in ((EXAMPLE_REVIEWERS[0], ((a, "off-model"), (b, "on-model"), (c, "copy-suspected"),
+                                                    (probe, "misuse-transfer"))),
+                            (EXAMPLE_REVIEWERS[1], ((a, "off-model"), (b, "off-model"), (c, "copy-suspected")))):
+        for path, flag in flags:
+            store.add_flag(reviewer, Target.image(path), flag, f"{EXAMPLE_NOTE}: {flag}")
+    store.add_finding(EXAMPLE_REVIEWERS[0], "EXAMPLE: off-model and copy-like images at the final checkpoint",
+                      f"{EXAMPLE_NOTE}. Two reviewers flagged the same final-checkpoint images; a real review would "
+                      "say what is wrong and how often.", "low", "open",
+                      "EXAMPLE: none needed for a pipeline check; with real weights, ship an earlier checkpoint",
+                      [a, c, "copy_rate"])
+    _log(f"{run.name}: example review flags and one example finding (labelled EXAMPLE)")
+
+
+def write_review_pack(run: Run, other: Run) -> None:
+    from core.review.pack import PACK_NAME, build_pack
+    from core.runfolder import atomic_write_bytes
+
+    out = card_dir(run) / PACK_NAME
+    data = build_pack(run, other)
+    atomic_write_bytes(out, data)
+    _log(f"review pack {out} ({len(data) / 1e6:.2f} MB)")
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

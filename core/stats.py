@@ -1,4 +1,5 @@
-"""Bootstrap confidence intervals: of a mean, and of a difference of means (paired or independent samples).
+"""Confidence intervals: bootstrap intervals of a mean and of a difference of means (paired or independent
+samples), and binomial intervals of a rate (exact upper bound, Wilson score interval).
 
 Percentile bootstrap (Efron & Tibshirani 1993, ch. 13) with a fixed seed, so the same numbers always give the same
 interval. Torch- and TensorFlow-free: the dashboard and the model card import it.
@@ -6,6 +7,7 @@ interval. Torch- and TensorFlow-free: the dashboard and the model card import it
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import numpy as np
@@ -100,3 +102,26 @@ def binomial_upper(k: int, n: int, ci: float = DEFAULT_CI) -> float:
     from scipy.stats import beta
 
     return float(beta.ppf(ci, k + 1, n - k))
+
+
+def wilson_ci(k: int, n: int, ci: float = DEFAULT_CI) -> tuple[float, float, float]:
+    """(k/n, lo, hi): the rate and its Wilson score interval (Wilson 1927; Agresti & Coull 1998), two-sided `ci`.
+
+    Unlike the bootstrap it stays informative for small n and for 0 or n successes (0 of 10 gives [0, 0.28]), which
+    is what reviewers' flag counts look like. n = 0 gives (nan, nan, nan)."""
+    from statistics import NormalDist
+
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci={ci!r}: must be between 0 and 1 (e.g. 0.95)")
+    if n <= 0:
+        return (float("nan"),) * 3
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k}, n={n}: need 0 <= k <= n")
+    z = NormalDist().inv_cdf(0.5 + ci / 2.0)
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exactly 0 and 1 at the ends (no float round-off)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return p, lo, hi

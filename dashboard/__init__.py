@@ -1,1 +1,2 @@
-"""The Streamlit dashboard over the experiments (read-only): `streamlit run dashboard/app.py` or `python -m dashboard`."""
+"""The Streamlit dashboard over the experiments, read-only unless started with --review:
+`streamlit run dashboard/app.py` or `python -m dashboard`."""

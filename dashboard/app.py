@@ -1,10 +1,12 @@
 """Dashboard entry: routes the pages with st.navigation and picks the runs folder.
 
-    streamlit run dashboard/app.py --server.address 127.0.0.1 -- --runs-dir DIR
-    python -m dashboard --runs-dir DIR              (same, on 127.0.0.1 unless --address is given)
+    streamlit run dashboard/app.py --server.address 127.0.0.1 -- --runs-dir DIR [--review]
+    python -m dashboard --runs-dir DIR [--review]   (same, on 127.0.0.1 unless --address is given)
 
-The runs folder is `--runs-dir DIR` (after `--`), else $TOMCAT_RUNS_DIR, else `runs`; the sidebar can change it.
-The dashboard only reads: it never imports TensorFlow, keras, keras_cv or torch.
+The runs folder is `--runs-dir DIR` (after `--`), else $TOMCAT_RUNS_DIR, else `runs`, fixed when the server starts
+(no page can point it elsewhere). Read-only by default; `--review` adds flag buttons, notes and the findings editor,
+which append to RUN/review/ through core.review (the reviewer's name is asked once per browser session).
+The dashboard never imports TensorFlow, keras, keras_cv or torch.
 """
 
 from __future__ import annotations
@@ -31,16 +33,19 @@ PAGES = [
     st.Page("views/token_explorer.py", title="Token explorer", icon=":material/match_word:"),
     st.Page("views/sweeps.py", title="Sweeps", icon=":material/tune:"),
     st.Page("views/risks.py", title="Risks", icon=":material/policy:"),
+    st.Page("views/review.py", title="Review", icon=":material/rate_review:"),
     st.Page("views/model_card.py", title="Model card and limitations", icon=":material/description:"),
 ]
 
-if ui.RUNS_DIR_KEY not in st.session_state:
+if ui.RUNS_DIR_KEY not in st.session_state:  # fixed at start; no widget owns these keys
     st.session_state[ui.RUNS_DIR_KEY] = data.runs_dir_from_args(sys.argv[1:], os.environ)
-st.sidebar.text_input(
-    "Runs folder", key=ui.RUNS_DIR_KEY,
-    help=f"Set at start by `-- --runs-dir DIR` or ${data.RUNS_DIR_ENV}; default `{data.DEFAULT_RUNS_DIR}`.",
-)
+if ui.REVIEW_KEY not in st.session_state:
+    st.session_state[ui.REVIEW_KEY] = data.review_mode_from_args(sys.argv[1:])
 page = st.navigation(PAGES)
+if ui.review_mode():
+    from dashboard import review_ui
+
+    review_ui.ask_reviewer()
 
 try:
     all_infos = ui.infos()
@@ -49,7 +54,8 @@ try:
     if damaged:
         st.sidebar.warning(f"{len(damaged)} damaged run(s): " + ", ".join(i.name for i in damaged)
                            + " (see Experiments)")
-    st.sidebar.caption(f"{len(all_infos)} run(s) in `{ui.runs_dir()}` · read-only")
+    mode = "review mode: flags and findings are saved in the runs" if ui.review_mode() else "read-only"
+    st.sidebar.caption(f"{len(all_infos)} run(s) in `{ui.runs_dir()}` · {mode}")
     page.run()
 except Exception as e:  # noqa: BLE001 - last safety net: a page must never crash the app
     st.error(f"This page could not be drawn: {type(e).__name__}: {e}")

@@ -57,7 +57,7 @@ REAL_TRAIN_COMMAND = (
 def runs_dir_from_args(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> str:
     """`--runs-dir DIR` after `--` on the streamlit command line, else $TOMCAT_RUNS_DIR, else `runs`.
 
-    The sidebar text input (see app.py) starts from this value and may change it.
+    Fixed for the server's life: no page offers a field that points it at another folder.
     """
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--runs-dir")
@@ -67,10 +67,19 @@ def runs_dir_from_args(argv: Sequence[str], environ: dict[str, str] | os._Enviro
     return environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR
 
 
+def review_mode_from_args(argv: Sequence[str]) -> bool:
+    """`--review` after `--` on the streamlit command line (python -m dashboard --review passes it): the pages show
+    flag buttons and the findings editor, which write RUN/review/ through core.review. Read-only otherwise."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--review", action="store_true")
+    return parser.parse_known_args(list(argv))[0].review
+
+
 def _run_sig(run: Run) -> tuple:
     return tuple(signature(p) for p in (run.meta_path, run.metrics_path, run.images_index_path, run.scores_path,
                                    run.scores_meta_path, run.neighbors_path, run.embeddings_dir,
-                                   run.grids_dir, run.card_overrides_path, run.audit_meta_path))
+                                   run.grids_dir, run.card_overrides_path, run.audit_meta_path,
+                                   run.annotations_path, run.findings_path))
 
 
 def q(path: str | Path) -> str:
@@ -553,3 +562,37 @@ def export_downloads(run: Run) -> list[dict[str, Any]]:
 
 def command_export(run_path: str) -> str:
     return f"python -m core export {q(run_path)} --bundle EMBEDDINGS_DIR"
+
+
+# ------------------------------------------------------------------------------------------- human review
+REVIEW_FILES = ("annotations_path", "findings_path", "images_index_path", "audit_path")
+
+
+@file_loader(*REVIEW_FILES, max_entries=50)
+def review_summary(run: Run) -> Any:
+    """`core.review.summary.summarize`: the run's flags per checkpoint and category with Wilson CIs, agreement and
+    findings (a `ReviewSummary`), cached by the review files' and images.csv's signatures; DataError naming a
+    damaged line."""
+    from core.review.summary import summarize
+
+    return summarize(run)
+
+
+def review_pack(run_path: str, other_path: str | None = None) -> bytes:
+    """The bytes `python -m core review-pack RUN [--compare OTHER]` writes (built on demand, cached by the runs'
+    files)."""
+    paths = (run_path,) + ((other_path,) if other_path else ())
+    key = tuple(_run_sig(Run(p)) + tuple(signature(getattr(Run(p), f)) for f in REVIEW_FILES) for p in paths)
+    return _review_pack(paths, key)
+
+
+@caches_errors(lambda paths, key: Run(paths[0]).annotations_path, max_entries=10)
+def _review_pack(paths: tuple, key: tuple) -> bytes:
+    from core.review.pack import build_pack
+
+    runs = [Run(p) for p in paths]
+    return build_pack(runs[0], runs[1] if len(runs) > 1 else None)
+
+
+def command_review(run_path: str) -> str:
+    return f"python -m core review {q(run_path)} --image PATH --flag FLAG --reviewer NAME"

@@ -1,4 +1,6 @@
-"""Dashboard widgets shared by the pages: run pickers, the pipeline-check label, missing-piece and error notes.
+"""Dashboard widgets shared by the pages: run pickers, the pipeline-check label, missing-piece and error notes, and
+the view's state in the URL (deep links: `from_url` seeds a widget from `?param=`, `to_url` writes the view back,
+`copy_link` shows the link to copy).
 
 Data comes only from `dashboard.data`; this module only draws.
 """
@@ -12,12 +14,81 @@ import streamlit as st
 
 from dashboard import data
 
-RUNS_DIR_KEY = "runs_dir"
+RUNS_DIR_KEY = "runs_dir"  # set once per session by app.py; no widget has this key, so no visitor can change it
+REVIEW_KEY = "review_mode"  # True when the server was started with --review (set by app.py, never by a widget)
+REVIEWER_KEY = "reviewer_name"  # the reviewer's name, asked once per browser session in review mode
+VIEWS_KEY = "_recent_views"  # page address -> the last link of that page this session (most recent first)
 
 
 def runs_dir() -> str:
-    """The runs folder chosen in app.py (command line, $TOMCAT_RUNS_DIR or the sidebar)."""
+    """The runs folder fixed when the dashboard started (command line or $TOMCAT_RUNS_DIR)."""
     return st.session_state.get(RUNS_DIR_KEY) or data.DEFAULT_RUNS_DIR
+
+
+def review_mode() -> bool:
+    """The server was started with --review: pages show flag buttons and the findings editor."""
+    return bool(st.session_state.get(REVIEW_KEY))
+
+
+# -------------------------------------------------------------------------------------------- deep links
+def from_url(key: str, param: str, options: Sequence[Any], cast: Any = str, many: bool = False) -> None:
+    """Start widget `key` from the URL's `?param=` (once per session: afterwards the widget owns its value).
+    Values that do not convert with `cast` or are not among `options` are ignored; `many` reads every value."""
+    if key in st.session_state:
+        return
+    raw = st.query_params.get_all(param) if many else [st.query_params.get(param)]
+    values = []
+    for value in raw:
+        try:
+            value = cast(value) if value is not None else None
+        except (TypeError, ValueError):
+            continue
+        if value is not None and value in options:
+            values.append(value)
+    if many and values:
+        st.session_state[key] = values
+    elif values:
+        st.session_state[key] = values[0]
+
+
+def to_url(**params: Any) -> None:
+    """Make the URL's query say exactly `params` (None and empty values left out; lists repeat the key), so a link
+    copied now reopens this view."""
+    want = {k: [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
+            for k, v in params.items() if v is not None and v != "" and v != [] and v != ()}
+    have = {k: st.query_params.get_all(k) for k in st.query_params}
+    if {k: v if isinstance(v, list) else [v] for k, v in want.items()} != have:
+        st.query_params.from_dict(want)
+    _remember_view()
+
+
+def _remember_view() -> None:
+    link = link_url()
+    if link:
+        page = link.split("?", 1)[0]
+        views = {page: link, **{k: v for k, v in st.session_state.get(VIEWS_KEY, {}).items() if k != page}}
+        st.session_state[VIEWS_KEY] = dict(list(views.items())[:12])
+
+
+def recent_views(exclude: str = "") -> list[str]:
+    """Links of the views this browser session opened, most recent first (one per page), for evidence."""
+    return [v for k, v in st.session_state.get(VIEWS_KEY, {}).items() if not exclude or not k.endswith(exclude)]
+
+
+def link_url() -> str:
+    """The full link to this view: the page's address and its query."""
+    from urllib.parse import urlencode
+
+    base = st.context.url or ""
+    query = urlencode([(k, v) for k in st.query_params for v in st.query_params.get_all(k)])
+    return f"{base}?{query}" if query else base
+
+
+def copy_link(container: Any = None) -> None:
+    """A 'Copy link' popover holding this view's link (the box's copy button puts it on the clipboard)."""
+    with (container or st).popover("Copy link", icon=":material/link:"):
+        st.caption("Opening this link shows this view (run, checkpoint, prompt, seed, image):")
+        st.code(link_url(), language=None)
 
 
 def infos() -> list[data.RunEntry]:
@@ -90,7 +161,8 @@ def pick_run(label: str, candidates: Sequence[data.RunEntry], key: str, default:
 
     if key in st.session_state and st.session_state[key] not in names:
         del st.session_state[key]  # the runs folder changed under the widget
-    name = where.selectbox(label, names, index=min(default, len(names) - 1), key=key, format_func=fmt)
+    index = 0 if key in st.session_state else min(default, len(names) - 1)  # a value set by a link wins
+    name = where.selectbox(label, names, index=index, key=key, format_func=fmt)
     return by_name[name]
 
 
@@ -100,10 +172,10 @@ def single_run_page(title: str, key: str) -> data.RunEntry:
     if no_runs():
         st.stop()
     candidates = data.ok_runs(infos())
-    linked = st.query_params.get("run")  # a link such as the Sweeps page's `?run=NAME` picks the run once
-    if key not in st.session_state and linked in {c.name for c in candidates}:
-        st.session_state[key] = linked
+    from_url(key, "run", [c.name for c in candidates])  # a link's `?run=NAME` picks the run once
     info = pick_run("Run", candidates, key=key)
+    if st.query_params.get("run") != info.name:  # another run: the link's step, prompt... were the other's
+        to_url(run=info.name)  # the page adds what else its view has (step, prompt, seed, image)
     pipeline_label(info)
     return info
 

@@ -80,13 +80,14 @@ def server(runs_dir, tmp_path_factory):
     yield from _serve(runs_dir, tmp_path_factory)
 
 
-def _serve(runs_dir, tmp_path_factory):
+def _serve(runs_dir, tmp_path_factory, extra=()):
+    """Serve the dashboard on a free loopback port; `extra` goes after `--` (e.g. ["--review"])."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
     log = open(log_path, "wb")
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
            "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", "--", "--runs-dir", str(runs_dir)]
+           "--server.fileWatcherType", "none", "--", "--runs-dir", str(runs_dir), *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -281,3 +282,78 @@ def test_hostile_run_folder_in_a_real_browser(hostile_server, page):
             assert "![t](http://127.0.0.1:9/track.png)" in body  # the prompt shows as text
             page.screenshot(path=str(SHOTS / "dashboard-hostile-prompt_grids.png"), full_page=True)
     assert not [u for u in requested if "127.0.0.1:9/" in u], requested
+
+
+# ------------------------------------------------------------------------------------------ review (issue 20)
+WRITES = ("Flag", "Save flag", "Add finding", "Save update", "Retract", "Retract this finding")
+
+
+def test_read_only_default_has_no_control_that_writes(server, page):
+    """Without --review no page offers a flag button, a note box, the findings editor or a folder field."""
+    for slug, heading in {**PAGES, "review": "Review"}.items():
+        page.goto(f"{server}/{slug}")
+        settle(page, heading)
+        assert page.locator('[data-testid="stPopoverButton"]', has_text="Flag").count() == 0, slug
+        for name in WRITES:
+            assert page.get_by_role("button", name=name, exact=True).count() == 0, (slug, name)
+        assert page.locator("textarea").count() == 0, slug
+        labels = [t.get_attribute("aria-label") or "" for t in page.locator("input[type=text]").all()]
+        assert not [x for x in labels if "folder" in x.lower() or "name" in x.lower() and "contains" not in x], labels
+        assert "read-only" in page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+def test_deep_link_restores_run_and_step_and_copy_link_gives_it_back(server, page):
+    page.goto(f"{server}/token_explorer?run=fake-style&step=10")
+    settle(page, "Token explorer")
+    assert page.get_by_role("combobox", name="Run", exact=True).input_value().startswith("fake-style")
+    checkpoint = page.get_by_role("group", name="Checkpoint", exact=True)  # not "Words per checkpoint"
+    assert checkpoint.get_by_test_id("stSliderThumbValue").inner_text().strip() == "10"
+    page.goto(f"{server}/prompt_grids?run=fake-object&step=10")
+    settle(page, "Prompt grids")
+    assert page.get_by_role("combobox", name="Run", exact=True).input_value().startswith("fake-object")
+    assert page.locator('[data-testid="stSliderThumbValue"]').first.inner_text().strip() == "10"
+    page.get_by_text("after · step 10", exact=True).first.wait_for()
+    assert page.get_by_text("after · step 20", exact=True).count() == 0
+    page.locator('[data-testid="stPopoverButton"]', has_text="Copy link").first.click()
+    link = page.locator('[data-testid="stPopoverBody"] [data-testid="stCode"]').first.inner_text().strip()
+    assert link.startswith(f"{server}/prompt_grids?") and "run=fake-object" in link and "step=10" in link
+    page.goto(link)  # the copied link opens the same view
+    settle(page, "Prompt grids")
+    assert page.locator('[data-testid="stSliderThumbValue"]').first.inner_text().strip() == "10"
+
+
+@pytest.fixture(scope="module")
+def review_server(tmp_path_factory):
+    runs = make_dashboard_runs(tmp_path_factory.mktemp("review") / "runs")
+    import shutil
+
+    for name in ("broken-json", "garbage-scores", "no-images"):
+        shutil.rmtree(runs / name)
+    yield from _serve(runs, tmp_path_factory, extra=["--review"])
+
+
+def test_flag_an_image_in_review_mode_reload_and_see_the_flag(review_server, page):
+    page.goto(f"{review_server}/prompt_grids?run=fake-object&step=20")
+    settle(page, "Prompt grids")
+    page.get_by_label("Your name (recorded on every flag and finding)").fill("browser-reviewer")
+    page.keyboard.press("Enter")
+    page.get_by_text("Reviewing as").wait_for()
+    settle(page, "Prompt grids")
+    flags = page.locator('[data-testid="stPopoverButton"]', has_text="Flag")
+    assert flags.count() == 2 * 4  # before and after of each of the four pairs
+    flags.nth(1).click()  # the first pair's after-image
+    body = page.locator('[data-testid="stPopoverBody"]').last
+    body.get_by_text("off-model", exact=True).click()  # a segmented control's option
+    body.locator("textarea").fill("<b>ears</b> wrong")
+    body.get_by_role("button", name="Save flag", exact=True).click()
+    caption = page.get_by_text("flags: off-model (browser-reviewer)", exact=True)
+    caption.first.wait_for(timeout=60_000)
+    page.reload()
+    settle(page, "Prompt grids")
+    caption.first.wait_for(timeout=60_000)  # read back from RUN/review/annotations.jsonl
+    assert page.get_by_text("<b>ears</b> wrong").count() == 0  # notes are not on the grid; the Review page has them
+    page.goto(f"{review_server}/review?run=fake-object")
+    settle(page, "Review")
+    page.get_by_text("Flags per checkpoint and per prompt category").wait_for()
+    assert_no_errors(page, "Review")
+    page.screenshot(path=str(SHOTS / "dashboard-review.png"), full_page=True)

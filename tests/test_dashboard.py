@@ -26,6 +26,7 @@ PAGES = {
     "views/character_vs_style.py": "Character vs style",
     "views/token_explorer.py": "Token explorer",
     "views/risks.py": "Risks",
+    "views/review.py": "Review",
     "views/model_card.py": "Model card and limitations review",
     "views/sweeps.py": "Sweeps",
 }
@@ -204,9 +205,8 @@ def test_character_vs_style_saved_comparison(fake_runs, tmp_path):
     assert len(at.image) == 8 + 1  # the pairs and the saved plane PNG
     assert any("bootstrap resamples" in c for c in texts(at.caption))
     assert any("shown above" in c for c in texts(at.caption))
-    at.selectbox(key="cmp_saved_pick").set_value("another folder...").run()
-    at.text_input(key="cmp_saved_dir").set_value(str(tmp_path / "nowhere")).run()
-    assert not at.exception and any("no compare.json" in e for e in texts(at.error))
+    assert at.selectbox(key="cmp_saved_pick").options == [str(out)]  # no free-text folder (issue 20)
+    assert not at.text_input
 
 
 def test_token_explorer_page(dash_runs):
@@ -276,7 +276,7 @@ def test_every_page_survives_damaged_runs(dash_runs, page):
     at = open_page(dash_runs, page)
     assert not at.exception
     for sb in list(at.selectbox):
-        if sb.key in ("grid_run", "clip_run", "tok_run", "card_run", "risks_run", "cmp_a", "cmp_b"):
+        if sb.key in ("grid_run", "clip_run", "tok_run", "card_run", "risks_run", "review_run", "cmp_a", "cmp_b"):
             for option in ("garbage-scores", "no-images"):
                 at.selectbox(key=sb.key).set_value(option).run()
                 assert not at.exception, (sb.key, option, [e.value for e in at.exception])
@@ -301,15 +301,20 @@ def test_real_weights_run_has_no_demo_banner_but_random_runs_keep_their_label(fa
     assert table.loc["fake-style", "weights"].startswith("kerascv: text_encoder.h5 sha256 abababababab")
 
 
-def test_runs_dir_from_env_and_sidebar(fake_runs, tmp_path, monkeypatch):
+def test_runs_dir_is_fixed_at_start_and_no_field_changes_it(fake_runs, monkeypatch):
+    """Issue 20: the runs folder comes from the command line or $TOMCAT_RUNS_DIR when the server starts; no page
+    offers a field that points the server at another folder."""
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("TOMCAT_RUNS_DIR", str(fake_runs))
     at = AppTest.from_file(str(APP), default_timeout=180).run()
-    assert at.sidebar.text_input(key="runs_dir").value == str(fake_runs)
+    assert at.session_state["runs_dir"] == str(fake_runs) and at.session_state["review_mode"] is False
     assert len(at.dataframe[0].value) == 2
-    at.sidebar.text_input(key="runs_dir").set_value(str(tmp_path / "empty")).run()
-    assert not at.exception and any("No runs in" in i for i in texts(at.info))
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception
+        assert not at.sidebar.text_input, [t.label for t in at.sidebar.text_input]
+        assert not [t for t in at.text_input if "folder" in t.label.lower() or "dir" in (t.key or "")]
 
 
 # ---------------------------------------------------------------------------------------------- data.py
@@ -320,6 +325,9 @@ def test_runs_dir_precedence():
     assert runs_dir_from_args(["--runs-dir=a"], {}) == "a"
     assert runs_dir_from_args([], {"TOMCAT_RUNS_DIR": "b"}) == "b"
     assert runs_dir_from_args(["--other", "x"], {}) == "runs"
+    from dashboard.data import review_mode_from_args
+
+    assert review_mode_from_args(["--runs-dir", "a", "--review"]) and not review_mode_from_args(["--runs-dir", "a"])
 
 
 def test_paginate():
@@ -520,6 +528,12 @@ def test_dashboard_started_as_the_readme_says_listens_on_loopback_only(tmp_path)
     listeners, _ = _serve_and_read_listeners(
         [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)], port)
     assert listeners == {"127.0.0.1"}, listeners
+    port = _free_port()  # review mode (issue 20) is the same server, with --review passed on to the app
+    listeners, cmd = _serve_and_read_listeners(
+        [sys.executable, "-m", "dashboard", "--runs-dir", str(tmp_path), "--review", "--port", str(port),
+         "--headless"], port)
+    assert listeners == {"127.0.0.1"}, listeners
+    assert f"-- --runs-dir {tmp_path} --review" in cmd, cmd
 
 
 def _tree(folder: Path) -> dict[str, str]:

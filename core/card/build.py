@@ -77,6 +77,8 @@ def json_data(facts: CardFacts, sections: list) -> dict:
         "success_failure": {"step": facts.examples.step, "sets": facts.examples.sets,
                             "misuse_probes_left_out": facts.examples.probes_left_out},
         "comparison": facts.comparison.as_json(), "environment": dataclasses.asdict(facts.environment),
+        "human_review": facts.review.as_json(),
+        "considerations": {"ethical_considerations": facts.review.considerations()},  # Model Card Toolkit style
         "license": {"id": texts.LICENSE_ID, "name": texts.LICENSE_NAME, "url": texts.LICENSE_URL,
                     "file": legal.LICENSE_FILE_NAME, "sha256": legal.LICENSE_SHA256,
                     "copyright_notice": legal.LICENSE_COPYRIGHT_NOTICE,

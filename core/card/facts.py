@@ -17,6 +17,7 @@ from core.card import energy
 from core.card.examples import Examples, pick_examples
 from core.card.movement import Movement, measure_movement
 from core.card.overrides import ETHICS_ITEMS, OWNER_NOT_STATED, load_overrides
+from core.card.review import ReviewFacts, read_review
 from core.card.risks import RiskFacts, misuse_templates, read_risks
 from core.errors import UserError
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, RunRecord, ScoresRecord, comparison_dir
@@ -317,6 +318,7 @@ class CardFacts:
     environment: energy.Environment
     warnings: list
     risks: RiskFacts = field(default_factory=RiskFacts)  # audit (copying, misuse transfer) and checkpoint advice
+    review: ReviewFacts = field(default_factory=ReviewFacts)  # the human review (RUN/review/, core.review)
 
     @property
     def token(self) -> str:
@@ -403,4 +405,5 @@ def read_facts(run: Run, compare_run: Run | None = None, overrides_path: str | P
         training_data=training, scores=scores, movement=measure_movement(run, record.token.placeholder),
         examples=examples,
         comparison=comparison, environment=_environment(run, record, scores, overrides.get("environment", {})),
-        warnings=_warnings(record, run, overrides, training, examples, comparison, ethics), risks=read_risks(run))
+        warnings=_warnings(record, run, overrides, training, examples, comparison, ethics), risks=read_risks(run),
+        review=read_review(run))

@@ -32,6 +32,9 @@ for logs of JSON objects), appended under a lock, with a torn last line cut off,
       audit.csv                    one row per audited image (AUDIT_COLUMNS): nearest training image per measure
       audit.json                   copy-audit thresholds with their calibration, copy rates, misuse transfer
       audit/pairs/*.png            the closest generated/training pairs side by side (written by `audit`)
+      review/annotations.jsonl     reviewers' flags on images, checkpoints or the run, and retractions (JSONL,
+                                   append-only, locked; core.review.records says what a line holds)
+      review/findings.jsonl        the review's findings and their updates (JSONL, append-only, locked)
       card.yaml                    model-card overrides the user fills (owner, intended use, ethics checklist)
       .writer.lock                 held (flock) by the one command writing the run; holds its pid + command
       logs/<command>.log           tracebacks of failed commands (the terminal shows one line unless --debug)

@@ -22,6 +22,7 @@ from core.errors import JobFailed, UserError
 from core.runfolder.embedding import read_step_embedding
 from core.runfolder.fileio import (
     append_csv,
+    append_jsonl,
     atomic_write_bytes,
     atomic_write_json,
     is_temp_file,
@@ -29,6 +30,7 @@ from core.runfolder.fileio import (
     read_csv_rows,
     read_document,
     read_json,
+    read_jsonl,
     sha256_file,
     write_csv,
 )
@@ -426,6 +428,21 @@ class Run(RunPaths):
         with the command that refreshes it; None when current or written before inputs were recorded."""
         record = self.audit_record() if record is None else record
         return None if record is None else self.inputs_stale(record, self.audit_meta_path, "the audit", "audit")
+
+    # ---------------------------------------------------------------------------------------------- review
+    def append_annotations(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append flag/retraction lines (core.review.records builds them) under the file's lock."""
+        append_jsonl(self.annotations_path, records)
+
+    def read_annotations(self) -> list[dict[str, Any]]:
+        """annotations.jsonl as written (core.review.store turns the lines into typed records)."""
+        return read_jsonl(self.annotations_path)
+
+    def append_findings(self, records: Iterable[Mapping[str, Any]]) -> None:
+        append_jsonl(self.findings_path, records)
+
+    def read_findings(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.findings_path)
 
 
 def changed_inputs(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:

@@ -136,6 +136,19 @@ class RunPaths:
         return self.path / "card.yaml"
 
     @property
+    def review_dir(self) -> Path:
+        """review/: the human review (core.review): annotations.jsonl and findings.jsonl, append-only JSONL."""
+        return self.path / "review"
+
+    @property
+    def annotations_path(self) -> Path:
+        return self.review_dir / "annotations.jsonl"
+
+    @property
+    def findings_path(self) -> Path:
+        return self.review_dir / "findings.jsonl"
+
+    @property
     def lock_path(self) -> Path:
         return self.path / ".writer.lock"
 

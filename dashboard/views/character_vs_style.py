@@ -25,8 +25,11 @@ def _first(prop: str, fallback: int) -> int:
 ia = _first("object", 0)
 ib = _first("style", 1 if ia == 0 else 0)
 c1, c2 = st.columns(2)
+ui.from_url("cmp_a", "run", [i.name for i in ok])  # ?run=A&other=B from a link
+ui.from_url("cmp_b", "other", [i.name for i in ok])
 a = ui.pick_run("Run A (character)", ok, key="cmp_a", default=ia, container=c1)
 b = ui.pick_run("Run B (style)", ok, key="cmp_b", default=ib, container=c2)
+ui.to_url(run=a.name, other=b.name)
 for col, i in ((c1, a), (c2, b)):
     with col:
         ui.pipeline_label(i)
@@ -124,12 +127,10 @@ else:
     not_compared()
 
 st.subheader("Saved comparisons")
-found = data.saved_comparisons(ui.runs_dir())
-OTHER = "another folder..."
-choice = st.selectbox(f"Written by `python -m core compare ...` (found under `{ui.runs_dir()}/reports/`)",
-                      found + [OTHER], key="cmp_saved_pick")
-folder = (st.text_input("Folder", key="cmp_saved_dir", placeholder="reports/tom-cat-character-vs-tom-cat-style")
-          if choice == OTHER else choice)
+found = data.saved_comparisons(ui.runs_dir())  # only under the runs folder fixed at start (no free-text folder)
+folder = st.selectbox(f"Written by `python -m core compare ...` (found under `{ui.runs_dir()}/reports/`)", found,
+                      key="cmp_saved_pick", index=None if not found else 0,
+                      placeholder="none yet: `python -m core compare RUN_A RUN_B` writes one there")
 if folder and folder == pair_folder:
     st.caption(f"`{ui.plain(folder)}` is this pair's comparison, shown above.")
 elif folder:
@@ -139,3 +140,5 @@ elif folder:
         st.error(str(e))
     else:
         show_saved(saved, folder)
+
+ui.copy_link()

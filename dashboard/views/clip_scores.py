@@ -89,8 +89,11 @@ with t1:
 with t2:
     if by_prompt is not None and not by_prompt.empty:
         steps = sorted(by_prompt["step"].unique().tolist())
-        step = (st.select_slider("Checkpoint", options=steps, value=steps[-1], key=f"clip_prompt_step_{info.name}")
+        ui.from_url(f"clip_prompt_step_{info.name}", "step", steps, int)  # ?step= from a link
+        st.session_state.setdefault(f"clip_prompt_step_{info.name}", steps[-1])
+        step = (st.select_slider("Checkpoint", options=steps, key=f"clip_prompt_step_{info.name}")
                 if len(steps) > 1 else steps[0])
+        ui.to_url(run=info.name, step=step)
         sub = by_prompt[by_prompt["step"] == step].sort_values("clip_i_mean")
         cols = st.columns(2)
         for col, m in zip(cols, ("clip_i", "clip_t")):
@@ -145,3 +148,5 @@ with t4:
     fig.update_layout(xaxis_title=METRIC_NAMES["clip_t"], yaxis_title=METRIC_NAMES["clip_i"], height=480,
                       margin=dict(t=20, b=10))
     st.plotly_chart(fig, key="clip_plane")
+
+ui.copy_link()

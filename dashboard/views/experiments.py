@@ -83,7 +83,9 @@ if lacking:
                 ui.missing(f"{i.name} has no CLIP scores yet.", data.command_score(i.path))
 
 with st.expander("Full resolved config of a run"):
+    ui.from_url("exp_config_run", "run", [i.name for i in shown])  # ?run= from a link
     pick = ui.pick_run("Run", shown, key="exp_config_run")
+    ui.to_url(run=pick.name if pick else None)
     if pick:
         st.json(pick.record.config, expanded=False)
 
@@ -117,3 +119,5 @@ lr_fig.update_yaxes(rangemode="tozero", exponentformat="e")  # a constant lr mus
 c1, c2 = st.columns(2)
 c1.plotly_chart(loss_fig, key="exp_loss")
 c2.plotly_chart(lr_fig, key="exp_lr")
+
+ui.copy_link()

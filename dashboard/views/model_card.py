@@ -18,7 +18,9 @@ if ui.no_runs():
 
 ok = data.ok_runs(ui.infos())
 c1, c2 = st.columns(2)
+ui.from_url("card_run", "run", [i.name for i in ok])  # ?run= from a link
 info = ui.pick_run("Run", ok, key="card_run", container=c1)
+ui.to_url(run=info.name)
 ui.pipeline_label(info)
 
 # the character-vs-style part is read from the folder `python -m core compare` wrote (never recomputed here)
@@ -109,3 +111,5 @@ with tab_md:
         st.code(card_mod.render(card, "md").decode("utf-8"), language="markdown")
     except Exception as e:  # noqa: BLE001
         st.error(f"The Markdown card could not be rendered: {e}")
+
+ui.copy_link()

@@ -1,4 +1,5 @@
-"""Prompt grids page: a run's images, before (checkpoint 0, the initializer) beside after, paged, with downloads."""
+"""Prompt grids page: a run's images, before (checkpoint 0, the initializer) beside after, paged, with downloads.
+The view lives in the URL (`?run=&step=&prompt=&seed=&image=`); in review mode every image has a 'Flag' button."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import data, ui
-
+from dashboard import data, review_ui, ui
 
 info = ui.single_run_page("Prompt grids", key="grid_run")
 run_path, rkey = info.path, info.name
@@ -23,22 +23,47 @@ if before != 0:
     st.info(f"No images of checkpoint 0 (the initializer) in {info.name}; comparing against step {before}. "
             f"Generate them with `{data.command_generate(run_path)}`.")
 after_steps = steps[1:] or steps
+all_prompts = list(dict.fromkeys(df["prompt"]))
+all_seeds = sorted(int(s) for s in df["seed"].unique())
+linked = df[df["path"] == st.query_params.get("image")]  # ?image=PATH opens that image's pair full size
+if not linked.empty:
+    hit = linked.iloc[0]
+    for key, value in ((f"grid_prompts_{rkey}", [hit["prompt"]]), (f"grid_seeds_{rkey}", [int(hit["seed"])]),
+                       (f"grid_full_{rkey}", f"{hit['prompt']} · seed {hit['seed']}")):
+        st.session_state.setdefault(key, value)
+    if int(hit["step"]) in after_steps:
+        st.session_state.setdefault(f"grid_ckpt_{rkey}", int(hit["step"]))
+ui.from_url(f"grid_ckpt_{rkey}", "step", after_steps, int)
+ui.from_url(f"grid_prompts_{rkey}", "prompt", all_prompts, many=True)
+ui.from_url(f"grid_seeds_{rkey}", "seed", all_seeds, int, many=True)
+if st.session_state.get(f"grid_ckpt_{rkey}") not in after_steps:
+    st.session_state[f"grid_ckpt_{rkey}"] = after_steps[-1]
 
 # ------------------------------------------------------------------------------------------------- choices
 c1, c2, c3 = st.columns([2, 3, 1])
 with c1:
     if len(after_steps) > 1:
-        after = st.select_slider("Checkpoint (after)", options=after_steps, value=after_steps[-1],
-                                 key=f"grid_ckpt_{rkey}")
+        after = st.select_slider("Checkpoint (after)", options=after_steps, key=f"grid_ckpt_{rkey}")
     else:
         after = after_steps[0]
         st.markdown(f"Checkpoint (after): **step {after}** (the only one with images)")
-all_prompts = list(dict.fromkeys(df["prompt"]))
-all_seeds = sorted(int(s) for s in df["seed"].unique())
 prompts = c2.multiselect("Prompts", all_prompts, placeholder=f"all {len(all_prompts)} prompts",
                          key=f"grid_prompts_{rkey}")
 seeds = c3.multiselect("Seeds", all_seeds, placeholder="all seeds", key=f"grid_seeds_{rkey}")
 
+
+def full_size_path() -> str | None:
+    """The after-image of the pair chosen for the full-size view (its label is 'PROMPT · seed N'), or None."""
+    label = st.session_state.get(f"grid_full_{rkey}") or "(none)"
+    if label == "(none)":
+        return None
+    at = df[df["step"] == after]
+    hit = at[[f"{p} · seed {s}" == label for p, s in zip(at["prompt"], at["seed"])]]
+    return None if hit.empty else str(hit.iloc[-1]["path"])
+
+
+ui.to_url(run=info.name, step=after, prompt=prompts, seed=seeds, image=full_size_path())
+ui.copy_link(c3)
 table = data.pairs(df, before, after, prompts, seeds)
 if table.empty:
     st.info(f"No images at step {after} for the chosen prompts and seeds.")
@@ -66,12 +91,16 @@ for i in range(0, len(rows), 2):
             with b:
                 ui.run_image(run_path, r["before_path"],
                              f"before · step {before}" + (" (initializer)" if before == 0 else ""))
+                review_ui.flag_box(run_path, r["before_path"], f"grid_{i}_b_{r['before_path']}")
             with a:
                 ui.run_image(run_path, r["after_path"], f"after · step {after}")
+                review_ui.flag_box(run_path, r["after_path"], f"grid_{i}_a_{r['after_path']}")
 
 # ---------------------------------------------------------------------------------------- full size view
 st.subheader("Full size and download")
 labels = {f"{r['prompt']} · seed {r['seed']}": r for r in rows}
+if st.session_state.get(f"grid_full_{rkey}") not in ["(none)"] + list(labels):
+    st.session_state[f"grid_full_{rkey}"] = "(none)"
 choice = st.selectbox("Image pair from this page", ["(none)"] + list(labels), key=f"grid_full_{rkey}")
 if choice != "(none)":
     r = labels[choice]

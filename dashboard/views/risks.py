@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import data, review_ui, ui
 
 info = ui.single_run_page("Risks", key="risks_run")
 path = info.path
@@ -121,8 +121,9 @@ else:
                      hide_index=True, width="stretch")
 
     @st.dialog("Generated image and its nearest training image", width="large")
-    def enlarge(file: str, caption: str) -> None:
+    def enlarge(file: str, caption: str, generated: str, key: str) -> None:
         st.image(str(file), caption=caption, width="stretch")
+        review_ui.flag_box(path, generated, f"dialog_{key}")  # review mode: flag the generated image here too
 
     pairs = meta.pairs
     if pairs:
@@ -138,8 +139,10 @@ else:
             try:
                 f = data.audit_pair_file(path, p["image"])
                 col.image(data.file_bytes(f), caption=cap, width="stretch")
+                with col:
+                    review_ui.flag_box(path, p.get("path"), f"pair_{measure}_{i}")
                 if col.button("Enlarge", key=f"risks_enlarge_{measure}_{i}"):
-                    enlarge(str(f), cap)
+                    enlarge(str(f), cap, p.get("path"), f"{measure}_{i}")
             except data.DataError as e:
                 col.warning(str(e))
 
@@ -156,8 +159,11 @@ else:
     steps = sorted(rows["step"].unique().tolist())
     default = (advice or {}).get("recommended")
     default = default if default in steps else steps[-1]
-    step = (st.select_slider("Checkpoint", options=steps, value=default, key=f"risks_misuse_step_{info.name}")
+    ui.from_url(f"risks_misuse_step_{info.name}", "step", steps, int)  # ?step= from a link
+    st.session_state.setdefault(f"risks_misuse_step_{info.name}", default)
+    step = (st.select_slider("Checkpoint", options=steps, key=f"risks_misuse_step_{info.name}")
             if len(steps) > 1 else steps[0])
+    ui.to_url(run=info.name, step=step)
     sub = rows[rows["step"] == step]
     pipe_mis = PIPE or meta.misuse_scores.get("pipeline_check")
     fig = go.Figure(go.Bar(x=sub["category"], y=sub["rate"], error_y=err_bars(sub), customdata=sub[["k", "n"]],
@@ -169,3 +175,5 @@ else:
     st.plotly_chart(fig, key="risks_misuse")
     st.caption(f"Method: {mis['method']}. Evidence for the model card, not a filter.")
     st.dataframe(rows, hide_index=True, width="stretch")
+
+ui.copy_link()  # after the view's state is in the URL (run, and the misuse checkpoint)

@@ -148,3 +148,5 @@ for _, r in shown.iterrows():
     c[1].page_link("views/token_explorer.py", label="Token explorer", query_params={"run": r["trial"]})
     c[2].page_link("views/prompt_grids.py", label="Prompt grids", query_params={"run": r["trial"]})
     c[3].page_link("views/clip_scores.py", label="CLIP scores", query_params={"run": r["trial"]})
+
+ui.copy_link()

@@ -53,8 +53,10 @@ table.columns = [f"step {c}" for c in table.columns]
 table.index = [f"#{r + 1}" for r in table.index]
 st.dataframe(table, width="stretch")
 
-step = (st.select_slider("Checkpoint", options=steps, value=steps[-1], key=f"tok_step_{info.name}")
-        if len(steps) > 1 else steps[0])
+ui.from_url(f"tok_step_{info.name}", "step", steps, int)  # ?step= from a link, else the last checkpoint
+st.session_state.setdefault(f"tok_step_{info.name}", steps[-1])
+step = (st.select_slider("Checkpoint", options=steps, key=f"tok_step_{info.name}") if len(steps) > 1 else steps[0])
+ui.to_url(run=info.name, step=step)
 at = v[v["step"] == step].sort_values("rank")[["rank", "word", "token", "token_id", "cosine"]]
 c1, c2 = st.columns([1, 2])
 c1.dataframe(at.assign(rank=at["rank"] + 1), hide_index=True, width="stretch")
@@ -78,3 +80,5 @@ if "distance_from_init" in v.columns and v["distance_from_init"].notna().any():
     st.plotly_chart(fig, key="tok_dist")
 else:
     st.info("neighbors.csv has no distance_from_init values.")
+
+ui.copy_link()

@@ -10,7 +10,9 @@ from core.card.sections.common import section
 
 def ethics_checklist(facts) -> list:
     evidence = facts.risks.evidence  # the measured evidence each item rests on (core.card.risks)
-    rows = [[ETHICS_ITEMS[key], entry["status"], entry["notes"] or "-", evidence.get(key, "-")]
+    cited = facts.review.evidence  # the review's findings bearing on each item (core.card.review)
+    rows = [[ETHICS_ITEMS[key], entry["status"], entry["notes"] or "-",
+             "; ".join(e for e in (evidence.get(key), cited.get(key)) if e) or "-"]
             for key, entry in facts.ethics.items()]
     still_open = [row[0] for row in rows if row[1] == "open"]
     return [section("Ethics Checklist", 2,

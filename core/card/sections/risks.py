@@ -13,6 +13,7 @@ from core.card.document import Bullets, Callout, Figure, Link, Mono, Para, Table
 from core.card.examples import SUCCESS_FAILURE_K
 from core.card.formatting import metric_label, number
 from core.card.sections.common import section
+from core.card.sections.review import human_review
 
 
 def caveat_blocks(facts) -> list:
@@ -180,7 +181,8 @@ def recommendations(facts):
 
 
 # the subsections, in order (put a function here to add one; it may return None to be left out)
-SUBSECTIONS = (measured_limitations, measured_risks, base_model_limitations, pipeline_limitations, recommendations)
+SUBSECTIONS = (measured_limitations, measured_risks, human_review, base_model_limitations, pipeline_limitations,
+               recommendations)
 
 
 def bias_risks_limitations(facts) -> list:
