@@ -15,8 +15,8 @@ MANIFEST_COLUMNS = ["file", "sha256", "bytes", "width", "height", "license", "so
 NEIGHBOR_COLUMNS = ["step", "vector", "rank", "token", "token_id", "cosine", "distance_from_init"]
 IMAGE_COLUMNS = [
     "path", "prompt", "template", "negative_prompt", "seed", "step", "steps", "guidance", "token",
-    "init_image", "strength", "weights_source", "width", "height", "sampler", "seconds",
-]
+    "init_image", "strength", "weights_source", "width", "height", "sampler", "seconds", "cond_gap",
+]  # cond_gap (0.3): memorisation screen, see core.sampler; older images.csv files lack it (read as missing)
 SCORE_COLUMNS = [
     "path", "step", "prompt", "template", "seed", "clip_i", "clip_t", "clip_model", "clip_weights",
 ]
