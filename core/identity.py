@@ -96,6 +96,7 @@ def leakage_rows(steps: Sequence[int], keys: Sequence[Any], survived: Sequence[b
     bootstrap over the pairs found at both; None without a step 0)."""
     steps = np.asarray(steps, dtype=int)
     survived = np.asarray(survived, dtype=bool)
+    keys = list(keys)  # hashable keys, e.g. (template, seed) tuples
     base = {k: s for k, s, st in zip(keys, survived, steps) if st == 0}
     rows = []
     for step in sorted(set(steps.tolist())):
@@ -104,8 +105,7 @@ def leakage_rows(steps: Sequence[int], keys: Sequence[Any], survived: Sequence[b
         row = {"step": int(step), "survival": r["rate"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"], "n": r["n"],
                "k": r["k"], "ci_method": r["ci_method"], "change": None, "change_lo": None, "change_hi": None,
                "n_paired": 0}
-        pairs = [(float(s), float(base[k])) for k, s in zip(np.asarray(keys, dtype=object)[mask], survived[mask])
-                 if k in base]
+        pairs = [(float(survived[i]), float(base[keys[i]])) for i in np.flatnonzero(mask) if keys[i] in base]
         if pairs and base:
             a, b = zip(*pairs)
             row["change"], row["change_lo"], row["change_hi"] = bootstrap_diff_ci(a, b, n_boot=n_boot, paired=True)

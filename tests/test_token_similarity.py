@@ -141,3 +141,108 @@ def test_generate_records_cond_gap_and_an_older_images_csv_keeps_its_header(tiny
     r.append_images([{**rows[0], "path": "images/x.png"}])
     back = r.read_images()
     assert list(back[0]) == old_columns and "cond_gap" not in back[0]  # missing, not an error or a shifted row
+
+
+# ------------------------------------------------------------------------------- score writes every field
+def tiny_clip_scorer(width: int = 32):
+    """open_clip's own CLIP class at toy size (text width = the tiny text encoder's), as a ClipScorer."""
+    import open_clip
+    import torch
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    from core.clip_score import ClipScorer
+
+    torch.manual_seed(0)
+    model = CLIP(embed_dim=16, vision_cfg=CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=16,
+                                                        image_size=32),
+                 text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=width, heads=2, layers=1)).eval()
+    prov = {"model": "tiny-CLIP", "pretrained": "random", "source": "random", "sha256": None, "seed": 0}
+    return ClipScorer(model=model, preprocess=open_clip.image_transform(32, is_train=False),
+                      tokenizer=open_clip.get_tokenizer("ViT-L-14"), provenance=prov)
+
+
+@pytest.fixture(scope="module")
+def scored(tiny, tmp_path_factory, char_images):
+    """A tiny-network run (checkpoints 0, 1, 2) with evaluation and leakage images, scored with every option."""
+    from core.generate import GenerateConfig, generate
+    from core.score import ScoreConfig, score_run
+    from core.train import TrainConfig, start_run, train
+
+    tmp = tmp_path_factory.mktemp("identity-score")
+    cfg = TrainConfig.from_dict({"images": str(char_images), "weights": "random", "resolution": 128, "steps": 2,
+                                 "checkpoint_every": 1, "batch_size": 1})
+    run = train(cfg, start_run(cfg, tmp / "runs", "scored"), tiny, progress=False)
+    leakage = tmp / "leakage.txt"
+    leakage.write_text("# subject: a dog\na dog sitting next to {}\n"
+                       "# subject: an elephant\nan elephant standing beside {} at the zoo\n", encoding="utf-8")
+    prompts = tmp / "prompts.txt"
+    prompts.write_text("a horror movie poster with {}\n" + leakage.read_text(encoding="utf-8"), encoding="utf-8")
+    generate(run, GenerateConfig.from_dict({"prompts": str(prompts), "seeds": "0,1", "checkpoints": "all",
+                                            "steps": 2, "batch_size": 6}), tiny, progress=False)
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    dino = tmp / "dino_vits16.pth"
+    torch.save(timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0).state_dict(), dino)
+    scorer = tiny_clip_scorer()
+    config = ScoreConfig(references=char_images, clip="ViT-B-32:random", token_clip="ViT-L-14:random",
+                         subject="Tom, the cat from Tom and Jerry", leakage=leakage, protocol="customconcept101",
+                         dino=str(dino), n_boot=200)
+    meta = score_run(run, config, scorer=scorer, progress=False, log=lambda m: None, components=tiny,
+                     load_token_clip=lambda spec, seed, device: scorer)
+    return run, config, scorer, meta
+
+
+def test_score_writes_every_identity_field_for_every_checkpoint(scored):
+    run, _, _, meta = scored
+    rec = run.scores_record()
+    steps = [0, 1, 2]
+    assert [r["step"] for r in rec.token_similarity] == steps
+    for r in rec.token_similarity:
+        assert all(r[k] is not None for k in ("vs_references", "vs_subject", "vs_init")), r
+        assert len(r["vs_references_ci"]) == 2 and len(r["vs_distractors"]) >= 8
+    assert rec.token_similarity[0]["vs_init"] >= 0.9999  # step 0 is the initializer (any weights)
+    assert rec.token_similarity_provenance["computed"] and rec.token_similarity_provenance["templates"]
+    assert [r["step"] for r in rec.identity] == steps and all(r["n"] == 2 for r in rec.identity)
+    assert all(0 <= r["ci_lo"] <= r["rate"] <= r["ci_hi"] <= 1 for r in rec.identity)
+    assert rec.identity_labels["labels"][0] == "Tom, the cat from Tom and Jerry"
+    assert rec.identity_labels["labels"][1] == "a cat"
+    assert [r["step"] for r in rec.leakage] == steps and all(r["n"] == 4 for r in rec.leakage)
+    assert rec.leakage[0]["change"] == 0 and rec.leakage[1]["n_paired"] == 4
+    assert [r["step"] for r in rec.memorisation] == steps and all(r["n"] == 6 for r in rec.memorisation)
+    assert rec.memorisation[0]["threshold"] is not None
+    prot = rec.protocol
+    assert prot["published_textual_inversion"] == {"clip_t": 0.6126, "clip_i": 0.7524, "dino": 0.5111}
+    assert [r["step"] for r in prot["rows"]] == steps and all(r["dino"] is not None for r in prot["rows"])
+    assert len(prot["dino"]["sha256"]) == 64
+    for measure in ("clip_i", "clip_t", "identity", "leakage", "memorisation", "token_similarity", "protocol"):
+        p = rec.provenance[measure]
+        assert {"encoder", "preprocessing", "prompt_variant", "versions"} <= set(p), measure
+    scores = run.read_scores()
+    assert {r["leak_survives"] for r in scores if "dog" in r["template"]} <= {"0", "1"}
+    assert {r["leak_survives"] for r in scores if "horror" in r["template"]} == {""}
+
+
+def test_protocol_numbers_follow_from_the_per_image_cosines(scored):
+    run, _, _, meta = scored
+    rows = [r for r in run.read_scores() if int(r["step"]) == 2]
+    got = run.scores_record().protocol["rows"][-1]
+    assert got["n"] == len(rows) == 6
+    assert got["clip_t"] == pytest.approx(np.mean([2.5 * max(float(r["clip_t"]), 0) for r in rows]))
+    assert got["clip_i"] == pytest.approx(np.mean([float(r["clip_i"]) for r in rows]))
+
+
+def test_rescoring_keeps_rows_unless_the_labels_change(scored, char_images):
+    from core.score import score_run
+
+    run, config, scorer, _ = scored
+    kw = dict(scorer=scorer, progress=False, log=lambda m: None, components=None, load_token_clip=None)
+    import dataclasses
+
+    same = dataclasses.replace(config, token_clip="", protocol="", dino=None)
+    assert score_run(run, same, **kw)["n_scored_now"] == 0
+    assert run.scores_record().token_similarity == ()  # not asked for this time
+    changed = dataclasses.replace(same, subject="Tom the cartoon cat")
+    meta = score_run(run, changed, **kw)
+    assert meta["n_scored_now"] == 18 and run.scores_record().identity_labels["subject"] == "Tom the cartoon cat"

@@ -19,6 +19,7 @@ IMAGE_COLUMNS = [
 ]  # cond_gap (0.3): memorisation screen, see core.sampler; older images.csv files lack it (read as missing)
 SCORE_COLUMNS = [
     "path", "step", "prompt", "template", "seed", "clip_i", "clip_t", "clip_model", "clip_weights",
+    "zs_label", "leak_survives",  # zero-shot identity's top label; leakage prompts: second subject survives (1/0)
 ]
 AUDIT_COLUMNS = [
     "path", "step", "template", "seed", "category", "phash_nearest", "phash_distance", "clip_nearest",
