@@ -17,9 +17,17 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from core.errors import UserError
+from core.identity import (
+    LABEL_TEMPLATE,
+    SCREEN_FIRST_STEPS,
+    article,
+    identity_rows,
+    label_prompt,
+    leakage_rows,
+    screen_rows,
+    unit,
+)
 from core.protocol import CLIP_PREPROCESS
-from core.identity import (LABEL_TEMPLATE, SCREEN_FIRST_STEPS, article, identity_rows, label_prompt, leakage_rows,
-                           screen_rows, unit)
 
 ZERO_SHOT_COLUMNS = ("zs_label", "leak_survives")  # per-image scores.csv columns written by `score`
 TOKEN_CLIP_NOTE = ("not computed: pass --token-clip ViT-L-14:openai (or ViT-L-14:/path/open_clip_model.safetensors, "

@@ -58,7 +58,8 @@ def load_categories(path: str | Path, key: str = "category") -> dict[str, str]:
         if line.lower().startswith(marker):
             category = line[len(marker):].strip()
             if not category:
-                raise UserError(f"{path}:{i}: '{marker}' without a name; write e.g. '{marker} {_EXAMPLE.get(key, 'NAME')}'")
+                example = _EXAMPLE.get(key, "NAME")
+                raise UserError(f"{path}:{i}: '{marker}' without a name; write e.g. '{marker} {example}'")
         elif line in templates:
             if not category:
                 raise UserError(f"{path}:{i}: {line!r} comes before any '{marker} NAME' line; put one above it")

@@ -82,8 +82,8 @@ def check_protocol(protocol: str, clip_model: str, dino: str | None) -> None:
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol {protocol!r}: use one of {', '.join(p for p in PROTOCOLS if p)}")
     if protocol and clip_model != PROTOCOL_CLIP_MODEL:
-        raise UserError(f"--protocol {protocol}: the protocol scores with CLIP {PROTOCOL_CLIP_MODEL}; pass "
-                        f"--clip {PROTOCOL_CLIP_MODEL}:openai (or a local {PROTOCOL_CLIP_MODEL} file), not {clip_model}")
+        raise UserError(f"--protocol {protocol}: the protocol scores with CLIP {PROTOCOL_CLIP_MODEL}; pass --clip "
+                        f"{PROTOCOL_CLIP_MODEL}:openai (or a local {PROTOCOL_CLIP_MODEL} file), not {clip_model}")
     if dino and not protocol:
         raise UserError("--dino FILE is used only with --protocol customconcept101; add it or drop --dino")
     if dino and not Path(dino).is_file():

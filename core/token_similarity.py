@@ -116,7 +116,9 @@ class TextProjection:
 def token_similarity(hidden: Mapping[str, Any], projection: TextProjection, reference_features: np.ndarray,
                      n_boot: int) -> list[dict[str, Any]]:
     """One row per checkpoint (core.identity.token_similarity_row) from `hidden_states_by_step`'s output."""
-    feat = lambda h: ensemble(unit(projection(h)))
+    def feat(h: np.ndarray) -> np.ndarray:  # prompt-ensembled unit feature
+        return ensemble(unit(projection(h)))
+
     subject = feat(hidden["subject"]) if hidden.get("subject") is not None else None
     init = feat(hidden["init"])
     distractors = {label: feat(h) for label, h in hidden["distractors"].items()}

@@ -81,7 +81,8 @@ def test_projection_matches_open_clip_encode_text():
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
     torch.manual_seed(0)  # a tiny CLIP of open_clip's own class: the same encode_text code as ViT-L-14's
-    model = CLIP(embed_dim=16, vision_cfg=CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=16, image_size=32),
+    vision = CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=16, image_size=32)
+    model = CLIP(embed_dim=16, vision_cfg=vision,
                  text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=24, heads=2, layers=2)).eval()
     tokens = open_clip.get_tokenizer("ViT-L-14")(["a photo of a cat", "a horror movie poster"])
     seen = {}
