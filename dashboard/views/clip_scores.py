@@ -145,3 +145,9 @@ with t4:
     fig.update_layout(xaxis_title=METRIC_NAMES["clip_t"], yaxis_title=METRIC_NAMES["clip_i"], height=480,
                       margin=dict(t=20, b=10))
     st.plotly_chart(fig, key="clip_plane")
+
+
+# ------------------------------------------------------------------- issue 21 (dashboard/identity_views.py)
+from dashboard import identity_views  # noqa: E402
+
+identity_views.clip_scores_section(info)

@@ -169,3 +169,9 @@ else:
     st.plotly_chart(fig, key="risks_misuse")
     st.caption(f"Method: {mis['method']}. Evidence for the model card, not a filter.")
     st.dataframe(rows, hide_index=True, width="stretch")
+
+
+# ------------------------------------------------------------------- issue 21 (dashboard/identity_views.py)
+from dashboard import identity_views  # noqa: E402
+
+identity_views.risks_section(info)
