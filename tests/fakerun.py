@@ -134,6 +134,7 @@ def fake_identity_fields(run: Run, rows: list[dict], clip: dict, n_boot: int) ->
                   "encoder_label": "ViT-L-14 random weights (seed 0)", "method": "end-of-text hidden state x "
                   "projection", "versions": {"open_clip_torch": "test"}, "templates": ["a photo of {}"]}
     prot = {"name": "customconcept101", "source": SOURCE, "differences": list(DIFFERENCES),
+            "formulas": {"clip_t": "mean of 2.5 * max(cos, 0)", "clip_i": "mean pairwise", "dino": "mean pairwise"},
             "published_textual_inversion": dict(PUBLISHED_TI_BASELINE),
             "rows": protocol_rows(img_steps, [float(r["clip_t"]) for r in rows], [float(r["clip_i"]) for r in rows]),
             "dino": {"computed": False, "note": "pass --dino FILE"}}

@@ -68,8 +68,6 @@ def test_risks_page_shows_leakage_and_the_memorisation_screen(tmp_path):
 
 
 def test_older_runs_without_the_fields_are_not_an_error(tmp_path):
-    from tests.fakerun import write_fake_scores_meta
-
     run = make_fake_run(tmp_path / "runs", "old-object", "object")
     meta = json.loads(run.scores_meta_path.read_text())
     for key in ("token_similarity", "token_similarity_provenance", "identity", "identity_labels", "leakage",
@@ -80,4 +78,30 @@ def test_older_runs_without_the_fields_are_not_an_error(tmp_path):
     for page in ("views/clip_scores.py", "views/risks.py"):
         at = open_page(tmp_path / "runs", page)
         assert not at.exception and not at.error, (page, texts(at.error))
-    assert write_fake_scores_meta  # the fixture writer is the one the other tests use
+
+
+def test_card_has_a_section_per_measure_with_provenance_and_the_published_baseline(fake_runs):
+    import core.card as C
+    from core.runfolder import Run
+
+    md = C.render(C.build_card(Run(fake_runs / "fake-object")), "md").decode("utf-8")
+    for title in ("Is It the Subject? Identity, Leakage and Memorisation", "Token Similarity in CLIP's Text Space",
+                  "Zero-Shot Identity", "Concept Leakage", "Memorisation Screen", "CustomConcept101 Protocol"):
+        assert f"### {title}" in md or f"## {title}" in md, title
+    assert "screen, not a verdict" in md and "0.6126" in md and "0.7524" in md and "0.5111" in md
+    assert "What differs:" in md and "CustomConcept101 (Kumari et al." in md
+    assert md.count("**Encoder:**") >= 5 and "Prompt variant" in md
+    assert "these protocol numbers check the pipeline" in md  # random weights
+
+
+def test_card_of_a_run_scored_before_the_measures(tmp_path):
+    import core.card as C
+
+    run = make_fake_run(tmp_path / "runs", "old-object", "object")
+    meta = json.loads(run.scores_meta_path.read_text())
+    for key in ("token_similarity", "token_similarity_provenance", "identity", "identity_labels", "leakage",
+                "memorisation", "protocol", "provenance"):
+        meta.pop(key)
+    run.write_scores_meta(meta)
+    md = C.render(C.build_card(run), "md").decode("utf-8")
+    assert "Token similarity: not recorded" in md and "Protocol-compatible numbers: not computed" in md
