@@ -258,3 +258,31 @@ def measures(run, record, config, scorer, rows: Sequence[Mapping[str, Any]], ima
     out["provenance"] = provenance(scorer.provenance, describe(scorer.provenance), out["token_similarity_provenance"],
                                    out["protocol"], record.weights.describe())
     return out
+
+
+def summary_lines(meta: Mapping[str, Any]) -> list[str]:
+    """What `score` prints about the identity measures (one line each; the numbers are in scores.json)."""
+    def fmt(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    out = []
+    for r in meta.get("token_similarity") or []:
+        out.append(f"token similarity step {r['step']}: vs references {fmt(r['vs_references'])}, vs subject "
+                   f"{fmt(r['vs_subject'])}, vs initializer {fmt(r['vs_init'])}")
+    if not meta.get("token_similarity"):
+        out.append(f"token similarity: {(meta.get('token_similarity_provenance') or {}).get('note')}")
+    for r in meta.get("identity") or []:
+        out.append(f"identity step {r['step']}: {fmt(r['rate'])} [{fmt(r['ci_lo'])}, {fmt(r['ci_hi'])}] n={r['n']}")
+    note = (meta.get("identity_labels") or {}).get("note")
+    if note:
+        out.append(f"identity: {note}")
+    for r in meta.get("leakage") or []:
+        out.append(f"leakage step {r['step']}: survival {fmt(r['survival'])} [{fmt(r['ci_lo'])}, {fmt(r['ci_hi'])}] "
+                   f"n={r['n']}")
+    prot = meta.get("protocol") or {}
+    pub = prot.get("published_textual_inversion") or {}
+    for r in prot.get("rows") or []:
+        out.append(f"customconcept101 step {r['step']}: CLIP-T {fmt(r['clip_t'])}, CLIP-I {fmt(r['clip_i'])}, "
+                   f"DINO {fmt(r['dino'])} (published textual inversion: {fmt(pub.get('clip_t'))}, "
+                   f"{fmt(pub.get('clip_i'))}, {fmt(pub.get('dino'))})")
+    return out

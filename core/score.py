@@ -343,4 +343,8 @@ def run(args) -> int:
     if c["mean"] is not None:
         print(f"reference ceiling CLIP-I: {c['mean']:.4f} [{c['lo']:.4f}, {c['hi']:.4f}] "
               f"({c['n_images']} reference images)")
+    from core.identity_stage import summary_lines
+
+    for line in summary_lines(meta):
+        print(line)
     return 0
