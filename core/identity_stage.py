@@ -25,11 +25,12 @@ from core.identity import (
     label_prompt,
     leakage_rows,
     screen_rows,
+    survives,
     unit,
+    zero_shot_top,
 )
 from core.protocol import CLIP_PREPROCESS
 
-ZERO_SHOT_COLUMNS = ("zs_label", "leak_survives")  # per-image scores.csv columns written by `score`
 TOKEN_CLIP_NOTE = ("not computed: pass --token-clip ViT-L-14:openai (or ViT-L-14:/path/open_clip_model.safetensors, "
                    "or ViT-L-14:random for a pipeline check)")
 
@@ -76,11 +77,11 @@ class ZeroShot:
     def per_image(self, template: str, embedding: np.ndarray) -> dict[str, str]:
         """scores.csv's zero-shot columns of one image: its top label, and for a leakage prompt whether the second
         subject's phrase beats the initializer class ("1"/"0"; "" for other prompts)."""
-        e = unit(embedding)
-        top = self.labels[int(np.argmax(self.features @ e))]
+        e = np.asarray(embedding)[None]
+        top = self.labels[int(zero_shot_top(e, self.features)[0])]
         second = self.leak_subject.get(template)
-        survives = "" if second is None else str(int(float(self.second[second] @ e) > float(self.class_feature @ e)))
-        return {"zs_label": top, "leak_survives": survives}
+        kept = "" if second is None else str(int(survives(e, self.second[second][None], self.class_feature)[0]))
+        return {"zs_label": top, "leak_survives": kept}
 
 
 def zero_shot(scorer, initializer: str, subject: str | None, labels_file: Path, leakage_file: Path) -> ZeroShot:
