@@ -143,10 +143,13 @@ def test_cli_train_rejects_bad_images_before_building(tmp_path, char_images):
     assert not (tmp_path / "runs").exists()  # nothing written
 
 
-def test_score_token_clip_writes_every_identity_field(real, char_images, tmp_path):
+def test_score_token_clip_writes_every_identity_field(real, char_images, tmp_path, monkeypatch):
     """Issue 21 on the real architecture: `score --token-clip ViT-L-14:random` (the run's own KerasCV text encoder,
     random ViT-L/14 projection) writes token similarity, identity, leakage, the memorisation screen and the
-    CustomConcept101 numbers for every checkpoint; at step 0 the token's feature is the initializer's."""
+    CustomConcept101 numbers for every checkpoint; at step 0 the token's feature is the initializer's. The CLI's
+    main() runs in this process on the module's networks (no second build; torch was imported first)."""
+    import core.components
+    from core.__main__ import main
     from core.generate import GenerateConfig, generate
     from core.runfolder import Run
     from core.train import TrainConfig, start_run, train
@@ -160,11 +163,10 @@ def test_score_token_clip_writes_every_identity_field(real, char_images, tmp_pat
     prompts.write_text("a horror movie poster with {}\na dog sitting next to {}\n", encoding="utf-8")
     generate(run, GenerateConfig.from_dict({"prompts": str(prompts), "seeds": "0", "checkpoints": "all",
                                             "steps": 2, "batch_size": 6}), real, progress=False)
-    p = cli("score", str(run.path), "--references", str(char_images), "--clip", "ViT-B-32:random",
-            "--token-clip", "ViT-L-14:random", "--subject", "Tom, the cat from Tom and Jerry", "--leakage",
-            str(leakage), "--protocol", "customconcept101", "--n-boot", "200", "--no-progress")
-    out, _ = p.communicate(timeout=900)
-    assert p.returncode == 0, out
+    monkeypatch.setattr(core.components, "Components", lambda spec, resolution, **kw: real)
+    assert main(["score", str(run.path), "--references", str(char_images), "--clip", "ViT-B-32:random",
+                 "--token-clip", "ViT-L-14:random", "--subject", "Tom, the cat from Tom and Jerry", "--leakage",
+                 str(leakage), "--protocol", "customconcept101", "--n-boot", "200", "--no-progress"]) == 0
     rec = Run(run.path).scores_record()
     steps = [0, 1, 2]
     assert [r["step"] for r in rec.token_similarity] == steps
