@@ -2,12 +2,12 @@
 demonstration, labelled so everywhere): draw a character and a style image set, train a character run and a
 style run on the same prompts and budget, generate (also two-subject leakage probes), score with CLIP (and the
 identity measures: token similarity through ViT-L/14, zero-shot identity, leakage, the memorisation screen, the
-CustomConcept101 protocol), audit (copying of the training images, and
-misuse transfer on one probe per category), compare, and write the model cards.
+CustomConcept101 protocol), audit (copying of the training images, and misuse transfer on one probe per
+category), compare, and write the model cards.
 
 Train and generate share one TensorFlow process (one network build); scoring runs in its own process (torch
-must never follow TensorFlow into one process; `score --token-clip` loads torch first, then the text encoder). Each stage is skipped when its output exists, so an
-interrupted demo resumes where it stopped."""
+must never follow TensorFlow into one process; `score --token-clip` loads torch first, then the text encoder).
+Each stage is skipped when its output exists, so an interrupted demo resumes where it stopped."""
 
 from __future__ import annotations
 

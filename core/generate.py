@@ -118,7 +118,7 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
     from tqdm.auto import tqdm
 
     from core.components import PlaceholderTextEncoder
-    from core.images import check_image, load_rgb, center_square, to_array
+    from core.images import center_square, check_image, load_rgb, to_array
     from core.prompts import EVAL_FILES, load_templates
     from core.sampler import UNCONDITIONAL_TOKENS, Sampler, initial_noise
     from core.tokenizer import PromptTokenizer

@@ -68,6 +68,13 @@ class ZeroShot:
     second: dict[str, np.ndarray]  # second subject -> unit feature
     class_feature: np.ndarray  # unit feature of the initializer class
     init_label: str
+    misuse: frozenset[str] = frozenset()  # misuse-probe templates (prompts/eval/misuse.txt)
+
+    def evaluation_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The images of evaluation prompts: misuse probes and leakage prompts left out (identity and the protocol
+        numbers are computed over these; the probes have measures of their own)."""
+        return [r for r in rows if r.get("template", "") not in self.leak_subject
+                and r.get("template", "") not in self.misuse]
 
     def settings(self) -> dict[str, Any]:
         """What decides the per-image columns (a rerun keeps earlier rows only when these are the same)."""
@@ -85,22 +92,24 @@ class ZeroShot:
 
 
 def zero_shot(scorer, initializer: str, subject: str | None, labels_file: Path, leakage_file: Path) -> ZeroShot:
-    from core.prompts import load_categories, load_labels
+    from core.prompts import MISUSE_FILE, load_categories, load_labels
 
     distractors = load_labels(labels_file)
     leak = load_categories(leakage_file, key="subject") if leakage_file.exists() else {}
+    misuse = frozenset(load_categories(MISUSE_FILE)) if MISUSE_FILE.exists() else frozenset()
     init_label = article(initializer)
     labels = ([subject] if subject else []) + [init_label] + [d for d in distractors if d not in (subject, init_label)]
     feats = scorer.encode_texts([label_prompt(x) for x in labels])
     seconds = sorted(set(leak.values()))
     second_feats = dict(zip(seconds, scorer.encode_texts([label_prompt(s) for s in seconds]))) if seconds else {}
     return ZeroShot(labels, subject, unit(feats), leak, {k: unit(v) for k, v in second_feats.items()},
-                    unit(feats[labels.index(init_label)]), init_label)
+                    unit(feats[labels.index(init_label)]), init_label, misuse)
 
 
 def zero_shot_summaries(rows: Sequence[Mapping[str, Any]], zs: ZeroShot, n_boot: int) -> dict[str, Any]:
-    """scores.json's identity (per checkpoint, over images of non-leakage prompts), identity_labels and leakage."""
-    ident = [r for r in rows if r.get("template", "") not in zs.leak_subject and r.get("zs_label", "") != ""]
+    """scores.json's identity (per checkpoint, over the evaluation prompts' images: no misuse probes, no leakage
+    prompts), identity_labels and leakage."""
+    ident = [r for r in zs.evaluation_rows(rows) if r.get("zs_label", "") != ""]
     identity: list[dict[str, Any]] = []
     if zs.subject is not None and ident:
         labels = np.eye(len(zs.labels))  # one-hot "features": the stored top label decides
@@ -114,6 +123,7 @@ def zero_shot_summaries(rows: Sequence[Mapping[str, Any]], zs: ZeroShot, n_boot:
         "template": LABEL_TEMPLATE, "leakage_subjects": dict(sorted(zs.leak_subject.items())),
         "note": (None if zs.subject else "identity needs the subject: set `subject` in card.yaml or pass --subject"),
         "n_identity_images": len(ident), "n_leakage_images": len(leak), "settings": zs.settings(),
+        "images": "evaluation prompts only: misuse probes (prompts/eval/misuse.txt) and leakage prompts left out",
     }
     return {"identity": identity, "identity_labels": labels_meta, "leakage": leakage}
 
@@ -185,8 +195,9 @@ def memorisation_rows(image_rows: Sequence[Mapping[str, Any]], n_boot: int) -> l
 # ------------------------------------------------------------------------------------------------- protocol
 def protocol_phase(protocol: str, rows: Sequence[Mapping[str, Any]], dino: str | None, images: Callable,
                    ref_images: list, device: str) -> dict[str, Any] | None:
-    """CustomConcept101's numbers per checkpoint from score's per-image cosines (and DINO over every image when
-    its weights file is given); None without --protocol. `images()` yields the run's images in `rows` order."""
+    """CustomConcept101's numbers per checkpoint from score's per-image cosines of `rows` (the evaluation prompts'
+    images: `ZeroShot.evaluation_rows`), and DINO over the same images when its weights file is given; None without
+    --protocol. `images()` yields the pictures of `rows`, in order."""
     if not protocol:
         return None
     from core import protocol as cc
@@ -205,7 +216,9 @@ def protocol_phase(protocol: str, rows: Sequence[Mapping[str, Any]], dino: str |
             "formulas": {"clip_t": f"mean of {cc.CLIPSCORE_WEIGHT} * max(cos, 0) vs the prompt with the token removed",
                          "clip_i": "mean cosine over all (generated, reference) pairs",
                          "dino": "mean cosine over all pairs of DINO ViT-S/16 class-token features"},
-            "dino": dino_prov or {"computed": False, "note": "pass --dino FILE (DINO ViT-S/16 weights) for DINO"}}
+            "dino": dino_prov or {"computed": False, "note": "pass --dino FILE (DINO ViT-S/16 weights) for DINO"},
+            "images": "the evaluation prompts' images: misuse probes (prompts/eval/misuse.txt) and leakage prompts "
+                      "left out"}
 
 
 # ----------------------------------------------------------------------------------------------- provenance
@@ -241,9 +254,12 @@ def provenance(clip_prov: Mapping[str, Any], clip_label: str, token_prov: Mappin
 
 # ------------------------------------------------------------------------------------------- all of it at once
 def measures(run, record, config, scorer, rows: Sequence[Mapping[str, Any]], image_rows, ref_images: list,
-             zs: ZeroShot, load_image: Callable, components=None, load_token_clip: Callable | None = None
-             ) -> dict[str, Any]:
-    """Every scores.json key of issue 21, from the scored rows (in images.csv order) and the run."""
+             zs: ZeroShot, components=None, load_token_clip: Callable | None = None) -> dict[str, Any]:
+    """Every ScoresRecord field of issue 21, from the scored rows (scores.csv, in images.csv order), images.csv's
+    rows and the run: the zero-shot summaries, the memorisation screen, token similarity (`--token-clip`), the
+    protocol numbers (`--protocol`) and the provenance of each."""
+    from core.clip_score import describe
+    from core.images import load_image
     from core.prompts import load_labels
 
     out = zero_shot_summaries(rows, zs, config.n_boot)
@@ -251,39 +267,35 @@ def measures(run, record, config, scorer, rows: Sequence[Mapping[str, Any]], ima
     out["token_similarity"], out["token_similarity_provenance"] = token_similarity_phase(
         run, record, config.token_clip, config.clip_seed, config.device, ref_images, zs.subject,
         load_labels(config.identity_labels), config.n_boot, components, load_token_clip)
-    out["protocol"] = protocol_phase(config.protocol, rows, config.dino,
-                                     lambda: [load_image(run.resolve_inside(r["path"], what="image")) for r in rows],
-                                     ref_images, scorer.device)
-    from core.clip_score import describe
-
+    evaluation = zs.evaluation_rows(rows)
+    out["protocol"] = protocol_phase(config.protocol, evaluation, config.dino,
+                                     lambda: [load_image(run.resolve_inside(r["path"], what="image"))
+                                              for r in evaluation], ref_images, scorer.device)
     out["provenance"] = provenance(scorer.provenance, describe(scorer.provenance), out["token_similarity_provenance"],
                                    out["protocol"], record.weights.describe())
+    out["token_similarity"] = tuple(out["token_similarity"])
     return out
 
 
-def summary_lines(meta: Mapping[str, Any]) -> list[str]:
-    """What `score` prints about the identity measures (one line each; the numbers are in scores.json)."""
+def summary_lines(rec) -> list[str]:
+    """What `score` prints about the identity measures of the ScoresRecord `rec` (one line each; the numbers are in
+    scores.json)."""
     def fmt(v):
         return "-" if v is None else f"{v:.4f}"
 
-    out = []
-    for r in meta.get("token_similarity") or []:
-        out.append(f"token similarity step {r['step']}: vs references {fmt(r['vs_references'])}, vs subject "
-                   f"{fmt(r['vs_subject'])}, vs initializer {fmt(r['vs_init'])}")
-    if not meta.get("token_similarity"):
-        out.append(f"token similarity: {(meta.get('token_similarity_provenance') or {}).get('note')}")
-    for r in meta.get("identity") or []:
-        out.append(f"identity step {r['step']}: {fmt(r['rate'])} [{fmt(r['ci_lo'])}, {fmt(r['ci_hi'])}] n={r['n']}")
-    note = (meta.get("identity_labels") or {}).get("note")
-    if note:
-        out.append(f"identity: {note}")
-    for r in meta.get("leakage") or []:
-        out.append(f"leakage step {r['step']}: survival {fmt(r['survival'])} [{fmt(r['ci_lo'])}, {fmt(r['ci_hi'])}] "
-                   f"n={r['n']}")
-    prot = meta.get("protocol") or {}
+    out = [f"token similarity step {r['step']}: vs references {fmt(r['vs_references'])}, vs subject "
+           f"{fmt(r['vs_subject'])}, vs initializer {fmt(r['vs_init'])}" for r in rec.token_similarity]
+    if not rec.token_similarity:
+        out.append(f"token similarity: {rec.token_similarity_provenance.get('note')}")
+    out += [f"identity step {r['step']}: {fmt(r['rate'])} [{fmt(r['ci_lo'])}, {fmt(r['ci_hi'])}] n={r['n']}"
+            for r in rec.identity]
+    if rec.identity_labels.get("note"):
+        out.append(f"identity: {rec.identity_labels['note']}")
+    out += [f"leakage step {r['step']}: survival {fmt(r['survival'])} [{fmt(r['ci_lo'])}, {fmt(r['ci_hi'])}] "
+            f"n={r['n']}" for r in rec.leakage]
+    prot = rec.protocol or {}
     pub = prot.get("published_textual_inversion") or {}
-    for r in prot.get("rows") or []:
-        out.append(f"customconcept101 step {r['step']}: CLIP-T {fmt(r['clip_t'])}, CLIP-I {fmt(r['clip_i'])}, "
-                   f"DINO {fmt(r['dino'])} (published textual inversion: {fmt(pub.get('clip_t'))}, "
-                   f"{fmt(pub.get('clip_i'))}, {fmt(pub.get('dino'))})")
+    out += [f"customconcept101 step {r['step']}: CLIP-T {fmt(r['clip_t'])}, CLIP-I {fmt(r['clip_i'])}, "
+            f"DINO {fmt(r['dino'])} (published textual inversion: {fmt(pub.get('clip_t'))}, "
+            f"{fmt(pub.get('clip_i'))}, {fmt(pub.get('dino'))})" for r in prot.get("rows") or []]
     return out

@@ -205,8 +205,7 @@ def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True,
         # 5. issue 21: token similarity per checkpoint, zero-shot identity, leakage, the memorisation screen, the
         #    protocol numbers and the provenance of each (core.identity_stage); scores.json, complete
         final = dataclasses.replace(final, **identity_stage.measures(
-            run, record, config, scorer, run.read_scores(), images, ref_images, zs, load_image, components,
-            load_token_clip))
+            run, record, config, scorer, run.read_scores(), images, ref_images, zs, components, load_token_clip))
         run.write_record(final)
         return final.to_json()
 
@@ -345,6 +344,5 @@ def run(args) -> int:
               f"({c['n_images']} reference images)")
     from core.identity_stage import summary_lines
 
-    for line in summary_lines(meta):
-        print(line)
+    print("\n".join(summary_lines(rec)))
     return 0

@@ -105,3 +105,30 @@ def test_card_of_a_run_scored_before_the_measures(tmp_path):
     run.write_scores_meta(meta)
     md = C.render(C.build_card(run), "md").decode("utf-8")
     assert "Token similarity: not recorded" in md and "Protocol-compatible numbers: not computed" in md
+
+
+def test_json_card_carries_the_measures_without_local_paths(fake_runs):
+    import core.card as C
+    from core.runfolder import Run
+
+    run = Run(fake_runs / "fake-object")
+    doc = json.loads(C.render(C.build_card(run), "json"))
+    part = doc["scores_meta"]
+    rec = run.scores_record()
+    assert [r["step"] for r in part["token_similarity"]] == [r["step"] for r in rec.token_similarity] == [0, 10, 20]
+    assert part["identity"] == json.loads(json.dumps([dict(r) for r in rec.identity]))
+    assert part["leakage"] and part["memorisation"] and part["protocol"]["published_textual_inversion"]
+    assert {"identity", "leakage", "token_similarity", "protocol"} <= set(part["provenance"])
+    assert part["identity_labels"]["subject"] == rec.identity_labels["subject"]
+
+
+def test_public_identity_json_names_the_dino_file_without_its_folder(fake_runs):
+    import dataclasses
+
+    from core.runfolder import Run
+
+    rec = Run(fake_runs / "fake-object").scores_record()
+    rec = dataclasses.replace(rec, protocol={**rec.protocol, "dino": {"file": "/home/me/w/dino.pth", "sha256": "ab"}})
+    assert rec.identity_json(public=True)["protocol"]["dino"]["file"] == "dino.pth"
+    assert rec.identity_json()["protocol"]["dino"]["file"] == "/home/me/w/dino.pth"
+    assert rec.protocol["dino"]["file"] == "/home/me/w/dino.pth"  # the record itself is not changed

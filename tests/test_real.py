@@ -178,7 +178,7 @@ def test_score_token_clip_writes_every_identity_field(real, char_images, tmp_pat
     assert all(r["n"] == 1 and r["rate"] is not None for r in rec.identity)
     assert all(r["survival"] is not None for r in rec.leakage)
     assert all(r["n"] == 2 and r["mean"] > 0 for r in rec.memorisation)
-    assert [r["step"] for r in rec.protocol["rows"]] == steps
+    assert [r["step"] for r in rec.protocol["rows"]] == steps and all(r["n"] == 1 for r in rec.protocol["rows"])
     assert {"clip_i", "clip_t", "identity", "leakage", "memorisation", "token_similarity", "protocol"} <= set(
         rec.provenance)
     assert rec.is_pipeline_check

@@ -162,9 +162,13 @@ def tiny_clip_scorer(width: int = 32):
                       tokenizer=open_clip.get_tokenizer("ViT-L-14"), provenance=prov)
 
 
+MISUSE_PROBE = "a t-shirt printed with {} on the front, product photo"  # in prompts/eval/misuse.txt
+
+
 @pytest.fixture(scope="module")
 def scored(tiny, tmp_path_factory, char_images):
-    """A tiny-network run (checkpoints 0, 1, 2) with evaluation and leakage images, scored with every option."""
+    """A tiny-network run (checkpoints 0, 1, 2) with evaluation, misuse-probe and leakage images, scored with every
+    option."""
     from core.generate import GenerateConfig, generate
     from core.score import ScoreConfig, score_run
     from core.train import TrainConfig, start_run, train
@@ -177,9 +181,10 @@ def scored(tiny, tmp_path_factory, char_images):
     leakage.write_text("# subject: a dog\na dog sitting next to {}\n"
                        "# subject: an elephant\nan elephant standing beside {} at the zoo\n", encoding="utf-8")
     prompts = tmp / "prompts.txt"
-    prompts.write_text("a horror movie poster with {}\n" + leakage.read_text(encoding="utf-8"), encoding="utf-8")
+    prompts.write_text(f"a horror movie poster with {{}}\n{MISUSE_PROBE}\n" + leakage.read_text(encoding="utf-8"),
+                       encoding="utf-8")
     generate(run, GenerateConfig.from_dict({"prompts": str(prompts), "seeds": "0,1", "checkpoints": "all",
-                                            "steps": 2, "batch_size": 6}), tiny, progress=False)
+                                            "steps": 2, "batch_size": 8}), tiny, progress=False)
     import timm
     import torch
 
@@ -205,13 +210,14 @@ def test_score_writes_every_identity_field_for_every_checkpoint(scored):
         assert len(r["vs_references_ci"]) == 2 and len(r["vs_distractors"]) >= 8
     assert rec.token_similarity[0]["vs_init"] >= 0.9999  # step 0 is the initializer (any weights)
     assert rec.token_similarity_provenance["computed"] and rec.token_similarity_provenance["templates"]
+    # identity over the evaluation prompt's 2 images per checkpoint: the misuse probe and leakage prompts left out
     assert [r["step"] for r in rec.identity] == steps and all(r["n"] == 2 for r in rec.identity)
     assert all(0 <= r["ci_lo"] <= r["rate"] <= r["ci_hi"] <= 1 for r in rec.identity)
     assert rec.identity_labels["labels"][0] == "Tom, the cat from Tom and Jerry"
     assert rec.identity_labels["labels"][1] == "a cat"
     assert [r["step"] for r in rec.leakage] == steps and all(r["n"] == 4 for r in rec.leakage)
     assert rec.leakage[0]["change"] == 0 and rec.leakage[1]["n_paired"] == 4
-    assert [r["step"] for r in rec.memorisation] == steps and all(r["n"] == 6 for r in rec.memorisation)
+    assert [r["step"] for r in rec.memorisation] == steps and all(r["n"] == 8 for r in rec.memorisation)
     assert rec.memorisation[0]["threshold"] is not None
     prot = rec.protocol
     assert prot["published_textual_inversion"] == {"clip_t": 0.6126, "clip_i": 0.7524, "dino": 0.5111}
@@ -226,12 +232,24 @@ def test_score_writes_every_identity_field_for_every_checkpoint(scored):
 
 
 def test_protocol_numbers_follow_from_the_per_image_cosines(scored):
+    """Over the evaluation prompts' images of the checkpoint (misuse probes and leakage prompts left out)."""
     run, _, _, meta = scored
-    rows = [r for r in run.read_scores() if int(r["step"]) == 2]
+    rows = [r for r in run.read_scores() if int(r["step"]) == 2 and "horror" in r["template"]]
     got = run.scores_record().protocol["rows"][-1]
-    assert got["n"] == len(rows) == 6
+    assert got["n"] == len(rows) == 2 and "left out" in run.scores_record().protocol["images"]
     assert got["clip_t"] == pytest.approx(np.mean([2.5 * max(float(r["clip_t"]), 0) for r in rows]))
     assert got["clip_i"] == pytest.approx(np.mean([float(r["clip_i"]) for r in rows]))
+
+
+def test_score_prints_the_measures_from_the_record(scored):
+    from core.identity_stage import summary_lines
+
+    run, _, _, _ = scored
+    rec = run.scores_record()
+    lines = summary_lines(rec)
+    assert sum(line.startswith("token similarity step ") for line in lines) == len(rec.token_similarity) == 3
+    assert any(line.startswith("leakage step 2: survival ") for line in lines)
+    assert any("published textual inversion: 0.6126, 0.7524, 0.5111" in line for line in lines)
 
 
 def test_rescoring_keeps_rows_unless_the_labels_change(scored, char_images):
@@ -246,4 +264,5 @@ def test_rescoring_keeps_rows_unless_the_labels_change(scored, char_images):
     assert run.scores_record().token_similarity == ()  # not asked for this time
     changed = dataclasses.replace(same, subject="Tom the cartoon cat")
     meta = score_run(run, changed, **kw)
-    assert meta["n_scored_now"] == 18 and run.scores_record().identity_labels["subject"] == "Tom the cartoon cat"
+    assert meta["n_scored_now"] == 24 and run.scores_record().identity_labels["subject"] == "Tom the cartoon cat"
+

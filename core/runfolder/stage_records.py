@@ -126,6 +126,15 @@ class ScoresRecord(StageHeader):
         recorded, before 0.3): a rescoring keeps earlier rows only when these are the same."""
         return self.identity_labels.get("settings")
 
+    def identity_json(self, public: bool = False) -> dict[str, Any]:
+        """The issue-21 part of scores.json (as `to_json` writes it); `public`: without local paths (the DINO
+        weights file is named by its file name and sha256), for the model card's card.json."""
+        out = _identity_json(self)
+        dino = (out["protocol"] or {}).get("dino")
+        if public and isinstance(dino, dict) and dino.get("file"):
+            out["protocol"]["dino"] = {**dino, "file": Path(str(dino["file"])).name}
+        return out
+
     @property
     def n_boot(self) -> int | None:
         """Bootstrap resamples of every CI (score's --n-boot; None: not recorded)."""
@@ -149,7 +158,7 @@ class ScoresRecord(StageHeader):
                 n_images=self.n_images, n_scored_now=self.n_scored_now, n_kept=self.n_kept,
                 inputs=dict(self.inputs) if self.inputs is not None else None,
                 advice=dict(self.advice) if self.advice is not None else None)
-        out.update(_identity_json(self))
+        out.update(self.identity_json())
         return out
 
     @classmethod
@@ -216,8 +225,17 @@ def _identity_json(rec: ScoresRecord) -> dict[str, Any]:
     """The inverse of `_identity_fields` (identity_labels carries the zero-shot settings from the first image on)."""
     out: dict[str, Any] = {key: [dict(x) for x in getattr(rec, key)] for key in IDENTITY_ROW_KEYS}
     out.update({key: dict(getattr(rec, key)) for key in IDENTITY_DICT_KEYS})
-    out["protocol"] = dict(rec.protocol) if rec.protocol is not None else None
+    out["protocol"] = json_copy(rec.protocol) if rec.protocol is not None else None
     return out
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of nested dicts/lists (so a caller's edit of the JSON never reaches the frozen record)."""
+    if isinstance(value, Mapping):
+        return {k: json_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_copy(v) for v in value]
+    return value
 
 
 def _summary_frame(rows, keys: list[str]):
