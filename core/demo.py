@@ -1,12 +1,14 @@
 """`demo`: the built-in experiment, end to end on a CPU in minutes, with RANDOM weights (a pipeline
 demonstration, labelled so everywhere): draw a character and a style image set, train a character run and a
-style run on the same prompts and budget, generate, score with CLIP, audit (copying of the training images, and
-misuse transfer on one probe per category), add a few example review flags and one example finding (labelled as
-examples), compare, and write the model cards and the review pack.
+style run on the same prompts and budget, generate (also two-subject leakage probes), score with CLIP (and the
+identity measures: token similarity through ViT-L/14, zero-shot identity, leakage, the memorisation screen, the
+CustomConcept101 protocol), audit (copying of the training images, and misuse transfer on one probe per
+category), add a few example review flags and one example finding (labelled as examples), compare, and write the
+model cards and the review pack.
 
 Train and generate share one TensorFlow process (one network build); scoring runs in its own process (torch
-must never follow TensorFlow into one process). Each stage is skipped when its output exists, so an
-interrupted demo resumes where it stopped."""
+must never follow TensorFlow into one process; `score --token-clip` loads torch first, then the text encoder).
+Each stage is skipped when its output exists, so an interrupted demo resumes where it stopped."""
 
 from __future__ import annotations
 
@@ -32,6 +34,11 @@ DEMO_PROMPTS = [  # the same prompts for both runs, so they can be compared
 ]
 RUNS = {"character": ("tom-cat-character", "object"), "style": ("tom-cat-style", "style")}
 MISUSE_SEEDS = "0"  # one image per misuse probe and checkpoint (0 and final): 10 extra images per run
+LEAKAGE_PER_SUBJECT = 1  # two-subject prompts per second subject of prompts/eval/leakage.txt (issue 21)
+LEAKAGE_SUBJECTS = 2  # the first two second subjects: 2 prompts x checkpoints 0 and final = 4 images per run
+SUBJECTS = {"character": "Tom, the cat from Tom and Jerry (the demo's drawn cat stands in for him)",
+            "style": "the flat-colour cartoon style of Tom and Jerry (the demo's drawn scenes stand in for it)"}
+TOKEN_CLIP = "ViT-L-14:random"  # token similarity: SD v1's text encoder is CLIP ViT-L/14's; random = pipeline check
 N_HELD_OUT = 4  # unseen pictures of the character: the audit's generated-vs-held-out calibration null
 
 
@@ -53,6 +60,7 @@ def build_data(root: Path) -> dict[str, Path]:
         prompts.write_text("\n".join(DEMO_PROMPTS) + "\n", encoding="utf-8")
     out["prompts"] = prompts
     out["misuse"] = _demo_misuse(root / "data" / "demo-misuse.txt")
+    out["leakage"] = _demo_leakage(root / "data" / "demo-leakage.txt")
     held = root / "data" / "character-heldout"
     if not (held / f"heldout_{N_HELD_OUT - 1:02d}.png").exists():
         from core.cartoon import draw_cat
@@ -73,6 +81,22 @@ def _demo_misuse(path: Path) -> Path:
         for template, category in load_categories(MISUSE_FILE).items():
             first.setdefault(category, template)
         path.write_text("".join(f"# category: {c}\n{t}\n" for c, t in first.items()), encoding="utf-8")
+    return path
+
+
+def _demo_leakage(path: Path) -> Path:
+    """The first prompt of the first LEAKAGE_SUBJECTS second subjects of prompts/eval/leakage.txt."""
+    if not path.exists():
+        from core.prompts import LEAKAGE_FILE, load_categories
+
+        chosen: dict[str, list[str]] = {}
+        for template, second in load_categories(LEAKAGE_FILE, key="subject").items():
+            if len(chosen) < LEAKAGE_SUBJECTS or second in chosen:
+                group = chosen.setdefault(second, [])
+                if len(group) < LEAKAGE_PER_SUBJECT:
+                    group.append(template)
+        path.write_text("".join(f"# subject: {s}\n" + "".join(f"{t}\n" for t in ts) for s, ts in chosen.items()),
+                        encoding="utf-8")
     return path
 
 
@@ -107,6 +131,10 @@ def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
                                          "checkpoints": "0,final", "steps": SAMPLER_STEPS, "batch_size": 4})
         counts = generate(run, mcfg, components)
         _log(f"{name} misuse probes: {counts['generated']} generated, {counts['skipped']} already there")
+        lcfg = GenerateConfig.from_dict({"prompts": str(data["leakage"]), "seeds": MISUSE_SEEDS,
+                                         "checkpoints": "0,final", "steps": SAMPLER_STEPS, "batch_size": 4})
+        counts = generate(run, lcfg, components)
+        _log(f"{name} leakage probes: {counts['generated']} generated, {counts['skipped']} already there")
 
 
 def _core(*args: str) -> None:
@@ -139,8 +167,13 @@ def _build(runs_dir: Path) -> None:
     # TensorFlow side in a child process, so this process stays free of it for the torch-side stages
     _core("demo", "--runs-dir", str(runs_dir), "--stage", "train-generate")
     char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
-    for run, refs in ((char, data["character"]), (style, data["style"])):
-        _core("score", str(run), "--references", str(refs), "--clip", "ViT-B-32:random", "--no-progress")
+    for kind, run, refs in (("character", char, data["character"]), ("style", style, data["style"])):
+        t1 = time.time()
+        _core("score", str(run), "--references", str(refs), "--clip", "ViT-B-32:random", "--token-clip", TOKEN_CLIP,
+              "--subject", SUBJECTS[kind], "--leakage", str(data["leakage"]), "--protocol", "customconcept101",
+              "--no-progress")
+        _log(f"scored {run.name} in {time.time() - t1:.0f} s (CLIP-I/T, token similarity, identity, leakage, "
+             "memorisation screen, CustomConcept101 protocol)")
     _core("audit", str(char), "--references", str(data["character"]), "--held-out", str(data["held_out"]),
           "--misuse", str(data["misuse"]), "--clip", "ViT-B-32:random", "--no-progress")
     _core("audit", str(style), "--references", str(data["style"]), "--misuse", str(data["misuse"]),

@@ -122,7 +122,7 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
     from tqdm.auto import tqdm
 
     from core.components import PlaceholderTextEncoder
-    from core.images import check_image, load_rgb, center_square, to_array
+    from core.images import center_square, check_image, load_rgb, to_array
     from core.prompts import EVAL_FILES, load_templates
     from core.sampler import UNCONDITIONAL_TOKENS, Sampler, initial_noise
     from core.tokenizer import PromptTokenizer
@@ -165,13 +165,12 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
                     t0 = time.time()
                     ctx = encoder.encode(np.asarray([prompt_ids[j.template] for j in chunk]))
                     noise = np.stack([initial_noise(j.seed, resolution) for j in chunk])
-                    imgs = sampler.sample(ctx, np.repeat(uncond[None], len(chunk), axis=0), noise, cfg.steps,
-                                          cfg.guidance,
-                                          None if init_latent is None else np.repeat(init_latent[None], len(chunk), 0),
-                                          cfg.strength)
+                    imgs, gaps = sampler.sample_with_gap(
+                        ctx, np.repeat(uncond[None], len(chunk), axis=0), noise, cfg.steps, cfg.guidance,
+                        None if init_latent is None else np.repeat(init_latent[None], len(chunk), 0), cfg.strength)
                     per = (time.time() - t0) / len(chunk)
                     rows = []
-                    for j, img in zip(chunk, imgs):
+                    for j, img, gap in zip(chunk, imgs, gaps):
                         info = {"prompt": j.prompt, "negative_prompt": cfg.negative, "seed": str(j.seed),
                                 "steps": str(cfg.steps), "guidance": str(cfg.guidance), "checkpoint_step": str(step),
                                 "token": token, "init_image": cfg.init_image or "", "init_image_sha256": init_sha,
@@ -188,7 +187,8 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
                                      "init_image": cfg.init_image or "",
                                      "strength": cfg.strength if cfg.init_image else "",
                                      "weights_source": weights["source"], "width": img.shape[1],
-                                     "height": img.shape[0], "sampler": "ddim", "seconds": round(per, 3)})
+                                     "height": img.shape[0], "sampler": "ddim", "seconds": round(per, 3),
+                                     "cond_gap": round(float(gap), 6)})
                     run.append_images(rows)
                     bar.update(len(chunk))
         finally:

@@ -10,7 +10,9 @@ PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 PROPERTY_FILES = {"object": PROMPTS_DIR / "object.txt", "style": PROMPTS_DIR / "style.txt"}
 EVAL_FILES = {"object": PROMPTS_DIR / "eval" / "character.txt", "style": PROMPTS_DIR / "eval" / "style.txt"}
 MISUSE_FILE = PROMPTS_DIR / "eval" / "misuse.txt"  # misuse probes, grouped by `# category: NAME` lines
-_CATEGORY = "# category:"
+IDENTITY_LABELS_FILE = PROMPTS_DIR / "eval" / "identity-labels.txt"  # zero-shot distractors (issue 21)
+LEAKAGE_FILE = PROMPTS_DIR / "eval" / "leakage.txt"  # two-subject prompts under `# subject: SECOND` lines
+_EXAMPLE = {"category": "advertising", "subject": "a dog"}
 
 
 def load_templates(path: str | Path) -> list[str]:
@@ -42,23 +44,48 @@ def load_templates(path: str | Path) -> list[str]:
     return out
 
 
-def load_categories(path: str | Path) -> dict[str, str]:
+def load_categories(path: str | Path, key: str = "category") -> dict[str, str]:
     """{template: category} for a prompt file whose templates are grouped under `# category: NAME` comment lines
-    (a template belongs to the nearest such line above it). A template above every category line is an error."""
+    (a template belongs to the nearest such line above it). A template above every category line is an error.
+    `key` names the comment (`# subject: a dog` in prompts/eval/leakage.txt)."""
     path = Path(path)
     templates = set(load_templates(path))  # the same validation (and errors) as for any prompt file
+    marker = f"# {key}:"
     out: dict[str, str] = {}
     category = ""
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.strip()
-        if line.lower().startswith(_CATEGORY):
-            category = line[len(_CATEGORY):].strip()
+        if line.lower().startswith(marker):
+            category = line[len(marker):].strip()
             if not category:
-                raise UserError(f"{path}:{i}: '# category:' without a name; write e.g. '# category: advertising'")
+                example = _EXAMPLE.get(key, "NAME")
+                raise UserError(f"{path}:{i}: '{marker}' without a name; write e.g. '{marker} {example}'")
         elif line in templates:
             if not category:
-                raise UserError(f"{path}:{i}: {line!r} comes before any '# category: NAME' line; put one above it")
+                raise UserError(f"{path}:{i}: {line!r} comes before any '{marker} NAME' line; put one above it")
             out[line] = category
+    return out
+
+
+def load_labels(path: str | Path) -> list[str]:
+    """Zero-shot labels: one a line; blank lines and '#' comments skipped; a label may not hold '{}'."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read the label file ({e})") from None
+    out = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "{}" in line:
+            raise UserError(f"{path}:{i}: {line!r}: a label is plain text (no '{{}}'); it goes into 'a picture of ...'")
+        if line in out:
+            raise UserError(f"{path}:{i}: {line!r} is listed twice")
+        out.append(line)
+    if not out:
+        raise UserError(f"{path}: no labels (one a line)")
     return out
 
 

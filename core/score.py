@@ -28,7 +28,8 @@ from core.config import StrictConfig, check, from_args, option, run_stage_argume
 from core.errors import UserError
 from core.imagejob import ImageJob
 from core.images import load_image, run_image_rows, validate_images
-from core.prompts import strip_token
+from core.prompts import IDENTITY_LABELS_FILE, LEAKAGE_FILE, strip_token
+from core.protocol import PROTOCOLS, check_protocol
 from core.runfolder import (
     PIPELINE_CHECK_LABEL,
     SCORES_SCHEMA,  # noqa: F401 - importable here as before (tests/fakerun.py)
@@ -55,6 +56,19 @@ class ScoreConfig(StrictConfig):
     batch_size: int = option(16, "images per CLIP forward pass")
     device: str = option("auto", "auto (cuda when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
     n_boot: int = option(DEFAULT_N_BOOT, "bootstrap resamples for every confidence interval")
+    token_clip: str = option("", "MODEL:TAG of CLIP ViT-L/14 for token similarity (the learned token through the "
+                                 "run's own text encoder and this model's text projection), e.g. ViT-L-14:openai, "
+                                 "a local file, or ViT-L-14:random; '' skips it", metavar="MODEL:TAG")
+    subject: str = option("", "what the token stands for, e.g. 'Tom, the cat from Tom and Jerry' (default: card.yaml "
+                              "`subject`); needed for zero-shot identity")
+    identity_labels: Path = option(IDENTITY_LABELS_FILE, "distractor labels for zero-shot identity, one a line",
+                                   metavar="FILE")
+    leakage: Path = option(LEAKAGE_FILE, "two-subject prompts under '# subject: SECOND' lines; images of these "
+                                         "templates are scored for leakage", metavar="FILE")
+    protocol: str = option("", "also give CustomConcept101's numbers (CLIP ViT-B/32 CLIP-T with w=2.5, mean pairwise "
+                               "CLIP-I, DINO with --dino)", choices=PROTOCOLS)
+    dino: str | None = option(None, "DINO ViT-S/16 weights file (dino_deitsmall16_pretrain.pth) for --protocol",
+                              metavar="FILE")
 
     def __post_init__(self) -> None:
         self.references = Path(self.references)
@@ -64,6 +78,12 @@ class ScoreConfig(StrictConfig):
         check(int(self.batch_size) >= 1, "batch_size", self.batch_size, "must be at least 1")
         check(int(self.n_boot) >= 1, "n_boot", self.n_boot, "must be at least 1")
         check(self.device in ("auto", "cpu", "cuda"), "device", self.device, "use auto, cpu or cuda")
+        self.identity_labels, self.leakage = Path(self.identity_labels), Path(self.leakage)
+        from core.clip_score import parse_clip_spec
+
+        check_protocol(self.protocol, parse_clip_spec(self.clip)[0], self.dino)
+        if self.token_clip:
+            parse_clip_spec(self.token_clip)
 
 
 # ------------------------------------------------------------------------------------ torch-free summaries
@@ -149,30 +169,43 @@ def _jsonable(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------- scoring
-def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True,
-              log=print) -> dict[str, Any]:
+def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True, log=print, components=None,
+              load_token_clip=None) -> dict[str, Any]:
     """Score every image of `run` not scored yet with the same CLIP model and references; write scores.csv and
-    scores.json (with the checkpoint advice drawn from its summaries); return the scores.json dict. `scorer` (a
-    core.clip_score.ClipScorer) is built from `config.clip` when not given. Runs as `run.stage("score")`: the
-    writer lock held, an unexpected failure logged in the run."""
+    scores.json (with the checkpoint advice drawn from its summaries, and issue 21's measures: docs/identity.md);
+    return the scores.json dict. `scorer` (a core.clip_score.ClipScorer) is built from `config.clip` when not given;
+    `components` (the run's networks, for token similarity) and `load_token_clip` (a `load_clip` stand-in) let
+    callers share what they built. Runs as `run.stage("score")`: the writer lock held, an unexpected failure
+    logged in the run."""
+    from core import identity_stage
+
     with run.stage("score", hint=f"scores so far are kept; rerun `python -m core score {run.path}`") as record:
         # 1. check the inputs (before CLIP loads: bad input fails fast)
         images = run_image_rows(run)
         ref_paths = validate_images(config.references)
         refs = [{"file": p.name, "sha256": sha256_file(p)} for p in ref_paths]
-        # 2. the scorer and what an earlier scoring with the same model and references left
+        # 2. the scorer, the zero-shot texts, and what an earlier scoring with the same inputs left
         scorer = scorer if scorer is not None else _load_scorer(config)
         prov = dict(scorer.provenance)
-        job = ImageJob.plan(run, images, run.read_scores(), same_inputs=_same_inputs(run, prov, refs, len(images), log),
+        subject = identity_stage.resolve_subject(run, config.subject)[0]
+        zs = identity_stage.zero_shot(scorer, record.token.initializer, subject, config.identity_labels,
+                                      config.leakage)
+        same = _same_inputs(run, prov, refs, zs.settings(), len(images), log)
+        job = ImageJob.plan(run, images, run.read_scores(), same_inputs=same,
                             done_with=f"scored with {describe(prov)}", doing="scoring", log=log)
         # 3. score the new images in batches (scores.json first, marked incomplete)
-        base = _header(run, record, config, scorer, prov, refs)
-        ref_emb = scorer.encode_images([load_image(p) for p in ref_paths], batch_size=config.batch_size)
-        job.run_batches(_clip_scorer(scorer, ref_emb, record.token.placeholder, prov, job.todo), run.write_scores,
+        base = _header(run, record, config, scorer, prov, refs, zs.settings())
+        ref_images = [load_image(p) for p in ref_paths]
+        ref_emb = scorer.encode_images(ref_images, batch_size=config.batch_size)
+        job.run_batches(_clip_scorer(scorer, ref_emb, record.token.placeholder, prov, job.todo, zs), run.write_scores,
                         lambda: run.write_record(base), batch_size=config.batch_size, desc="CLIP scoring",
                         progress=progress)
-        # 4. summaries, baselines and the checkpoint advice: scores.json, complete
+        # 4. summaries, baselines and the checkpoint advice
         final = _summaries(run, base, ref_emb, config.n_boot, n_now=len(job.todo), n_kept=len(job.kept))
+        # 5. issue 21: token similarity per checkpoint, zero-shot identity, leakage, the memorisation screen, the
+        #    protocol numbers and the provenance of each (core.identity_stage); scores.json, complete
+        final = dataclasses.replace(final, **identity_stage.measures(
+            run, record, config, scorer, run.read_scores(), images, ref_images, zs, components, load_token_clip))
         run.write_record(final)
         return final.to_json()
 
@@ -183,8 +216,10 @@ def _load_scorer(config: ScoreConfig):
     return load_clip(config.clip, seed=config.clip_seed, device=config.device)
 
 
-def _same_inputs(run: Run, prov: Mapping[str, Any], refs: list[dict[str, str]], n_images: int, log) -> bool:
-    """Whether scores.csv's rows were made with this CLIP model and these references (else all are rescored)."""
+def _same_inputs(run: Run, prov: Mapping[str, Any], refs: list[dict[str, str]], zero_shot: Mapping[str, Any],
+                 n_images: int, log) -> bool:
+    """Whether scores.csv's rows were made with this CLIP model, these references and these zero-shot settings
+    (identity labels, subject, leakage prompts); else all are rescored."""
     from core.clip_score import provenance_key
 
     prev = run.scores_record()
@@ -198,14 +233,17 @@ def _same_inputs(run: Run, prov: Mapping[str, Any], refs: list[dict[str, str]], 
         log(f"no record of the previous scoring's reference images: rescoring all {n_images} images")
     elif prev_refs != refs:
         log(f"reference images changed since the last scoring: rescoring all {n_images} images")
+    elif prev.zero_shot_settings != zero_shot:
+        log(f"identity labels, subject or leakage prompts changed: rescoring all {n_images} images")
     else:
         return True
     return False
 
 
-def _header(run: Run, record, config: ScoreConfig, scorer, prov: Mapping[str, Any],
-            refs: list[dict[str, str]]) -> ScoresRecord:
-    """scores.json before the first image: the CLIP model and its provenance, the config, what is scored."""
+def _header(run: Run, record, config: ScoreConfig, scorer, prov: Mapping[str, Any], refs: list[dict[str, str]],
+            zero_shot: Mapping[str, Any]) -> ScoresRecord:
+    """scores.json before the first image: the CLIP model and its provenance, the config, what is scored, and the
+    settings the per-image zero-shot columns are computed with."""
     reasons = pipeline_check_reasons(record, prov)
     return ScoresRecord(
         clip=prov, clip_label=describe(prov),
@@ -214,12 +252,15 @@ def _header(run: Run, record, config: ScoreConfig, scorer, prov: Mapping[str, An
         references={"dir": str(Path(config.references).resolve()), "files": refs},
         run={"name": run.name, "weights": record.weights.as_dict(), "token": asdict(record.token)},
         is_pipeline_check=bool(reasons), pipeline_check_reasons=tuple(reasons),
-        label=PIPELINE_CHECK_LABEL if reasons else "", complete=False, updated=time.time())
+        label=PIPELINE_CHECK_LABEL if reasons else "", complete=False, updated=time.time(),
+        identity_labels={"settings": dict(zero_shot)})
 
 
-def _clip_scorer(scorer, ref_emb: np.ndarray, token: str, prov: Mapping[str, Any], todo: list[dict[str, str]]):
-    """`process` for the image job: CLIP-I (mean cosine to the references) and CLIP-T of each picture (the texts
-    of every image to do are encoded once, at the first batch)."""
+def _clip_scorer(scorer, ref_emb: np.ndarray, token: str, prov: Mapping[str, Any], todo: list[dict[str, str]],
+                 zs):
+    """`process` for the image job: CLIP-I (mean cosine to the references), CLIP-T and the zero-shot columns
+    (`zs.per_image`: top identity label, leakage survival) of each picture (the texts of every image to do are
+    encoded once, at the first batch)."""
     from core.clip_score import weights_label
 
     label, text_emb = weights_label(prov), {}
@@ -233,7 +274,8 @@ def _clip_scorer(scorer, ref_emb: np.ndarray, token: str, prov: Mapping[str, Any
         clip_i = (emb @ ref_emb.T).mean(axis=1)  # mean cosine to each reference image
         return [{"path": r["path"], "step": int(r["step"]), "prompt": r.get("prompt", ""),
                  "template": r.get("template", ""), "seed": int(r["seed"]), "clip_i": float(ci),
-                 "clip_t": float(e @ text_emb[text]), "clip_model": prov["model"], "clip_weights": label}
+                 "clip_t": float(e @ text_emb[text]), "clip_model": prov["model"], "clip_weights": label,
+                 **zs.per_image(r.get("template", ""), e)}
                 for r, e, ci, text in zip(batch, emb, clip_i, texts)]
 
     return process
@@ -300,4 +342,7 @@ def run(args) -> int:
     if c["mean"] is not None:
         print(f"reference ceiling CLIP-I: {c['mean']:.4f} [{c['lo']:.4f}, {c['hi']:.4f}] "
               f"({c['n_images']} reference images)")
+    from core.identity_stage import summary_lines
+
+    print("\n".join(summary_lines(rec)))
     return 0

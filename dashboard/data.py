@@ -596,3 +596,26 @@ def _review_pack(paths: tuple, key: tuple) -> bytes:
 
 def command_review(run_path: str) -> str:
     return f"python -m core review {q(run_path)} --image PATH --flag FLAG --reviewer NAME"
+
+
+# ----------------------------------------------------------------------- issue 21: nearest training images
+@file_loader("audit_path", "audit_meta_path")
+def nearest_training_images(run: Run) -> dict[str, dict[str, Any]]:
+    """{generated image path: {"file", "name", "cosine"}}: each audited image's nearest training image by CLIP
+    (audit.csv `clip_nearest`, in the references folder audit.json names); {} when the run is not audited. A file
+    that would lead outside that folder is left out."""
+    record = run.audit_record()
+    refs = record.references.get("dir") if record is not None else None
+    if not refs:
+        return {}
+    out = {}
+    for r in run.read_audit():
+        name = str(r.get("clip_nearest") or "")
+        try:
+            file = run.resolve_inside(Path(refs) / name, also=[refs], what="training image") if name else None
+        except UserError:
+            continue
+        if file is not None:
+            cosine = float(r["clip_cosine"]) if r.get("clip_cosine") else float("nan")
+            out[str(r["path"])] = {"file": file, "name": name, "cosine": cosine}
+    return out

@@ -73,7 +73,8 @@ def make_fake_run(runs_dir: Path, name: str = "fake-object", prop: str = "object
                     rows.append({"path": rel, "prompt": prompt, "template": tmpl, "negative_prompt": "",
                                  "seed": seed, "step": s, "steps": 3, "guidance": 7.5, "token": token,
                                  "init_image": "", "strength": "", "weights_source": "random", "width": 64,
-                                 "height": 64, "sampler": "ddim", "seconds": 0.1})
+                                 "height": 64, "sampler": "ddim", "seconds": 0.1,
+                                 "cond_gap": round(float(2.0 + 0.05 * s + rng.random()), 4)})
                     scores.append({"path": rel, "step": s, "prompt": prompt, "template": tmpl, "seed": seed,
                                    "clip_i": float(0.5 + 0.01 * s + 0.05 * rng.random()),
                                    "clip_t": float(0.3 - 0.002 * s + 0.05 * rng.random()),
@@ -101,7 +102,51 @@ def write_fake_scores_meta(run: Run, n_boot: int = FAKE_N_BOOT, clip: dict | Non
             "baselines": {"reference_ceiling_clip_i": 0.8, "reference_ceiling": {"mean": 0.8}},
             "summaries": {"by_step": records(summarize_by_step(rows, n_boot=n_boot)),
                           "by_prompt": records(summarize_by_prompt(rows, n_boot=n_boot))},
-            "n_images": len(rows), "inputs": run.scores_inputs(), "complete": True, **fields}
+            "n_images": len(rows), "inputs": run.scores_inputs(), "complete": True,
+            **fake_identity_fields(run, rows, clip, n_boot), **fields}
     run.write_scores_meta(meta)
     return meta
 
+
+def fake_identity_fields(run: Run, rows: list[dict], clip: dict, n_boot: int) -> dict:
+    """scores.json's issue-21 keys for a fixture run: the real formulas (core.identity, core.protocol) on
+    fabricated, seeded features and survival flags (test data, not measurements)."""
+    from core.clip_score import describe
+    from core.identity import identity_rows, leakage_rows, screen_rows, token_similarity_row
+    from core.identity_stage import provenance
+    from core.protocol import DIFFERENCES, PUBLISHED_TI_BASELINE, SOURCE, protocol_rows
+
+    rng = np.random.default_rng(zlib.crc32(run.name.encode()))
+    steps = run.embedding_steps()
+    labels = ["Tom, the cat from Tom and Jerry", "a cat", "Garfield, the orange cartoon cat", "a mouse"]
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    base = unit(rng.normal(size=8))
+    tokens = {s: unit(base + 0.05 * s * rng.normal(size=8)) for s in steps}
+    refs = np.stack([unit(base + 0.5 * rng.normal(size=8)) for _ in range(4)])
+    texts = {x: unit(rng.normal(size=8)) for x in labels}
+    token_rows = [token_similarity_row(s, tokens[s], refs, texts[labels[0]], tokens[steps[0]],
+                                       {x: texts[x] for x in labels[2:]}, n_boot=n_boot) for s in steps]
+    img_steps = [int(r["step"]) for r in rows]
+    feats = np.stack([texts[labels[0]] if rng.random() < 0.2 + 0.02 * st else texts[labels[1]] for st in img_steps])
+    img_rows = run.read_images()
+    gaps = [float(r["cond_gap"]) if r.get("cond_gap") else None for r in img_rows]
+    token_prov = {"computed": True, "encoder": {"model": "ViT-L-14", "pretrained": "random", "source": "random"},
+                  "encoder_label": "ViT-L-14 random weights (seed 0)", "method": "end-of-text hidden state x "
+                  "projection", "versions": {"open_clip_torch": "test"}, "templates": ["a photo of {}"]}
+    prot = {"name": "customconcept101", "source": SOURCE, "differences": list(DIFFERENCES),
+            "formulas": {"clip_t": "mean of 2.5 * max(cos, 0)", "clip_i": "mean pairwise", "dino": "mean pairwise"},
+            "published_textual_inversion": dict(PUBLISHED_TI_BASELINE),
+            "rows": protocol_rows(img_steps, [float(r["clip_t"]) for r in rows], [float(r["clip_i"]) for r in rows]),
+            "dino": {"computed": False, "note": "pass --dino FILE"}}
+    return {
+        "token_similarity": token_rows, "token_similarity_provenance": token_prov,
+        "identity": identity_rows(img_steps, feats, np.stack([texts[x] for x in labels]), n_boot=n_boot),
+        "identity_labels": {"labels": labels, "subject": labels[0], "initializer_class": "a cat",
+                            "template": "a picture of {}", "leakage_subjects": {"a dog sitting next to {}": "a dog"},
+                            "note": None},
+        "leakage": leakage_rows(img_steps, [(r["template"], int(r["seed"])) for r in rows],
+                                [bool(rng.random() < 0.7 - 0.01 * st) for st in img_steps], n_boot=n_boot),
+        "memorisation": screen_rows([int(r["step"]) for r in img_rows], gaps, n_boot=n_boot),
+        "protocol": prot,
+        "provenance": provenance(clip, describe(clip), token_prov, prot, run.record.weights.describe()),
+    }

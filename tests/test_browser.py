@@ -236,17 +236,17 @@ def test_risks_page_of_an_audited_run_shows_charts_pairs_and_labels(server, page
     assert_no_errors(page, "Risks (audited)")
     assert page.get_by_role("combobox", name="Run", exact=True).input_value().startswith(AUDITED)
     charts = page.locator('[data-testid="stPlotlyChart"]')
-    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .gtitle').length >= 3",
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .gtitle').length >= 5",
                            timeout=30000)
-    assert charts.count() == 3
+    assert charts.count() == 3 + 2  # + leakage and the memorisation screen (test_identity_charts_...)
     titles = page.locator('[data-testid="stPlotlyChart"] .gtitle').all_text_contents()  # SVG: no innerText
-    assert len(titles) == 3 and all(t.startswith("PIPELINE CHECK (random weights)") for t in titles), titles
+    assert len(titles) == 5 and all(t.startswith("PIPELINE CHECK (random weights)") for t in titles), titles
     assert any("Copy rate per checkpoint" in t for t in titles) and any("misuse category" in t for t in titles)
     images = page.locator('[data-testid="stImage"] img')
-    assert images.count() == 2  # n_pairs=2 for the chosen measure
+    assert images.count() == 2 + 6  # n_pairs=2 for the chosen measure, then the memorisation screen's 3 x 2
     for i in range(2):
         assert images.nth(i).evaluate(LOADED_WIDTH) > 0, f"pair {i} did not load"
-    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()[:2]
     assert len(captions) == 2 and all(c.startswith("PIPELINE CHECK") for c in captions), captions
     page.get_by_role("button", name="Enlarge").first.click()
     dialog = page.get_by_role("dialog")
@@ -357,3 +357,46 @@ def test_flag_an_image_in_review_mode_reload_and_see_the_flag(review_server, pag
     page.get_by_text("Flags per checkpoint and per prompt category").wait_for()
     assert_no_errors(page, "Review")
     page.screenshot(path=str(SHOTS / "dashboard-review.png"), full_page=True)
+
+
+def _chart_titles(page, at_least: int) -> list[str]:
+    page.wait_for_function(
+        f"() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .gtitle').length >= {at_least}",
+        timeout=30000)
+    return page.locator('[data-testid="stPlotlyChart"] .gtitle').all_text_contents()
+
+
+def test_identity_charts_open_in_a_real_browser(server, page, runs_dir):
+    """Issue 21: token similarity and identity on the CLIP scores page, both runs side by side on Character vs
+    style, leakage and the memorisation screen (with the highest images beside their nearest training image) on the
+    Risks page of the audited run; every title labelled, every trace drawn, every image loaded."""
+    page.goto(f"{server}/clip_scores?run=fake-object")
+    settle(page, "CLIP scores")
+    assert_no_errors(page, "CLIP scores")
+    titles = _chart_titles(page, 4)
+    token = [t for t in titles if "Token similarity" in t]
+    assert token and token[0].startswith("PIPELINE CHECK") and any("Zero-shot identity" in t for t in titles)
+    chart = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="Token similarity").first
+    assert chart.locator(".scatterlayer .trace").count() >= 4  # references, band, subject, initializer (+ distractors)
+    page.screenshot(path=str(SHOTS / "dashboard-identity-clip-scores.png"), full_page=True)
+
+    page.goto(f"{server}/character_vs_style")
+    settle(page, "Character vs style")
+    assert_no_errors(page, "Character vs style")
+    titles = _chart_titles(page, 4)
+    assert sum("Token similarity" in t for t in titles) == 2 and sum("Zero-shot identity" in t for t in titles) == 2
+    assert "CustomConcept101" in page.locator("body").inner_text()
+
+    if not (runs_dir / AUDITED / "audit.json").exists():
+        pytest.skip(f"{runs_dir} has no audited run named `{AUDITED}`")
+    page.goto(f"{server}/risks?run={AUDITED}")
+    settle(page, "Risks")
+    assert_no_errors(page, "Risks (identity)")
+    titles = _chart_titles(page, 5)
+    assert any("Concept leakage" in t for t in titles) and any("Memorisation screen" in t for t in titles)
+    images = page.locator('[data-testid="stImage"] img')
+    for i in range(2, images.count()):  # after the audit's pairs: generated image, nearest training image, ...
+        assert images.nth(i).evaluate(LOADED_WIDTH) > 0, f"memorisation screen image {i} did not load"
+    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()[2:]
+    assert len(captions) == 6 and any("nearest training image" in c for c in captions), captions
+    page.screenshot(path=str(SHOTS / "dashboard-identity-risks.png"), full_page=True)

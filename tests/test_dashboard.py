@@ -160,8 +160,8 @@ def test_clip_scores_page(dash_runs):
     # the plane offers every scored run: the damaged one gets an error of its own, the page goes on
     assert_clean(at, "views/clip_scores.py", allowed_errors=("garbage-scores",))
     assert any(PIPELINE_CHECK_LABEL in w for w in texts(at.warning))
-    # per checkpoint (2), per prompt (2), distributions (2), plane (1)
-    assert len(at.get("plotly_chart")) == 7
+    # per checkpoint (2), per prompt (2), distributions (2), plane (1), token similarity and identity (2)
+    assert len(at.get("plotly_chart")) == 9
     by_step = at.dataframe[0].value
     assert list(by_step["step"]) == [0, 20]
     assert {"clip_i_mean", "clip_i_lo", "clip_i_hi", "clip_t_mean"} <= set(by_step.columns)
@@ -201,7 +201,7 @@ def test_character_vs_style_saved_comparison(fake_runs, tmp_path):
     at = open_page(fake_runs, "views/character_vs_style.py")
     assert at.selectbox(key="cmp_saved_pick").value == str(out)
     assert not at.exception and not at.error, texts(at.error)
-    assert len(at.dataframe) == 1  # the pair's saved table, read (not recomputed) and shown once
+    assert len(at.dataframe) == 1 + 2  # the saved table, read (not recomputed) and shown once; + 2 protocol tables
     assert len(at.image) == 8 + 1  # the pairs and the saved plane PNG
     assert any("bootstrap resamples" in c for c in texts(at.caption))
     assert any("shown above" in c for c in texts(at.caption))

@@ -145,3 +145,44 @@ def test_cli_train_rejects_bad_images_before_building(tmp_path, char_images):
     assert p.returncode == 2, out
     assert "broken.png" in out and "bad file" in out
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_score_token_clip_writes_every_identity_field(real, char_images, tmp_path, monkeypatch):
+    """Issue 21 on the real architecture: `score --token-clip ViT-L-14:random` (the run's own KerasCV text encoder,
+    random ViT-L/14 projection) writes token similarity, identity, leakage, the memorisation screen and the
+    CustomConcept101 numbers for every checkpoint; at step 0 the token's feature is the initializer's. The CLI's
+    main() runs in this process on the module's networks (no second build; torch was imported first)."""
+    import core.components
+    from core.__main__ import main
+    from core.generate import GenerateConfig, generate
+    from core.runfolder import Run
+    from core.train import TrainConfig, start_run, train
+
+    cfg = TrainConfig.from_dict({"images": str(char_images), "weights": "random", "resolution": RES, "steps": 2,
+                                 "checkpoint_every": 1, "batch_size": 1})
+    run = train(cfg, start_run(cfg, tmp_path / "runs", "identity"), real, progress=False)
+    leakage = tmp_path / "leakage.txt"
+    leakage.write_text("# subject: a dog\na dog sitting next to {}\n", encoding="utf-8")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a horror movie poster with {}\na dog sitting next to {}\n", encoding="utf-8")
+    generate(run, GenerateConfig.from_dict({"prompts": str(prompts), "seeds": "0", "checkpoints": "all",
+                                            "steps": 2, "batch_size": 6}), real, progress=False)
+    monkeypatch.setattr(core.components, "Components", lambda spec, resolution, **kw: real)
+    assert main(["score", str(run.path), "--references", str(char_images), "--clip", "ViT-B-32:random",
+                 "--token-clip", "ViT-L-14:random", "--subject", "Tom, the cat from Tom and Jerry", "--leakage",
+                 str(leakage), "--protocol", "customconcept101", "--n-boot", "200", "--no-progress"]) == 0
+    rec = Run(run.path).scores_record()
+    steps = [0, 1, 2]
+    assert [r["step"] for r in rec.token_similarity] == steps
+    assert all(r["vs_references"] is not None and r["vs_subject"] is not None for r in rec.token_similarity)
+    assert rec.token_similarity[0]["vs_init"] >= 0.9999
+    assert rec.token_similarity_provenance["encoder"]["model"] == "ViT-L-14"
+    for key in ("identity", "leakage", "memorisation"):
+        assert [r["step"] for r in getattr(rec, key)] == steps, key
+    assert all(r["n"] == 1 and r["rate"] is not None for r in rec.identity)
+    assert all(r["survival"] is not None for r in rec.leakage)
+    assert all(r["n"] == 2 and r["mean"] > 0 for r in rec.memorisation)
+    assert [r["step"] for r in rec.protocol["rows"]] == steps and all(r["n"] == 1 for r in rec.protocol["rows"])
+    assert {"clip_i", "clip_t", "identity", "leakage", "memorisation", "token_similarity", "protocol"} <= set(
+        rec.provenance)
+    assert rec.is_pipeline_check

@@ -48,23 +48,25 @@ def test_audited_run_shows_advice_copy_rates_pairs_and_misuse(runs):
     at = open_page(runs, PAGE)
     assert_clean(at, PAGE)
     assert [h for h in texts(at.header)] == ["Which checkpoint to ship", "Does the token copy its training images?",
-                                             "Does the character come through in misuse contexts?"]
+                                             "Does the character come through in misuse contexts?",
+                                             "Does the token swallow the other subjects of a prompt?",
+                                             "Memorisation screen"]  # the last two: tests/test_identity_pages.py
     assert [m.value for m in at.metric] == ["step 20"]  # the only trained checkpoint scored
     assert any("only trained checkpoint" in m for m in texts(at.markdown))
     titles = plot_titles(at)
-    assert len(titles) == 3 and all(t.startswith("PIPELINE CHECK (random weights)") for t in titles)
+    assert len(titles) == 5 and all(t.startswith("PIPELINE CHECK (random weights)") for t in titles)
     assert any("Copy rate per checkpoint" in t for t in titles) and any("misuse category" in t for t in titles)
     assert any(PIPELINE_CHECK_LABEL in w for w in texts(at.warning))
-    images = at.get("image")
+    images = at.get("image")[:2]  # then the memorisation screen's (tests/test_identity_pages.py)
     assert len(images) == 2  # n_pairs=2 for the chosen measure
     captions = [c for i in images for c in i.captions]
     assert all(c.startswith("PIPELINE CHECK") for c in captions)
     at.button(key="risks_enlarge_phash_0").click().run()
     assert not at.exception
     enlarged = at.get("image")
-    assert len(enlarged) == 3 and enlarged[2].captions == enlarged[0].captions  # the dialog shows pair #1
+    assert len(enlarged) == 3 + 6 and enlarged[-1].captions == enlarged[0].captions  # the dialog shows pair #1
     at.radio(key="risks_pairs_measure").set_value("clip").run()
-    assert not at.exception and len(at.get("image")) == 2
+    assert not at.exception and len(at.get("image")) == 2 + 6
     thresholds = at.dataframe[1].value
     assert list(thresholds["copy rule"].str[:4]) == ["pHas", "CLIP"]
 

@@ -91,7 +91,9 @@ class Scores:
         return {"step": final.step, "clip_i": final.clip_i.mean, "clip_t": final.clip_t.mean} if final else {}
 
     def public_meta(self) -> dict | None:
-        """scores.json without local paths: CLIP provenance, baselines, reference files (names + sha256)."""
+        """scores.json without local paths: CLIP provenance, baselines, reference files (names + sha256), and the
+        identity measures of issue 21 (token similarity, identity, leakage, memorisation screen, protocol,
+        provenance)."""
         record = self.record
         if record is None:
             return None
@@ -100,7 +102,7 @@ class Scores:
                              "reference_ceiling": record.reference_ceiling, "initializer": record.initializer},
                "pipeline_check": record.is_pipeline_check,
                "pipeline_check_reasons": list(record.pipeline_check_reasons), "n_images": record.n_images,
-               "complete": record.complete}
+               "complete": record.complete, **record.identity_json(public=True)}
         files = record.references.get("files")
         return {**out, "references": {"files": files}} if files else out
 

@@ -64,8 +64,10 @@ file and the key. Keys older versions did not write get the value stated in the 
     Run.final_step()    -> the one rule for the final step: recorded when finished, else the last checkpoint.
     Run.scores_record() -> ScoresRecord (scores.json): clip provenance and label, pipeline-check flag and reasons,
                            n_boot, references, baselines, the summaries `score` computed (by_step / by_prompt,
-                           also as DataFrames), the checkpoint `advice`, and `inputs` (sha256 of images.csv and
-                           scores.csv).
+                           also as DataFrames), the checkpoint `advice`, `inputs` (sha256 of images.csv and
+                           scores.csv), and issue 21's measures (token_similarity + provenance, identity,
+                           identity_labels with the zero-shot settings, leakage, memorisation, protocol, provenance
+                           per measure; docs/identity.md).
     Run.audit_record()  -> AuditRecord (audit.json): thresholds with their calibration, copy_rates, pairs, misuse,
                            references / held_out (n_references, n_held_out), final_copy, inputs.
     Run.scores_stale()  -> None, or "stale: ... rerun `python -m core score ...`" when scoring did not finish or

@@ -265,7 +265,19 @@ class Run(RunPaths):
     append_neighbors = functools.partialmethod(_append_rows, "neighbors_path", NEIGHBOR_COLUMNS)
     rewrite_neighbors = functools.partialmethod(_write_rows, "neighbors_path", NEIGHBOR_COLUMNS)
     read_neighbors = functools.partialmethod(_read_rows, "neighbors_path")
-    append_images = functools.partialmethod(_append_rows, "images_index_path", IMAGE_COLUMNS)
+    def append_images(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        append_csv(self.images_index_path, self._image_columns(), rows)
+
+    def _image_columns(self) -> list[str]:
+        """IMAGE_COLUMNS, or the header of an images.csv written before a column was added (kept as it is: new rows
+        lack that column there, and readers see it as missing)."""
+        try:
+            with open(self.images_index_path, encoding="utf-8") as f:
+                header = f.readline().strip().split(",")
+        except (FileNotFoundError, UnicodeDecodeError):
+            return IMAGE_COLUMNS
+        return header if header != [""] and header == [c for c in IMAGE_COLUMNS if c in header] else IMAGE_COLUMNS
+
     read_images = functools.partialmethod(_read_rows, "images_index_path")
     write_scores = functools.partialmethod(_write_rows, "scores_path", SCORE_COLUMNS)
     read_scores = functools.partialmethod(_read_rows, "scores_path")

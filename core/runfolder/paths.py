@@ -15,10 +15,11 @@ MANIFEST_COLUMNS = ["file", "sha256", "bytes", "width", "height", "license", "so
 NEIGHBOR_COLUMNS = ["step", "vector", "rank", "token", "token_id", "cosine", "distance_from_init"]
 IMAGE_COLUMNS = [
     "path", "prompt", "template", "negative_prompt", "seed", "step", "steps", "guidance", "token",
-    "init_image", "strength", "weights_source", "width", "height", "sampler", "seconds",
-]
+    "init_image", "strength", "weights_source", "width", "height", "sampler", "seconds", "cond_gap",
+]  # cond_gap (0.3): memorisation screen, see core.sampler; older images.csv files lack it (read as missing)
 SCORE_COLUMNS = [
     "path", "step", "prompt", "template", "seed", "clip_i", "clip_t", "clip_model", "clip_weights",
+    "zs_label", "leak_survives",  # zero-shot identity's top label; leakage prompts: second subject survives (1/0)
 ]
 AUDIT_COLUMNS = [
     "path", "step", "template", "seed", "category", "phash_nearest", "phash_distance", "clip_nearest",

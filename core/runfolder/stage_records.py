@@ -110,6 +110,30 @@ class ScoresRecord(StageHeader):
     n_kept: int | None = None
     inputs: Mapping[str, str] | None = None  # {"images.csv": sha256, "scores.csv": sha256}
     advice: Mapping[str, Any] | None = None  # core.advice.advise on the summaries (front, best, recommended, ...)
+    # issue 21's measures (docs/identity.md; absent before 0.3: empty rows / {} / None), rows keyed by IDENTITY_ROW_KEYS
+    token_similarity: tuple[Mapping[str, Any], ...] = ()  # per embedding checkpoint: vs_references(_ci), vs_subject..
+    token_similarity_provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # computed, encoder..
+    identity: tuple[Mapping[str, Any], ...] = ()  # per generated checkpoint: rate, ci_lo, ci_hi, n
+    identity_labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # labels, subject, settings, ...
+    leakage: tuple[Mapping[str, Any], ...] = ()  # per checkpoint: survival, ci_lo, ci_hi, n, change(_lo/_hi)
+    memorisation: tuple[Mapping[str, Any], ...] = ()  # per checkpoint: cond_gap n, mean, median, p95, max, flagged
+    protocol: Mapping[str, Any] | None = None  # CustomConcept101: name, rows, published baseline, differences
+    provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # measure -> encoder, tag/sha256, ...
+
+    @property
+    def zero_shot_settings(self) -> Mapping[str, Any] | None:
+        """What scores.csv's zero-shot columns were computed with (labels, subject, leakage prompts; None: not
+        recorded, before 0.3): a rescoring keeps earlier rows only when these are the same."""
+        return self.identity_labels.get("settings")
+
+    def identity_json(self, public: bool = False) -> dict[str, Any]:
+        """The issue-21 part of scores.json (as `to_json` writes it); `public`: without local paths (the DINO
+        weights file is named by its file name and sha256), for the model card's card.json."""
+        out = _identity_json(self)
+        dino = (out["protocol"] or {}).get("dino")
+        if public and isinstance(dino, dict) and dino.get("file"):
+            out["protocol"]["dino"] = {**dino, "file": Path(str(dino["file"])).name}
+        return out
 
     @property
     def n_boot(self) -> int | None:
@@ -134,6 +158,7 @@ class ScoresRecord(StageHeader):
                 n_images=self.n_images, n_scored_now=self.n_scored_now, n_kept=self.n_kept,
                 inputs=dict(self.inputs) if self.inputs is not None else None,
                 advice=dict(self.advice) if self.advice is not None else None)
+        out.update(self.identity_json())
         return out
 
     @classmethod
@@ -161,7 +186,56 @@ class ScoresRecord(StageHeader):
             by_step=rows["by_step"], by_prompt=rows["by_prompt"],
             n_images=r.get("n_images", int, required=False), n_scored_now=r.get("n_scored_now", int, required=False),
             n_kept=r.get("n_kept", int, required=False), inputs=_inputs(r),
-            advice=r.get("advice", dict, required=False))
+            advice=r.get("advice", dict, required=False), **_identity_fields(r))
+
+
+IDENTITY_ROW_KEYS = {
+    "token_similarity": ("step", "vs_references", "vs_references_ci", "vs_subject", "vs_init", "vs_distractors"),
+    "identity": ("step", "rate", "ci_lo", "ci_hi", "n"),
+    "leakage": ("step", "survival", "ci_lo", "ci_hi", "n"),
+    "memorisation": ("step", "n", "mean", "median", "p95", "max", "flagged"),
+}
+IDENTITY_DICT_KEYS = ("token_similarity_provenance", "identity_labels", "provenance")
+PROTOCOL_KEYS = (("name", str), ("rows", list), ("published_textual_inversion", dict), ("source", str),
+                 ("differences", list), ("formulas", dict))
+
+
+def _identity_fields(r: JsonFields) -> dict[str, Any]:
+    """scores.json's issue-21 keys, each row checked for its keys (a damaged row is a one-line error)."""
+    out: dict[str, Any] = {}
+    for key, keys in IDENTITY_ROW_KEYS.items():
+        rows = r.get(key, list, required=False, default=[])
+        for i, row in enumerate(rows):
+            missing = [k for k in keys if not isinstance(row, dict) or k not in row]
+            if missing:
+                raise r._fail(f"{key}[{i}]", f"lacks {', '.join(missing)}")
+        out[key] = tuple(dict(x) for x in rows)
+    for key in IDENTITY_DICT_KEYS:
+        out[key] = dict(r.get(key, dict, required=False, default={}))
+    protocol = r.get("protocol", dict, required=False)
+    if protocol is not None:
+        p = r.sub("protocol")
+        for key, kind in PROTOCOL_KEYS:
+            p.get(key, kind)
+    out["protocol"] = dict(protocol) if protocol is not None else None
+    return out
+
+
+def _identity_json(rec: ScoresRecord) -> dict[str, Any]:
+    """The inverse of `_identity_fields` (identity_labels carries the zero-shot settings from the first image on)."""
+    out: dict[str, Any] = {key: [dict(x) for x in getattr(rec, key)] for key in IDENTITY_ROW_KEYS}
+    out.update({key: dict(getattr(rec, key)) for key in IDENTITY_DICT_KEYS})
+    out["protocol"] = json_copy(rec.protocol) if rec.protocol is not None else None
+    return out
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of nested dicts/lists (so a caller's edit of the JSON never reaches the frozen record)."""
+    if isinstance(value, Mapping):
+        return {k: json_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_copy(v) for v in value]
+    return value
 
 
 def _summary_frame(rows, keys: list[str]):

@@ -141,4 +141,9 @@ elif folder:
     else:
         show_saved(saved, folder)
 
+# ------------------------------------------------------------------- issue 21 (dashboard/identity_views.py)
+from dashboard import identity_views  # noqa: E402
+
+identity_views.character_vs_style_section(a, b)
+
 ui.copy_link()

@@ -149,4 +149,9 @@ with t4:
                       margin=dict(t=20, b=10))
     st.plotly_chart(fig, key="clip_plane")
 
+# ------------------------------------------------------------------- issue 21 (dashboard/identity_views.py)
+from dashboard import identity_views  # noqa: E402
+
+identity_views.clip_scores_section(info)
+
 ui.copy_link()

@@ -176,4 +176,9 @@ else:
     st.caption(f"Method: {mis['method']}. Evidence for the model card, not a filter.")
     st.dataframe(rows, hide_index=True, width="stretch")
 
+# ------------------------------------------------------------------- issue 21 (dashboard/identity_views.py)
+from dashboard import identity_views  # noqa: E402
+
+identity_views.risks_section(info)
+
 ui.copy_link()  # after the view's state is in the URL (run, and the misuse checkpoint)

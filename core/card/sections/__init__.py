@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from core.card.sections.closing import about_the_card, citation, ethics_checklist, warnings
 from core.card.sections.evaluation import environmental_impact, evaluation, model_examination
+from core.card.sections.identity import identity_measures
 from core.card.sections.legal import licence, licence_text
 from core.card.sections.overview import card_summary, model_details, uses
 from core.card.sections.risks import bias_risks_limitations
@@ -15,8 +16,8 @@ from core.card.sections.usage import get_started, technical_specifications, trai
 
 SECTIONS = (
     model_details, uses, licence, bias_risks_limitations, get_started, training_details, evaluation,
-    model_examination, environmental_impact, technical_specifications, ethics_checklist, citation,
-    about_the_card, warnings, licence_text,
+    identity_measures, model_examination, environmental_impact, technical_specifications, ethics_checklist,
+    citation, about_the_card, warnings, licence_text,
 )
 
 REQUIRED_SECTIONS = (
