@@ -7,9 +7,9 @@ at 50 checkpoints, target <= 2 s), against the same pages on a small run measure
 The synthetic run is written through core.runfolder (images.csv, tiny PNGs, embeddings) with a review store of
 `--flags` flag lines by three reviewers and ten findings (core.review). Each page is run under Streamlit's AppTest in
 review mode (every image with its flag button: the heavier mode): 'cold' switches to the run with Streamlit's caches
-cleared (every file read and parsed again), 'warm' is the next rerun (what a click costs). With --browser the first screen is also timed in headless
-Chromium against a served dashboard: from navigation to the page's script finishing and every image on screen
-decoded. Prints one line per measurement and the ratio to the small run.
+cleared (every file read and parsed again), 'warm' is the next rerun (what a click costs). With --browser the first
+screen is also timed in headless Chromium against a served dashboard: from navigation to the page's script finishing
+and every image on screen decoded. Prints one line per measurement and the ratio to the small run.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def main() -> None:
     enc = PlaceholderTextEncoder(comps.text_encoder, vocab[2368][None])
     ctx = enc.encode(np.asarray([tok.encode("a 3D animation frame of <tom-cat>")] * a.batch))
     uncond = enc.encode(np.asarray([UNCONDITIONAL_TOKENS] * a.batch))
-    noise = np.random.default_rng(0).standard_normal((a.batch, a.resolution // 8, a.resolution // 8, 4)).astype("float32")
+    h = a.resolution // 8
+    noise = np.random.default_rng(0).standard_normal((a.batch, h, h, 4)).astype("float32")
     ours = Sampler(comps.diffusion_model, comps.decoder, jit_compile=a.jit_compile)
     sd = keras_cv.models.StableDiffusion(img_height=a.resolution, img_width=a.resolution, jit_compile=a.jit_compile)
     sd._text_encoder, sd._diffusion_model, sd._decoder = comps.text_encoder, comps.diffusion_model, comps.decoder

@@ -519,7 +519,8 @@ def bench(cfg: BenchConfig, echo=print) -> dict[str, Any]:
     summary = summarize(r, results)
     return {"kind": "bench", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": round(time.time() - started, 1), "config": cfg.to_dict(), "resolved": r,
-            "device": (nvidia_smi()[0]["name"] if gpu else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"),
+            "device": (nvidia_smi()[0]["name"] if gpu
+                       else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"),
             "keras": info, "torch": tinfo, "load_average_1_5_15": loads,
             "weights": ("random (timing only: same arithmetic as the real weights; the images mean nothing)"
                         if r["weights"] == "random" else r["weights"]),

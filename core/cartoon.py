@@ -30,7 +30,8 @@ def draw_cat(seed: int, size: int = 256) -> Image.Image:
     d.line([cx + lean + tail_dir * r, cy + 2 * r, cx + lean + tail_dir * 2 * r, cy + r], fill=fur, width=int(10 * s))
     # head with ears
     for ex in (-1, 1):
-        d.polygon([(cx + ex * r * 0.9, cy - r * 0.2), (cx + ex * r * 0.75, cy - r * 1.4), (cx + ex * r * 0.2, cy - r * 0.8)],
+        d.polygon([(cx + ex * r * 0.9, cy - r * 0.2), (cx + ex * r * 0.75, cy - r * 1.4),
+                   (cx + ex * r * 0.2, cy - r * 0.8)],
                   fill=fur, outline=(30, 30, 40))
     d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fur, outline=(30, 30, 40), width=3)
     d.ellipse([cx - r * 0.6, cy - r * 0.05, cx + r * 0.6, cy + r * 0.85], fill=(235, 230, 210))  # muzzle
@@ -42,7 +43,8 @@ def draw_cat(seed: int, size: int = 256) -> Image.Image:
     d.ellipse([cx - r * 0.1, cy + r * 0.05, cx + r * 0.1, cy + r * 0.2], fill=(40, 20, 20))  # nose
     for ex in (-1, 1):  # whiskers
         for dy in (0.2, 0.35):
-            d.line([cx + ex * r * 0.15, cy + r * dy, cx + ex * r * 1.1, cy + r * (dy - 0.1)], fill=(20, 20, 20), width=2)
+            d.line([cx + ex * r * 0.15, cy + r * dy, cx + ex * r * 1.1, cy + r * (dy - 0.1)], fill=(20, 20, 20),
+                   width=2)
     return img
 
 
@@ -76,6 +78,7 @@ def write_image_set(folder: Path, kind: str, n: int, size: int = 256) -> list[Pa
         p = folder / f"{kind}_{i:02d}.png"
         draw(i, size).save(p)
         paths.append(p)
-    lines = ["file,license,source,author"] + [f"{p.name},CC0-1.0,drawn by core/cartoon.py,tomcat-ti demo" for p in paths]
+    lines = ["file,license,source,author"] + [f"{p.name},CC0-1.0,drawn by core/cartoon.py,tomcat-ti demo"
+                                              for p in paths]
     (folder / "licenses.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return paths

@@ -135,7 +135,8 @@ class Comparison:
             r = self.info["runs"][key]
             p = self.plane[self.plane["run"] == r["name"]].sort_values("step")
             fig.add_trace(go.Scatter(
-                x=p["clip_t_mean"], y=p["clip_i_mean"], mode="lines+markers+text", name=f"{r['name']} ({r['property']}){tag}",
+                x=p["clip_t_mean"], y=p["clip_i_mean"], mode="lines+markers+text",
+                name=f"{r['name']} ({r['property']}){tag}",
                 text=[f"step {s}" for s in p["step"]], textposition="top center",
                 line={"color": colors[i]}, marker={"size": 9, "color": colors[i]},
                 error_x={"type": "data", "symmetric": False, "array": p["clip_t_hi"] - p["clip_t_mean"],
@@ -188,7 +189,8 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
             for r in df.to_dict(orient="records")]
 
 
-def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike, n_boot: int = DEFAULT_N_BOOT) -> Comparison:
+def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
+                 n_boot: int = DEFAULT_N_BOOT) -> Comparison:
     """Compare two scored runs. Refuses (UserError naming what differs) unless both have the same prompt templates,
     seeds and training budget, and were scored with the same CLIP model and weights."""
     run_a, run_b = (r if isinstance(r, Run) else Run(r) for r in (run_a, run_b))
@@ -289,14 +291,14 @@ def _write_png(fig, comp: Comparison, path: Path) -> dict[str, Any]:
                                      kopts={"path": chrome} if chrome else None)
         atomic_write_bytes(path, data)
         return {"renderer": "plotly-kaleido", "warning": None}
-    except Exception as e:  # kaleido missing, no Chrome, Chrome crashed...
+    except Exception as e:  # noqa: BLE001 - kaleido missing, no Chrome, Chrome crashed...
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
     try:
         atomic_write_bytes(path, render_plane_pil(comp))
         return {"renderer": "pil-fallback",
                 "warning": f"plotly PNG export failed ({reason}); plane.png is a simplified PIL drawing of the "
                            "same data (plane.html is the full figure)"}
-    except Exception as e2:  # never lose the CSV/JSON/HTML because a picture failed
+    except Exception as e2:  # noqa: BLE001 - never lose the CSV/JSON/HTML because a picture failed
         path.unlink(missing_ok=True)
         return {"renderer": None, "warning": f"no plane.png: plotly export failed ({reason}); PIL fallback "
                                              f"failed ({type(e2).__name__}: {e2})"}

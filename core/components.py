@@ -259,7 +259,6 @@ def rematerialize(model) -> int:
     """Gradient checkpointing: every KerasCV UNet ResBlock and SpatialTransformer inside `model` keeps only its
     inputs for the backward pass and recomputes the rest (`keras.remat`); less memory, ~1/3 more compute.
     Returns how many blocks were wrapped."""
-    import keras
     from keras_cv.src.models.stable_diffusion.diffusion_model import ResBlock, SpatialTransformer
 
     n = 0

@@ -92,7 +92,7 @@ def probe_torch(spec: dict[str, Any]) -> dict[str, Any]:
         import diffusers
 
         out["diffusers"] = diffusers.__version__
-    except Exception as e:  # optional: only the benchmark's reference uses it
+    except Exception as e:  # noqa: BLE001 - optional: only the benchmark's reference uses it
         out["diffusers"] = f"not importable ({type(e).__name__})"
     return out
 
@@ -128,7 +128,7 @@ def _precisions(keras_module) -> dict[str, Any]:
             layer = keras_module.layers.Dense(64, dtype=policy)
             y = keras_module.ops.convert_to_numpy(keras_module.ops.cast(layer(x), "float32"))
             out[policy] = bool(np.isfinite(y).all())
-        except Exception as e:  # report, don't crash: this is what the probe is for
+        except Exception as e:  # noqa: BLE001 - report, don't crash: this is what the probe is for
             out[policy] = f"fails ({type(e).__name__})"
     return out
 
@@ -147,7 +147,7 @@ def probe_keras(spec: dict[str, Any]) -> dict[str, Any]:
     out["precisions"] = _precisions(keras)
     try:
         out["xla"] = _xla_works(backend)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a broken XLA is a finding to report, not a crash
         out["xla"] = {"ok": False, "why": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
     if not spec.get("skip_unet"):
         out["unet"] = time_unet(spec.get("resolution") or (512 if gpu else 128), spec.get("unet_seconds", 10.0),
@@ -253,7 +253,8 @@ def render(r: dict[str, Any]) -> str:
         lines.append(f"GPU:             none (nvidia-smi not found); CPU {r['cpu']['cores']} cores, "
                      f"native bf16: {r['cpu']['bf16']}")
     if "precisions" in k:
-        lines.append("precision:       " + ", ".join(f"{p}: {'ok' if v is True else v}" for p, v in k["precisions"].items()))
+        lines.append("precision:       "
+                     + ", ".join(f"{p}: {'ok' if v is True else v}" for p, v in k["precisions"].items()))
     if "xla" in k:
         lines.append(f"XLA:             {'works' if k['xla'].get('ok') else 'FAILS'} {k['xla']}")
     wc = r["weights_cache"]

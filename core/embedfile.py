@@ -105,7 +105,7 @@ def read_embedding_file(path: Path) -> EmbeddingFile:
             return _from_pickle(path)
     except UserError:
         raise
-    except Exception as e:  # damaged file: one line, never a traceback or raw library message with escapes
+    except Exception as e:  # noqa: BLE001 - damaged file: one line, never a traceback or raw library message with escapes
         raise UserError(f"{shown}: cannot read embedding ({type(e).__name__}: {clean(e)})") from None
     raise UserError(f"{shown}: unknown embedding file type {clean(suffix) or '(none)'}; use .safetensors, .pt or .bin")
 

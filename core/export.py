@@ -22,11 +22,26 @@ import numpy as np
 
 from core import __version__
 from core.config import StrictConfig, add_options, add_run_argument, check, from_args, option
-from core.embedfile import (META_PREFIX, a1111_pt_bytes, clean, diffusers_bytes, emb_params_bytes, metadata_json,
-                            read_embedding_file)
+from core.embedfile import (
+    META_PREFIX,
+    a1111_pt_bytes,
+    clean,
+    diffusers_bytes,
+    emb_params_bytes,
+    metadata_json,
+    read_embedding_file,
+)
 from core.errors import UserError
-from core.runfolder import (PIPELINE_CHECK_LABEL, Run, RunRecord, TokenInfo, WeightsProvenance, atomic_write_bytes,
-                            check_run_name, check_runs_dir)
+from core.runfolder import (
+    PIPELINE_CHECK_LABEL,
+    Run,
+    RunRecord,
+    TokenInfo,
+    WeightsProvenance,
+    atomic_write_bytes,
+    check_run_name,
+    check_runs_dir,
+)
 
 IMPORT_STEP = 1  # an imported embedding has no training history: it is stored as the run's only checkpoint
 ARCHITECTURE = "stable-diffusion-v1/textual-inversion"  # ModelSpec: kohya's ARCH_SD_V1 + ADAPTER_TEXTUAL_INVERSION
@@ -173,7 +188,8 @@ def check_out_file(out: Path, force: bool) -> None:
     """--out must be a file path in a writable folder, and not overwrite an existing file without --force."""
     out = Path(out)
     if out.is_dir():
-        raise UserError(f"--out {clean(out)}: is a folder; give a file name, e.g. {clean(out / 'learned_embeds.safetensors')}")
+        raise UserError(f"--out {clean(out)}: is a folder; give a file name, "
+                        f"e.g. {clean(out / 'learned_embeds.safetensors')}")
     if out.exists() and not force:
         raise UserError(f"--out {clean(out)}: exists; pass --force to overwrite it, or choose another name")
     parent = out.parent if str(out.parent) else Path(".")
@@ -181,7 +197,8 @@ def check_out_file(out: Path, force: bool) -> None:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"--out {clean(out)}: cannot write in {clean(probe)} (not a writable folder); choose another path")
+        raise UserError(f"--out {clean(out)}: cannot write in {clean(probe)} (not a writable folder); "
+                        "choose another path")
 
 
 def _write(out: Path, data: bytes) -> None:
@@ -226,7 +243,8 @@ def description(run: Run, step: int, prov: dict[str, str], stem: str) -> str:
     lines += [
         f"{prov['token']}: textual-inversion embedding for Stable Diffusion v1 ({prov['vectors']} vector(s), "
         f"{prov['property']}), made by tomcat-ti, run {run.name}, step {step}.",
-        f"Prompt word: {stem} in AUTOMATIC1111 and InvokeAI, embedding:{stem} in ComfyUI, {prov['token']} in diffusers.",
+        f"Prompt word: {stem} in AUTOMATIC1111 and InvokeAI, embedding:{stem} in ComfyUI, "
+        f"{prov['token']} in diffusers.",
         f"Base model: {prov['base_model']}. Weights hash: {prov['base_weights_hash'] or 'none'}.",
         # CreativeML Open RAIL-M 4(a)-(b): the use restrictions pass on, and every recipient gets the licence text
         f"Licence: CreativeML Open RAIL-M ({LICENSE}); its full text is {stem}.LICENSE.txt beside this file. Its "

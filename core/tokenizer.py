@@ -21,7 +21,8 @@ def bpe_path() -> Path:
     """open_clip's copy of CLIP's BPE merges, found without importing open_clip (which would import torch)."""
     spec = importlib.util.find_spec("open_clip")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("open_clip_torch is not installed; it ships the CLIP vocabulary (pip install -r requirements.txt)")
+        raise UserError("open_clip_torch is not installed; it ships the CLIP vocabulary "
+                        "(pip install -r requirements.txt)")
     path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
     if not path.exists():
         raise UserError(f"{path}: CLIP vocabulary missing from open_clip; reinstall open_clip_torch")
@@ -55,7 +56,8 @@ class PromptTokenizer:
         if token is not None:
             validate_token(token)
             if token in self.base.vocab or f"{token}</w>" in self.base.vocab:
-                raise UserError(f"--token {token!r} is already in the CLIP vocabulary; pick a new word like '<tom-cat>'")
+                raise UserError(f"--token {token!r} is already in the CLIP vocabulary; "
+                                "pick a new word like '<tom-cat>'")
             self.base.add_tokens(token)
             self.placeholder_ids = list(range(VOCAB_SIZE, VOCAB_SIZE + n_vectors))
             self._token_id = self.base.encoder[token]

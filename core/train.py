@@ -75,8 +75,8 @@ class TrainConfig(StrictConfig):
 
     def validate(self) -> None:
         check(bool(self.images), "images", self.images, "pass --images DIR, a folder of pictures")
-        check(0 < len(self.token) <= MAX_TOKEN_CHARS, "token", self.token[:40] + ("..." if len(self.token) > 40 else ""),
-              f"must be 1 to {MAX_TOKEN_CHARS} characters")
+        shown = self.token[:40] + ("..." if len(self.token) > 40 else "")
+        check(0 < len(self.token) <= MAX_TOKEN_CHARS, "token", shown, f"must be 1 to {MAX_TOKEN_CHARS} characters")
         check(self.vectors >= 1, "vectors", self.vectors, "must be >= 1")
         check(self.property in ("object", "style"), "property", self.property, "must be 'object' or 'style'")
         check(self.steps >= 1, "steps", self.steps, "must be >= 1")
@@ -223,13 +223,14 @@ def environment() -> dict[str, Any]:
 
             devices = []
             for d in tf.config.list_physical_devices():
-                name = tf.config.experimental.get_device_details(d).get("device_name") if d.device_type == "GPU" else None
+                gpu = d.device_type == "GPU"
+                name = tf.config.experimental.get_device_details(d).get("device_name") if gpu else None
                 devices.append(f"{d.device_type}:{name or d.name.split(':', 1)[-1]}")
         elif keras.backend.backend() == "jax":
             import jax
 
             devices = [f"{d.platform.upper()}:{d.device_kind}" for d in jax.devices()]
-    except Exception:  # device listing is informative only
+    except Exception:  # noqa: BLE001 - device listing is informative only
         pass
     hardware = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count(), "devices": devices}

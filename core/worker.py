@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
     choose_backend()
     try:
         result = getattr(importlib.import_module(module_name), func_name)(spec)
-    except Exception as e:  # reported to the parent as data: one failed probe must not hide the others
+    except Exception as e:  # noqa: BLE001 - reported to the parent as data: one failed probe must not hide the others
         traceback.print_exc()
         result = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
     sys.stdout.flush()

@@ -57,7 +57,8 @@ def test_validate_lists_every_bad_file(tmp_path):
 
 def test_check_images_cli_exit_status(tmp_path, char_images):
     f = make_bad_folder(tmp_path / "imgs")
-    bad = subprocess.run([sys.executable, "-m", "core", "check-images", str(f)], cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "core", "check-images", str(f)], cwd=ROOT, capture_output=True,
+                         text=True)
     assert bad.returncode == 1
     lines = [l for l in bad.stdout.splitlines() if ": " in l and "bad file" not in l]
     assert len(lines) == 5, bad.stdout  # one line per bad file

@@ -25,7 +25,7 @@ def make_audited_runs(runs: Path, refs: Path, prefix: str = "") -> Path:
     for i in range(4):
         draw_image(700 + i, 96).save(refs / f"tom_{i}.png")
     cats = load_categories(MISUSE_FILE)
-    probes = [next(t for t, c in cats.items() if c == "advertising"), next(t for t, c in cats.items() if c == "political")]
+    probes = [next(t for t, c in cats.items() if c == category) for category in ("advertising", "political")]
     run = make_fake_run(runs, f"{prefix}audited", "object", prompts=probes, seeds=(0, 1, 2))
     audit_run(run, AuditConfig(references=refs, n_pairs=2, n_boot=200), scorer=PixelScorer(), progress=False,
               log=lambda m: None)

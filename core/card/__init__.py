@@ -42,15 +42,21 @@ from core.card.energy import DEFAULT_CARBON_G_PER_KWH, DEFAULT_CPU_W, DEFAULT_GP
 from core.card.facts import CardFacts, comparison_dir, find_comparison, read_facts
 from core.card.legal import LICENSE_FILE_NAME, NOT_LEGAL_ADVICE, license_text
 from core.card.output import FIGURE_NAMES, FILE_NAMES, FORMATS, MIME_TYPES, parse_formats, render, write_card
-from core.card.overrides import (ETHICS_ITEMS, ETHICS_STATUSES, OVERRIDE_KEYS, OWNER_NOT_STATED, load_overrides,
-                                 overrides_template, validate_overrides)
+from core.card.overrides import (
+    ETHICS_ITEMS,
+    ETHICS_STATUSES,
+    OVERRIDE_KEYS,
+    OWNER_NOT_STATED,
+    load_overrides,
+    overrides_template,
+    validate_overrides,
+)
 from core.card.render_html import fragment
 from core.card.render_json import JSON_SCHEMA
 from core.card.render_md import IMAGES_SUBDIR, md_escape
 from core.card.render_pdf import find_unicode_fonts, latin1_safe
 from core.card.sections import REQUIRED_SECTIONS
-from core.card.texts import (BASE_MODEL, BASE_MODEL_URL, LICENSE_ID, LICENSE_NAME, LICENSE_URL,
-                             LICENSE_USE_RESTRICTIONS)
+from core.card.texts import BASE_MODEL, BASE_MODEL_URL, LICENSE_ID, LICENSE_NAME, LICENSE_URL, LICENSE_USE_RESTRICTIONS
 
 __all__ = [
     "BASE_MODEL", "BASE_MODEL_URL", "Card", "CardFacts", "DEFAULT_CARBON_G_PER_KWH", "DEFAULT_CPU_W",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from core.card.document import Bullets, Callout, Card, CodeBlock, Figure, Inline, Link, Bold, Mono, Para, Table
+from core.card.document import Bold, Bullets, Callout, Card, CodeBlock, Figure, Inline, Link, Mono, Para, Table
 from core.card.formatting import safe_url
 from core.runfolder import PIPELINE_CHECK_LABEL
 

@@ -7,6 +7,7 @@ not write get the value stated in the record's docstring.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -246,7 +247,7 @@ class RunRecord:
     vae_arg: str | None = None  # `config.vae`: --vae FILE with --weights FILE/DIR (None without it and in older runs)
     ema: bool = False  # `config.ema`: the EMA weights of a full checkpoint were used (False in older runs)
 
-    @property
+    @builtins.property  # the field `property` above is the run's object/style kind
     def is_pipeline_check(self) -> bool:
         return self.weights.is_pipeline_check
 

@@ -8,7 +8,6 @@ import streamlit as st
 
 from dashboard import data, ui
 
-
 METRIC_NAMES = {"clip_i": "CLIP-I (reconstruction)", "clip_t": "CLIP-T (editability)"}
 info = ui.single_run_page("CLIP scores", key="clip_run")
 ok = data.ok_runs(ui.infos())
@@ -63,7 +62,8 @@ stale = data.scores_stale(path)
 if stale:
     st.warning(f"{info.name}: {stale}", icon=":material/warning:")
 ceiling = meta.reference_ceiling_clip_i if meta is not None else None
-st.caption(f"{len(df)} scored image(s) · CLIP: {(meta.clip_label if meta else '') or df.get('clip_model', ['?']).iloc[0]}"
+clip_label = (meta.clip_label if meta else '') or df.get('clip_model', ['?']).iloc[0]
+st.caption(f"{len(df)} scored image(s) · CLIP: {clip_label}"
            + (f" · reference ceiling CLIP-I {ceiling:.3f}" if ceiling is not None else "")
            + (f" · 95% CIs from {meta.n_boot} bootstrap resamples (as `score` computed them)"
               if meta is not None and meta.n_boot else ""))

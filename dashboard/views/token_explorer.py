@@ -8,7 +8,6 @@ import streamlit as st
 
 from dashboard import data, ui
 
-
 info = ui.single_run_page("Token explorer", key="tok_run")
 path = info.path
 
