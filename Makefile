@@ -12,11 +12,13 @@ STAMP   := $(BIN)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
 
 .PHONY: demo test test-fast install browser dashboard clean-demo
 
-$(STAMP): requirements.txt requirements-gpu.txt requirements-legacy.txt
+$(STAMP): requirements.txt requirements-gpu.txt requirements-legacy.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -r $(REQS)
 	$(BIN)/pip install --no-deps -r requirements-legacy.txt
+	# this checkout, editable: `core` and `dashboard` import from any folder (Ray workers, streamlit, children)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(STAMP)
@@ -42,6 +44,7 @@ dashboard: install
 # weights). Each real-architecture module runs in a process of its own: a build holds ~5-7 GB, and a process
 # does not hand freed TensorFlow memory back, so one long process would not fit a 24 GB machine.
 test: install browser
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not real and not ray"
 	$(BIN)/python -m pytest -q -m ray tests/test_sweep.py
 	$(BIN)/python -m pytest -q -m real tests/test_real.py
@@ -52,6 +55,7 @@ test: install browser
 
 # Seconds-to-minutes subset: no real architecture, no browser, no Ray.
 test-fast: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not real and not browser and not ray and not network"
 
 clean-demo:

@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 PAGES = {"prompt_grids": "dashboard/views/prompt_grids.py", "review": "dashboard/views/review.py"}
 REVIEWERS = ("rev-a", "rev-b", "rev-c")

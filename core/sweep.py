@@ -170,9 +170,7 @@ def start_ray(address: str | None, num_cpus: int | None, object_store_mb: int):
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        root = str(Path(__file__).resolve().parent.parent)  # workers of the local instance import this checkout
-        paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
-        os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+        # the workers import `core` as this process does: through `make install`'s editable install
         ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=object_store_mb * 1024 * 1024,
                  include_dashboard=False, log_to_driver=True, configure_logging=False)
     return ray

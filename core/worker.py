@@ -43,8 +43,6 @@ def run_in_subprocess(target: str, spec: dict[str, Any], timeout: float | None =
 def main(argv: list[str]) -> int:
     target, spec = argv[0], json.loads(argv[1])
     module_name, func_name = target.split(":")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from core.__main__ import choose_backend
 
     choose_backend()

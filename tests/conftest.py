@@ -2,7 +2,6 @@
 architecture (random weights, 128 px) once per session."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,7 @@ import torch  # noqa: E402,F401
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent  # `core` and `dashboard` import through `make install`'s editable install
 
 
 @pytest.fixture

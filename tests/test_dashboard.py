@@ -435,7 +435,6 @@ def test_dashboard_never_imports_tensorflow_keras_or_torch(tmp_path):
     runs = make_dashboard_runs(tmp_path / "runs")
     script = textwrap.dedent(f"""
         import json, sys
-        sys.path.insert(0, {str(ROOT)!r})
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(APP)!r}, default_timeout=120)
         at.session_state["runs_dir"] = {str(runs)!r}

@@ -94,7 +94,6 @@ def test_consensus_breaks_ties_towards_the_serious_flag():
 def test_two_processes_appending_100_lines_each_give_200_parsable_lines(run):
     script = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(ROOT)!r})
         from core.review.records import Target
         from core.review.store import ReviewStore
         from core.runfolder import Run
