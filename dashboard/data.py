@@ -75,7 +75,7 @@ def review_mode_from_args(argv: Sequence[str]) -> bool:
     return parser.parse_known_args(list(argv))[0].review
 
 
-def _run_sig(run: Run) -> tuple:
+def run_signature(run: Run) -> tuple:
     return tuple(signature(p) for p in (run.meta_path, run.metrics_path, run.images_index_path, run.scores_path,
                                    run.scores_meta_path, run.neighbors_path, run.embeddings_dir,
                                    run.grids_dir, run.card_overrides_path, run.audit_meta_path,
@@ -134,7 +134,7 @@ def run_infos(runs_dir: str) -> list[RunEntry]:
 
 def run_info(run_path: str) -> RunEntry:
     run = Run(run_path)
-    entry = _run_entry(run_path, _run_sig(run))
+    entry = _run_entry(run_path, run_signature(run))
     if entry.record is not None and entry.record.status == "running":  # not cached: whether a process still
         try:                                                             # writes the run changes by itself
             stale = run.stale_reason(entry.record)
@@ -403,7 +403,7 @@ def model_card(run_path: str, counterpart_path: str | None = None) -> Any:
     paths = (run_path,) + ((counterpart_path,) if counterpart_path else ())
     folder = comparison_folder(run_path, counterpart_path) if counterpart_path else None
     folder_sig = tuple((p.name, signature(p)) for p in sorted(Path(folder).iterdir())) if folder else None
-    return _model_card(paths, tuple(_run_sig(Run(p)) for p in paths), folder_sig)
+    return _model_card(paths, tuple(run_signature(Run(p)) for p in paths), folder_sig)
 
 
 @st.cache_resource(show_spinner=False, max_entries=50)
@@ -449,7 +449,7 @@ def _saved_comparison(folder: str, key: tuple) -> "ComparisonRecord":
 def cached_call(fn: Callable[..., Any], run_paths: Sequence[str], **options: Any) -> Any:
     """`fn(*[Run(p) for p in run_paths], **options)`, cached by fn's name, the runs' file signatures and the
     (small) options: for results no file holds (a live comparison of two runs, the checkpoint advice)."""
-    key = tuple((str(p), _run_sig(Run(p))) for p in run_paths)
+    key = tuple((str(p), run_signature(Run(p))) for p in run_paths)
     name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
     return _cached_call(name, key, repr(sorted(options.items())), fn, options)
 
@@ -562,40 +562,6 @@ def export_downloads(run: Run) -> list[dict[str, Any]]:
 
 def command_export(run_path: str) -> str:
     return f"python -m core export {q(run_path)} --bundle EMBEDDINGS_DIR"
-
-
-# ------------------------------------------------------------------------------------------- human review
-REVIEW_FILES = ("annotations_path", "findings_path", "images_index_path", "audit_path")
-
-
-@file_loader(*REVIEW_FILES, max_entries=50)
-def review_summary(run: Run) -> Any:
-    """`core.review.summary.summarize`: the run's flags per checkpoint and category with Wilson CIs, agreement and
-    findings (a `ReviewSummary`), cached by the review files' and images.csv's signatures; DataError naming a
-    damaged line."""
-    from core.review.summary import summarize
-
-    return summarize(run)
-
-
-def review_pack(run_path: str, other_path: str | None = None) -> bytes:
-    """The bytes `python -m core review-pack RUN [--compare OTHER]` writes (built on demand, cached by the runs'
-    files)."""
-    paths = (run_path,) + ((other_path,) if other_path else ())
-    key = tuple(_run_sig(Run(p)) + tuple(signature(getattr(Run(p), f)) for f in REVIEW_FILES) for p in paths)
-    return _review_pack(paths, key)
-
-
-@caches_errors(lambda paths, key: Run(paths[0]).annotations_path, max_entries=10)
-def _review_pack(paths: tuple, key: tuple) -> bytes:
-    from core.review.pack import build_pack
-
-    runs = [Run(p) for p in paths]
-    return build_pack(runs[0], runs[1] if len(runs) > 1 else None)
-
-
-def command_review(run_path: str) -> str:
-    return f"python -m core review {q(run_path)} --image PATH --flag FLAG --reviewer NAME"
 
 
 # ----------------------------------------------------------------------- issue 21: nearest training images

@@ -12,7 +12,7 @@ from core.errors import UserError
 from core.review.records import FINDING_STATUSES, FLAGS, MAX_NOTE, SEVERITIES, check_reviewer
 from core.review.store import ReviewStore
 from core.runfolder import Run
-from dashboard import data, ui
+from dashboard import data, reviewdata, ui
 
 
 def ask_reviewer() -> None:
@@ -41,7 +41,7 @@ def store(run_path: str) -> ReviewStore:
 def flags_text(run_path: str, rel: str) -> str:
     """'flags: off-model (ann) · on-model (bob)' for an image, '' when unflagged or the store cannot be read."""
     try:
-        flags = data.review_summary(run_path).state.image_flags().get(rel, {})
+        flags = reviewdata.review_summary(run_path).state.image_flags().get(rel, {})
     except data.DataError:
         return ""
     return ("flags: " + " · ".join(f"{a.flag} ({who})" for who, a in sorted(flags.items()))) if flags else ""

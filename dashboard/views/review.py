@@ -10,16 +10,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.review.summary import flat_rows
-from dashboard import data, review_ui, ui
+from dashboard import data, review_ui, reviewdata, ui
 
 info = ui.single_run_page("Review", key="review_run")
 path, PIPE = info.path, info.pipeline_check
 ui.copy_link()
 if not ui.review_mode():
     st.info("Read-only. Start the dashboard with `python -m dashboard --runs-dir DIR --review` to flag images and "
-            f"edit findings, or use `{data.command_review(path)}`.", icon=":material/visibility:")
+            f"edit findings, or use `{reviewdata.command_review(path)}`.", icon=":material/visibility:")
 try:
-    review = data.review_summary(path)
+    review = reviewdata.review_summary(path)
 except data.DataError as e:
     st.error(f"Run **{ui.plain(info.name)}**: {ui.plain(e)}")
     st.stop()
@@ -101,7 +101,7 @@ else:
 st.header("Flags")
 if not state.active:
     st.caption(f"No flags yet. Flag images on the Prompt grids or Risks pages in review mode, or with "
-               f"`{data.command_review(path)}`.")
+               f"`{reviewdata.command_review(path)}`.")
 else:
     st.dataframe(pd.DataFrame([{"id": a.id, "time": a.time, "reviewer": a.reviewer, "flag": a.flag,
                                 "target": a.target.describe(), "note": a.note} for a in reversed(state.active)]),
@@ -119,7 +119,7 @@ others = [i for i in data.ok_runs(ui.infos()) if i.name != info.name]
 other = st.selectbox("Include a second run", ["(none)"] + [i.name for i in others], key="review_pack_other")
 other_path = next((i.path for i in others if i.name == other), None)
 st.download_button("Download the review pack (one HTML file)", icon=":material/download:",
-                   data=lambda: data.review_pack(path, other_path), mime="text/html",
+                   data=lambda: reviewdata.review_pack(path, other_path), mime="text/html",
                    file_name=f"{info.name}-review-pack.html", key=f"review_pack_{info.name}")
 st.caption("Summary, images per checkpoint, CLIP scores with CIs, risks, this review and the model card in one "
            "self-contained file (images inline, nothing fetched): read it offline, print it to PDF. Same as "
