@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.runfolder import PIPELINE_CHECK_LABEL, Run
-from tests.fakerun import draw_image, make_fake_run
+from tests.fakerun import draw_image, make_fake_run, write_fake_scores_meta
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
@@ -549,6 +549,7 @@ def test_the_dashboard_never_writes_to_the_runs_folder(dash_runs):
     folder's files, bytes and folders are the same afterwards (no cache, lock or temp file left in it)."""
     from core.compare import compare_runs
 
+    write_fake_scores_meta(Run(dash_runs / "fake-object"))  # scores.json current again after add_images_at
     compare_runs(Run(dash_runs / "fake-object"), Run(dash_runs / "fake-style")).write(
         dash_runs / "reports" / "fake-object-vs-fake-style")
     before = _tree(dash_runs)
