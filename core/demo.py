@@ -6,9 +6,10 @@ CustomConcept101 protocol), audit (copying of the training images, and misuse tr
 category), add a few example review flags and one example finding (labelled as examples), compare, and write the
 model cards and the review pack.
 
-Train and generate share one TensorFlow process (one network build); scoring runs in its own process (torch
-must never follow TensorFlow into one process; `score --token-clip` loads torch first, then the text encoder).
-Each stage is skipped when its output exists, so an interrupted demo resumes where it stopped."""
+Two children: train and generate share one TensorFlow process (one network build); score, audit, the example
+review, compare, the cards and the review pack share one torch process (torch must never follow TensorFlow into one
+process, and one interpreter pays the torch and open_clip imports once). Each stage is skipped when its output
+exists, so an interrupted demo resumes where it stopped."""
 
 from __future__ import annotations
 
@@ -138,8 +139,42 @@ def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
 
 
 def _core(*args: str) -> None:
+    """One command in a child process."""
     _log("python -m core " + " ".join(args))
     subprocess.run([sys.executable, "-m", "core", *args], check=True)
+
+
+def _in_process(*args: str) -> None:
+    """One command through the CLI's own `main()` in this process (the torch side: imports paid once)."""
+    from core.__main__ import main
+
+    _log("python -m core " + " ".join(args))
+    if rc := main(list(args)):
+        raise UserError(f"demo: `python -m core {' '.join(args)}` failed (exit {rc}); rerun `python -m core demo` "
+                        "to resume")
+
+
+def evaluate(runs_dir: Path, data: dict[str, Path]) -> None:
+    """The torch side, in one process: score and audit both runs, the example review, compare, both cards and the
+    review pack."""
+    char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
+    for kind, run, refs in (("character", char, data["character"]), ("style", style, data["style"])):
+        t1 = time.time()
+        _in_process("score", str(run), "--references", str(refs), "--clip", "ViT-B-32:random", "--token-clip",
+                    TOKEN_CLIP, "--subject", SUBJECTS[kind], "--leakage", str(data["leakage"]), "--protocol",
+                    "customconcept101", "--no-progress")
+        _log(f"scored {run.name} in {time.time() - t1:.0f} s (CLIP-I/T, token similarity, identity, leakage, "
+             "memorisation screen, CustomConcept101 protocol)")
+    _in_process("audit", str(char), "--references", str(data["character"]), "--held-out", str(data["held_out"]),
+                "--misuse", str(data["misuse"]), "--clip", "ViT-B-32:random", "--no-progress")
+    _in_process("audit", str(style), "--references", str(data["style"]), "--misuse", str(data["misuse"]),
+                "--clip", "ViT-B-32:random", "--no-progress")
+    add_example_review(Run(char))
+    # compare and card write where the dashboard looks (runfolder.comparison_dir / card_dir), named explicitly
+    _in_process("compare", str(char), str(style), "--out", str(comparison_dir(Run(char), Run(style))))
+    _in_process("card", str(char), "--compare", str(style), "--out", str(card_dir(Run(char))))
+    _in_process("card", str(style), "--compare", str(char), "--out", str(card_dir(Run(style))))
+    write_review_pack(Run(char), Run(style))
 
 
 def build(runs_dir: Path) -> None:
@@ -163,27 +198,10 @@ def _build(runs_dir: Path) -> None:
         _log(f"demo already built in {runs_dir} (delete the folder to rebuild)")
         return
     t0 = time.time()
-    data = build_data(runs_dir)
-    # TensorFlow side in a child process, so this process stays free of it for the torch-side stages
+    build_data(runs_dir)  # the drawn data sets and prompt files, before either child
+    # two children: TensorFlow (train, generate), then torch (the rest); never both in one process
     _core("demo", "--runs-dir", str(runs_dir), "--stage", "train-generate")
-    char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
-    for kind, run, refs in (("character", char, data["character"]), ("style", style, data["style"])):
-        t1 = time.time()
-        _core("score", str(run), "--references", str(refs), "--clip", "ViT-B-32:random", "--token-clip", TOKEN_CLIP,
-              "--subject", SUBJECTS[kind], "--leakage", str(data["leakage"]), "--protocol", "customconcept101",
-              "--no-progress")
-        _log(f"scored {run.name} in {time.time() - t1:.0f} s (CLIP-I/T, token similarity, identity, leakage, "
-             "memorisation screen, CustomConcept101 protocol)")
-    _core("audit", str(char), "--references", str(data["character"]), "--held-out", str(data["held_out"]),
-          "--misuse", str(data["misuse"]), "--clip", "ViT-B-32:random", "--no-progress")
-    _core("audit", str(style), "--references", str(data["style"]), "--misuse", str(data["misuse"]),
-          "--clip", "ViT-B-32:random", "--no-progress")
-    add_example_review(Run(char))
-    # compare and card write where the dashboard looks (runfolder.comparison_dir / card_dir), named explicitly
-    _core("compare", str(char), str(style), "--out", str(comparison_dir(Run(char), Run(style))))
-    _core("card", str(char), "--compare", str(style), "--out", str(card_dir(Run(char))))
-    _core("card", str(style), "--compare", str(char), "--out", str(card_dir(Run(style))))
-    write_review_pack(Run(char), Run(style))
+    _core("demo", "--runs-dir", str(runs_dir), "--stage", "evaluate")
     marker.write_text(f"built in {time.time() - t0:.0f} s with random weights (pipeline demonstration)\n")
     _log(f"demo built in {time.time() - t0:.0f} s: {runs_dir}")
 
@@ -235,7 +253,7 @@ def write_review_pack(run: Run, other: Run) -> None:
 @dataclass
 class DemoConfig(StrictConfig):
     runs_dir: Path = option(Path("demo-runs"), "where the demo runs go", metavar="DIR")
-    stage: str = option("all", "internal: one stage only", choices=("all", "train-generate"))
+    stage: str = option("all", "internal: one stage only", choices=("all", "train-generate", "evaluate"))
 
 
 def add_arguments(p, command: str) -> None:
@@ -246,6 +264,8 @@ def run(args) -> int:
     cfg = from_args(DemoConfig, args)
     if cfg.stage == "train-generate":
         train_and_generate(cfg.runs_dir, build_data(cfg.runs_dir))
+    elif cfg.stage == "evaluate":
+        evaluate(cfg.runs_dir, build_data(cfg.runs_dir))
     else:
         build(cfg.runs_dir)
     return 0
