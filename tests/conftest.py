@@ -2,11 +2,16 @@
 architecture (random weights, 128 px) once per session."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored across exec: the
+# children our tests Ctrl-C (sweep, train) would never see it. With the default handler restored here, every child
+# starts with SIGINT at its default, however the suite was started.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 # One torch thread per test process (and its children): the tests' torch work is single images through CLIP and
 # networks a few channels wide, where a second thread costs more in hand-offs than it gains, and `make test` runs two
 # pytest workers on the two cores (measured in docs/testing.md: a random ViT-B-32 image encode took 0.25 s on one
