@@ -233,15 +233,11 @@ def _open_zip(path: Path) -> TensorFile:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
         raise NotACheckpoint(f"damaged or truncated zip ({e})") from None
-    names = zf.namelist()
-    bad = [n for n in names if not torchfile._READ_MEMBER_RE.match(n)]
-    if bad:
-        raise NotACheckpoint(f"a zip that is not a torch checkpoint (member {bad[0][:80]!r})")
-    pkls = [n for n in names if n.endswith("/data.pkl")]
-    if len(pkls) != 1:
-        raise NotACheckpoint(f"a zip without exactly one data.pkl ({len(pkls)} found)")
-    prefix = pkls[0][: -len("/data.pkl")]
-    with zf.open(pkls[0]) as f:
+    try:
+        pkl, prefix = torchfile.pickle_member(zf.namelist())
+    except (torchfile.UnsafePickle, ValueError) as e:
+        raise NotACheckpoint(f"a zip that is not a torch checkpoint ({e})") from None
+    with zf.open(pkl) as f:
         try:
             obj = _LazyUnpickler(f, zf, prefix, 1 << 62).load()
         except torchfile.UnsafePickle as e:

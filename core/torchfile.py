@@ -198,22 +198,28 @@ class _AllowListUnpickler(pickle.Unpickler):
         return arr
 
 
+def pickle_member(names: list[str]) -> tuple[str, str]:
+    """(the data.pkl member, the archive's folder prefix) of a torch zip checkpoint's member `names`. Raises
+    UnsafePickle for a member a torch checkpoint does not have, ValueError unless there is exactly one data.pkl."""
+    bad = [n for n in names if not _READ_MEMBER_RE.match(n)]
+    if bad:
+        raise UnsafePickle(f"unexpected zip member {bad[0][:80]!r}")
+    pkls = [n for n in names if n.endswith("/data.pkl")]
+    if len(pkls) != 1:
+        raise ValueError(f"expected one data.pkl in the zip, found {len(pkls)}")
+    return pkls[0], pkls[0][: -len("/data.pkl")]
+
+
 def read_pt(data: bytes, max_bytes: int) -> Any:
     """The object in a torch zip checkpoint, tensors as numpy arrays, unpickled with an allow-list.
     Raises zipfile.BadZipFile (not a zip: e.g. torch's pre-1.6 format), UnsafePickle, or ValueError."""
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         names = z.namelist()
-        bad = [n for n in names if not _READ_MEMBER_RE.match(n)]
-        if bad:
-            raise UnsafePickle(f"unexpected zip member {bad[0][:80]!r}")
-        pkls = [n for n in names if n.endswith("/data.pkl")]
-        if len(pkls) != 1:
-            raise ValueError(f"expected one data.pkl in the zip, found {len(pkls)}")
-        prefix = pkls[0][: -len("/data.pkl")]
+        pkl, prefix = pickle_member(names)
         if sum(i.file_size for i in z.infolist()) > max_bytes:
             raise ValueError(f"unpacks to more than {max_bytes} bytes")
         order = f"{prefix}/byteorder"
         if order in names and z.read(order).strip() not in (b"little", b""):
             raise ValueError("big-endian tensors are not supported")
-        with z.open(pkls[0]) as f:
+        with z.open(pkl) as f:
             return _AllowListUnpickler(f, z, prefix, max_bytes).load()

@@ -12,7 +12,7 @@ from core.card.output import FORMATS, parse_formats, write_card
 from core.card.overrides import overrides_template
 from core.config import StrictConfig, add_options, add_run_argument, from_args, option
 from core.errors import UserError
-from core.runfolder import Run, atomic_write_bytes, card_dir
+from core.runfolder import Run, atomic_write_bytes, card_dir, counterpart_run
 
 
 @dataclass
@@ -56,12 +56,7 @@ def run(args) -> int:
     card_run.record  # a UserError naming the folder (or the damaged key) if it is not a run
     if cfg.init_overrides:
         return _init_overrides(card_run)
-    compare_run = None
-    if cfg.compare is not None:
-        compare_run = Run(cfg.compare)
-        compare_run.record
-        if compare_run.path.resolve() == card_run.path.resolve():
-            raise UserError(f"--compare {cfg.compare}: the same run as RUN; give the counterpart run")
+    compare_run = counterpart_run(card_run, cfg.compare)
     written = write_card(card_run, cfg.out or card_dir(card_run), parse_formats(cfg.format), compare_run=compare_run,
                          overrides_path=cfg.overrides, comparison_folder=cfg.comparison)
     for fmt, path in written.items():

@@ -31,7 +31,7 @@ from core.review.pack_html import (
     tag,
 )
 from core.review.summary import ReviewSummary, rate_text, summarize
-from core.runfolder import Run, atomic_write_bytes, card_dir
+from core.runfolder import Run, atomic_write_bytes, card_dir, counterpart_run
 
 PACK_NAME = "review-pack.html"
 
@@ -254,12 +254,7 @@ def run(args) -> int:
     cfg = from_args(PackConfig, args)
     main = Run(args.run)
     main.record  # a UserError naming the folder (or the damaged key) if it is not a run
-    compare = None
-    if cfg.compare is not None:
-        compare = Run(cfg.compare)
-        compare.record
-        if compare.path.resolve() == main.path.resolve():
-            raise UserError(f"--compare {cfg.compare}: the same run as RUN; give another run")
+    compare = counterpart_run(main, cfg.compare)
     out = cfg.out or card_dir(main) / PACK_NAME
     if out.is_dir():
         raise UserError(f"--out {out}: is a folder; give the HTML file to write, e.g. {out / PACK_NAME}")

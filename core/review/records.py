@@ -156,6 +156,11 @@ def _fields(source: str, data: Any) -> JsonFields:
     return _LineFields(source, data)
 
 
+def _note(source: str, r: JsonFields) -> str:
+    """A line's optional `note`, checked as a note written through the commands is."""
+    return _checked(source, check_text, r.get("note", str, required=False, default=""), "note", MAX_NOTE)
+
+
 def _checked(source: str, fn, *args, **kw):
     """Run a field check on a value read from a file; its error names the file and line."""
     try:
@@ -240,8 +245,7 @@ class Annotation:
     def parse(cls, source: str, r: JsonFields) -> Annotation:
         return cls(**_common(source, r, "a"), target=Target.parse(source, r.sub("target")),
                    flag=r.get("flag", str, choices=FLAGS),
-                   note=_checked(source, check_text, r.get("note", str, required=False, default=""), "note",
-                                 MAX_NOTE))
+                   note=_note(source, r))
 
 
 @dataclass(frozen=True)
@@ -269,8 +273,7 @@ class Retraction:
     def parse(cls, source: str, r: JsonFields, prefix: str) -> Retraction:
         return cls(**_common(source, r, prefix), retracts=_checked(source, check_id, r.get("retracts", str),
                                                                    "retracts"),
-                   note=_checked(source, check_text, r.get("note", str, required=False, default=""), "note",
-                                 MAX_NOTE))
+                   note=_note(source, r))
 
 
 @dataclass(frozen=True)
@@ -366,8 +369,7 @@ class FindingUpdate:
                    mitigation=None if mitigation is None else _checked(source, check_text, mitigation, "mitigation",
                                                                        MAX_TEXT),
                    evidence=_checked(source, check_evidence, r.get("evidence", list, required=False, default=[])),
-                   note=_checked(source, check_text, r.get("note", str, required=False, default=""), "note",
-                                 MAX_NOTE))
+                   note=_note(source, r))
 
 
 AnnotationLine = Annotation | Retraction

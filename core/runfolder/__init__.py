@@ -97,7 +97,7 @@ from core.runfolder.fileio import (
     sha256_file,
     write_csv,
 )
-from core.runfolder.layout import Run, changed_inputs, list_runs
+from core.runfolder.layout import Run, changed_inputs, counterpart_run, list_runs
 from core.runfolder.lock import lock_holder, writer_lock
 from core.runfolder.paths import (
     AUDIT_COLUMNS,
@@ -145,6 +145,7 @@ __all__ = [
     "SCHEMA_VERSION", "SCORE_COLUMNS", "STATUSES", "SUMMARY_KEYS", "JsonFields", "Run", "RunRecord", "ScoresRecord",
     "Timings", "TokenInfo", "WeightsProvenance", "CheckpointInfo", "append_csv", "append_jsonl", "atomic_write_bytes",
     "atomic_write_json", "atomic_write_text", "card_dir", "changed_inputs", "check_run_name", "check_runs_dir",
-    "comparison_dir", "list_runs", "lock_holder", "one_line", "read_csv_rows", "read_jsonl", "read_step_embedding",
-    "read_document", "read_json", "reports_dir", "sha256_file", "validate_step_embedding", "write_csv", "writer_lock",
+    "comparison_dir", "counterpart_run", "list_runs", "lock_holder", "one_line", "read_csv_rows", "read_jsonl",
+    "read_step_embedding", "read_document", "read_json", "reports_dir", "sha256_file", "validate_step_embedding",
+    "write_csv", "writer_lock",
 ]

@@ -468,3 +468,15 @@ def list_runs(runs_dir: str | os.PathLike) -> list[Run]:
     if not root.is_dir():
         return []
     return [Run(p) for p in sorted(root.iterdir()) if not p.name.startswith(".") and (p / "run.json").exists()]
+
+
+def counterpart_run(run: Run, compare: str | os.PathLike | None) -> Run | None:
+    """The run a command's `--compare` names beside `run` (None without one); one line when it is not a run (its
+    record is read) or is `run` itself."""
+    if compare is None:
+        return None
+    other = Run(compare)
+    other.record  # a UserError naming the folder (or the damaged key) if it is not a run
+    if other.path.resolve() == run.path.resolve():
+        raise UserError(f"--compare {compare}: the same run as RUN; give the counterpart run")
+    return other
