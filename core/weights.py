@@ -92,7 +92,7 @@ class WeightSpec:
             m = self.manifest
             out.update({k: m.get(k) for k in ("format", "file", "sha256", "short_hash", "dtype", "ema", "vae",
                                               "modelspec")})
-            out["files"] = {f["file"]: f["sha256"] for f in self.files.values()} or dict(m["files"])
+            out["files"] = dict(m["files"])  # all four converted files, whichever this process has loaded yet
             out["verified"] = all(f["verified"] for f in self.files.values()) if self.files else None
             out["directory"] = str(self.directory)
         else:
