@@ -530,14 +530,14 @@ def _crash_at_every_write(server, argv_at, recover, progress, check) -> list[tup
     return seen
 
 
-def _same_rows(got: list[dict], want: list[dict], approx: tuple[str, ...], place: str) -> None:
+def _same_rows(got: list[dict], want: list[dict], approx: tuple[str, ...], place: str, rtol: float = 1e-5) -> None:
     """The same rows in the same order, each field equal, the `approx` ones (floats a re-run recomputes in
     another process) within 1e-5 relative: the uninterrupted and the resumed run both ran on this CPU, but
     nothing promises that threaded float sums come out bit-identical from one process to the next."""
     assert [{k: v for k, v in r.items() if k not in approx} for r in got] == \
         [{k: v for k, v in r.items() if k not in approx} for r in want], place
     for k in approx:
-        np.testing.assert_allclose([float(r[k]) for r in got], [float(r[k]) for r in want], rtol=1e-5, atol=1e-7,
+        np.testing.assert_allclose([float(r[k]) for r in got], [float(r[k]) for r in want], rtol=rtol, atol=1e-7,
                                    err_msg=f"{place}: {k}")
 
 
@@ -638,9 +638,12 @@ def test_kill_9_at_every_write_of_generate_then_rerun_equals_uninterrupted(train
         run, ref = Run(tmp_path / place / "g"), Run(tmp_path / ref_place / "g")
         rows, want = run.read_images(), ref.read_images()
         assert len(want) == total and len({r["path"] for r in rows}) == len(rows)  # each image indexed once
-        drop = {"seconds"}
-        assert sorted(({k: v for k, v in r.items() if k not in drop} for r in rows), key=lambda r: r["path"]) == \
-            sorted(({k: v for k, v in r.items() if k not in drop} for r in want), key=lambda r: r["path"]), place
+        def strip(rs):
+            return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in rs), key=lambda r: r["path"])
+
+        # cond_gap (the memorisation screen) is a difference of two noise predictions, recomputed in another
+        # process and batch: within 1e-4 relative, as the pictures are within 2 levels
+        _same_rows(strip(rows), strip(want), ("cond_gap",), place, rtol=1e-4)
         assert _visible_files(run.path) == _visible_files(ref.path), place
         for rel in _visible_files(ref.path):  # images and grids: the same pictures (a float rounding apart)
             if rel.endswith(".png"):
