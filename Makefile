@@ -10,7 +10,7 @@ GPU     ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
 REQS    := $(if $(filter 1,$(GPU)),requirements-gpu.txt,requirements.txt)
 STAMP   := $(BIN)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
 
-.PHONY: demo test test-fast install browser dashboard clean-demo
+.PHONY: demo test test-fast test-real-arch test-own-process install browser dashboard clean-demo
 
 $(STAMP): requirements.txt requirements-gpu.txt requirements-legacy.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,17 +40,25 @@ dashboard: install
 	$(BIN)/streamlit run dashboard/app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true \
 	    --browser.gatherUsageStats false -- --runs-dir $(RUNS)
 
-# Everything: fast logic tests, dashboard, browser, then the real KerasCV architecture at 128 px (random
-# weights). Each real-architecture module runs in a process of its own: a build holds ~5-7 GB, and a process
-# does not hand freed TensorFlow memory back, so one long process would not fit a 24 GB machine.
+# Everything: ruff, the fast logic tests with the dashboard and browser tests (two pytest workers), then two lanes
+# side by side: the real KerasCV architecture at 128 px (random weights), one module at a time, each in a process
+# of its own (a build holds ~5-7 GB, and a process does not hand freed TensorFlow memory back, so one long process
+# or two builds at once would not fit a 24 GB machine); and beside it the tiny-network groups that need processes
+# of their own (Ray, the kill -9 fork servers). Ray runs first in its lane and the real sweep last in its own, so
+# two Ray instances never overlap. docs/testing.md has the measured durations.
 test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not real and not ray"
-	$(BIN)/python -m pytest -q -m ray tests/test_sweep.py
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-real-arch test-own-process
+
+test-real-arch:
 	$(BIN)/python -m pytest -q -m real tests/test_real.py
-	$(BIN)/python -m pytest -q -m real tests/test_real_weights.py
 	$(BIN)/python -m pytest -q -m real tests/test_real_equivalence.py
+	$(BIN)/python -m pytest -q -m real tests/test_real_weights.py
 	$(BIN)/python -m pytest -q -m real tests/test_real_sweep.py
+
+test-own-process:
+	$(BIN)/python -m pytest -q -m ray tests/test_sweep.py
 	$(BIN)/python -m pytest -q -m real tests/test_faults.py
 
 # Seconds-to-minutes subset: no real architecture, no browser, no Ray.
