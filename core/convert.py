@@ -134,7 +134,8 @@ def convert(ckpt, out: Path, source: dict[str, Any], progress: bool = True,
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=out))
     try:
-        with tqdm(total=total, desc=f"convert {ckpt.path.name}", unit="tensor", disable=not progress,
+        # disable=None: no bar when stderr is not a terminal (a log file, a test), as with the other commands
+        with tqdm(total=total, desc=f"convert {ckpt.path.name}", unit="tensor", disable=None if progress else True,
                   file=sys.stderr, dynamic_ncols=True) as bar:
             for component, name in H5_NAMES.items():
                 write_h5(ckpt, component, tmp / name, bar)
