@@ -1,8 +1,10 @@
 """How long the Prompt grids and Review pages take to draw their first screen on a large run (issue 20: 5,000 images
 at 50 checkpoints, target <= 2 s), against the same pages on a small run measured in the same process.
 
-    .venv/bin/python benchmarks/bench_review.py [--images-per-checkpoint 100] [--checkpoints 50] [--flags 6000]
+    .venv/bin/python -m benchmarks.bench_review [--images-per-checkpoint 100] [--checkpoints 50] [--flags 6000]
                                                 [--browser] [--keep DIR]
+
+(from the repository root, as a module: --browser serves the dashboard with the browser tests' helpers)
 
 The synthetic run is written through core.runfolder (images.csv, tiny PNGs, embeddings) with a review store of
 `--flags` flag lines by three reviewers and ten findings (core.review). Each page is run under Streamlit's AppTest in

@@ -41,10 +41,9 @@ def store(run_path: str) -> ReviewStore:
 def flags_text(run_path: str, rel: str) -> str:
     """'flags: off-model (ann) · on-model (bob)' for an image, '' when unflagged or the store cannot be read."""
     try:
-        flags = reviewdata.review_summary(run_path).state.image_flags().get(rel, {})
+        return reviewdata.image_flag_texts(run_path).get(rel, "")
     except data.DataError:
         return ""
-    return ("flags: " + " · ".join(f"{a.flag} ({who})" for who, a in sorted(flags.items()))) if flags else ""
 
 
 def flag_box(run_path: str, rel: Any, key: str) -> None:

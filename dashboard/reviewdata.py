@@ -22,6 +22,15 @@ def review_summary(run: Run) -> Any:
     return summarize(run)
 
 
+@file_loader(*REVIEW_FILES, max_entries=50)
+def image_flag_texts(run: Run) -> dict[str, str]:
+    """{image path: 'flags: off-model (ann) · on-model (bob)'} for every flagged image: what the grids show under
+    each image, read per image from a small cached dict (the whole summary would be unpickled for each image)."""
+    flags = review_summary(str(run.path)).state.image_flags()
+    return {rel: "flags: " + " · ".join(f"{a.flag} ({who})" for who, a in sorted(by.items()))
+            for rel, by in flags.items() if by}
+
+
 def review_pack(run_path: str, other_path: str | None = None) -> bytes:
     """The bytes `python -m core review-pack RUN [--compare OTHER]` writes (built on demand, cached by the runs'
     files)."""
