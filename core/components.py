@@ -31,6 +31,7 @@ class Components:
         self._own_builders = builders is None
         self._builders = builders or self._kerascv_builders()
         self._built: dict[str, Any] = {}
+        self._samplers: dict[tuple, Any] = {}
 
     @classmethod
     def from_models(cls, weights: WeightSpec, resolution: int, **models: Any) -> "Components":
@@ -69,6 +70,18 @@ class Components:
                 fuse_attention(model)
             self._built[name] = model
         return self._built[name]
+
+    def sampler(self, ddim: str = "kerascv", jit_compile: bool = False, image_to_image: bool = False):
+        """One `core.sampler.Sampler` per setting for the life of these networks: its compiled denoising loop is
+        traced once (tens of seconds at full architecture) and serves every later `generate` in this process (the
+        demo generates six times from one build)."""
+        key = (ddim, bool(jit_compile), bool(image_to_image))
+        if key not in self._samplers:
+            from core.sampler import Sampler
+
+            self._samplers[key] = Sampler(self.diffusion_model, self.decoder,
+                                          self.image_encoder if image_to_image else None, jit_compile, ddim)
+        return self._samplers[key]
 
     # each component built (or taken from the cache) when first used
     text_encoder = property(lambda self: self.get("text_encoder"))

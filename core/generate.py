@@ -124,7 +124,7 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
     from core.components import PlaceholderTextEncoder
     from core.images import center_square, check_image, load_rgb, to_array
     from core.prompts import EVAL_FILES, load_templates
-    from core.sampler import UNCONDITIONAL_TOKENS, Sampler, initial_noise
+    from core.sampler import UNCONDITIONAL_TOKENS, initial_noise
     from core.tokenizer import PromptTokenizer
 
     record = run.record
@@ -146,8 +146,7 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
     if jobs:
         first = run.load_embedding(steps[0])[token]
         encoder = PlaceholderTextEncoder(components.text_encoder, first)
-        sampler = Sampler(components.diffusion_model, components.decoder,
-                          components.image_encoder if cfg.init_image else None, cfg.jit_compile, cfg.ddim)
+        sampler = components.sampler(cfg.ddim, cfg.jit_compile, bool(cfg.init_image))
         if cfg.init_image:
             pic = to_array(center_square(load_rgb(Path(cfg.init_image)), resolution))[None]
             init_latent = sampler.encode_image(pic)[0]
