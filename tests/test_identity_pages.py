@@ -4,6 +4,7 @@ screen with the highest-gap images beside their nearest training image; titles c
 hovers the measure's provenance."""
 
 import json
+from pathlib import Path
 
 from tests.fakerun import make_fake_run
 from tests.test_dashboard import open_page, texts
@@ -67,13 +68,19 @@ def test_risks_page_shows_leakage_and_the_memorisation_screen(tmp_path):
     assert all("nearest training image: tom_" in c for c in captions[1::2])
 
 
-def test_older_runs_without_the_fields_are_not_an_error(tmp_path):
-    run = make_fake_run(tmp_path / "runs", "old-object", "object")
+def scored_before_the_measures(runs: Path):
+    """A fixture run whose scores.json was written before issue 21 (none of its keys)."""
+    run = make_fake_run(runs, "old-object", "object")
     meta = json.loads(run.scores_meta_path.read_text())
     for key in ("token_similarity", "token_similarity_provenance", "identity", "identity_labels", "leakage",
                 "memorisation", "protocol", "provenance"):
         meta.pop(key)
     run.write_scores_meta(meta)
+    return run
+
+
+def test_older_runs_without_the_fields_are_not_an_error(tmp_path):
+    run = scored_before_the_measures(tmp_path / "runs")
     assert run.scores_record().token_similarity == () and run.scores_record().protocol is None
     for page in ("views/clip_scores.py", "views/risks.py"):
         at = open_page(tmp_path / "runs", page)
@@ -97,12 +104,7 @@ def test_card_has_a_section_per_measure_with_provenance_and_the_published_baseli
 def test_card_of_a_run_scored_before_the_measures(tmp_path):
     import core.card as C
 
-    run = make_fake_run(tmp_path / "runs", "old-object", "object")
-    meta = json.loads(run.scores_meta_path.read_text())
-    for key in ("token_similarity", "token_similarity_provenance", "identity", "identity_labels", "leakage",
-                "memorisation", "protocol", "provenance"):
-        meta.pop(key)
-    run.write_scores_meta(meta)
+    run = scored_before_the_measures(tmp_path / "runs")
     md = C.render(C.build_card(run), "md").decode("utf-8")
     assert "Token similarity: not recorded" in md and "Protocol-compatible numbers: not computed" in md
 
