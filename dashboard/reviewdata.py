@@ -35,7 +35,8 @@ def review_pack(run_path: str, other_path: str | None = None) -> bytes:
     """The bytes `python -m core review-pack RUN [--compare OTHER]` writes (built on demand, cached by the runs'
     files)."""
     paths = (run_path,) + ((other_path,) if other_path else ())
-    key = tuple(run_signature(Run(p)) + tuple(signature(getattr(Run(p), f)) for f in REVIEW_FILES) for p in paths)
+    # run_signature covers run.json, images.csv, scores, the audit's JSON and the review files; audit.csv beside them
+    key = tuple(run_signature(Run(p)) + (signature(Run(p).audit_path),) for p in paths)
     return _review_pack(paths, key)
 
 
