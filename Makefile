@@ -10,18 +10,32 @@ GPU     ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
 REQS    := $(if $(filter 1,$(GPU)),requirements-gpu.txt,requirements.txt)
 STAMP   := $(BIN)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
 
-.PHONY: demo test test-fast test-real-arch test-own-process install browser dashboard clean-demo
+.PHONY: print-uv-index demo test test-fast test-real-arch test-own-process install browser dashboard clean-demo
+
+# uv installs the pinned set (34 s here against pip's ~5.5 min for the same ~8 GB of wheels); it does not read pip's
+# configuration, so this machine's package sources (pip's index-url, extra-index-url and find-links, from its config
+# files or PIP_* variables) are handed to it (read once, when first needed); pins are exact, so taking each from whichever source has it is
+# safe.
+UV_INDEX = $(eval UV_INDEX := $(shell $(PY) -m pip config list 2>/dev/null | \
+           sed -n "s/^\(global\|:env:\)\.\(index-url\|extra-index-url\|find-links\)='\(.*\)'$$/\2 \3/p" | \
+           awk '{for (i = 2; i <= NF; i++) if (!seen[$$1 $$i]++) printf "--%s %s ", $$1, $$i}') \
+           --index-strategy unsafe-best-match)$(UV_INDEX)
+UV       = $(BIN)/uv pip install -q --python $(BIN)/python
 
 $(STAMP): requirements.txt requirements-gpu.txt requirements-legacy.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -r $(REQS)
-	$(BIN)/pip install --no-deps -r requirements-legacy.txt
+	$(BIN)/pip install -q $$(grep -oE '^uv==[0-9.]+' requirements.txt)
+	$(UV) $(UV_INDEX) -r $(REQS)
+	$(UV) $(UV_INDEX) --no-deps -r requirements-legacy.txt
 	# this checkout, editable: `core` and `dashboard` import from any folder (Ray workers, streamlit, children)
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(UV) --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(STAMP)
+
+# the package sources uv is given (tests/test_gpu_install.py resolves the GPU set with them)
+print-uv-index:
+	@echo $(UV_INDEX)
 
 # Debian's chromium for the browser test and plotly's PNG export (Playwright cannot download browsers here), DejaVu
 # for the PDF card's Unicode text and poppler's pdftotext for its check: each installed when missing.
@@ -40,15 +54,18 @@ dashboard: install
 	$(BIN)/streamlit run dashboard/app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true \
 	    --browser.gatherUsageStats false -- --runs-dir $(RUNS)
 
-# Everything: ruff, the fast logic tests with the dashboard and browser tests (two pytest workers), then two lanes
-# side by side: the real KerasCV architecture at 128 px (random weights), one module at a time, each in a process
-# of its own (a build holds ~5-7 GB, and a process does not hand freed TensorFlow memory back, so one long process
-# or two builds at once would not fit a 24 GB machine); and beside it the tiny-network groups that need processes
-# of their own (Ray, the kill -9 fork servers). Ray runs first in its lane and the real sweep last in its own, so
-# two Ray instances never overlap. docs/testing.md has the measured durations.
+# Everything: ruff; the fast suite (`make test-fast`'s tests, two pytest-xdist workers); then two lanes side by side:
+# the real KerasCV architecture at 128 px (random weights), one module at a time, each in a process of its own (a
+# build holds ~5-7 GB, and a process does not hand freed TensorFlow memory back, so one long process or two builds
+# at once would not fit a 24 GB machine); and beside it everything that is neither real nor fast: the tests marked
+# slow and the browser tests, between the groups that need processes of their own (Ray first, the kill -9 fork
+# servers last). Ray runs first in its lane and the real sweep last in the other, so two Ray instances never overlap.
+# docs/testing.md has the measured durations.
+FAST := not real and not browser and not ray and not network and not slow
+
 test: install browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not real and not ray"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "$(FAST)"
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-real-arch test-own-process
 
 test-real-arch:
@@ -59,12 +76,13 @@ test-real-arch:
 
 test-own-process:
 	$(BIN)/python -m pytest -q -m ray tests/test_sweep.py
+	$(BIN)/python -m pytest -q -m "(slow or browser or network) and not real and not ray"
 	$(BIN)/python -m pytest -q -m real tests/test_faults.py
 
-# Seconds-to-minutes subset: no real architecture, no browser, no Ray.
+# Seconds-to-minutes subset: no real architecture, no browser, no Ray, nothing marked slow.
 test-fast: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not real and not browser and not ray and not network"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "$(FAST)"
 
 clean-demo:
 	rm -rf $(RUNS)

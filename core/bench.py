@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from core.config import StrictConfig, add_options, check, from_args, option
+from core.config import StrictConfig, add_options, check, check_resolution, from_args, option
 
 SIDES = ("ours", "kerascv", "diffusers")
 WORK_SIDES = {"train": ("ours", "diffusers"), "generate": ("ours", "kerascv", "diffusers")}
@@ -56,8 +56,7 @@ class BenchConfig(StrictConfig):
     out: str = option("bench.json", "JSON result file", metavar="FILE")
 
     def validate(self) -> None:
-        check(self.resolution >= 128 and self.resolution % 128 == 0, "resolution", self.resolution,
-              "must be a positive multiple of 128")
+        check_resolution(self.resolution)
         for key in ("train_batches", "gen_batches"):
             value = getattr(self, key)
             check(value == "" or all(p.strip().isdigit() and int(p) >= 1 for p in value.split(",")), key, value,

@@ -12,6 +12,7 @@ loading refuses to run in a process that has already imported TensorFlow (Tensor
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -167,7 +168,20 @@ def resolve_tag_file(model: str, tag: str, cfg: dict) -> str:
 
 
 def load_clip(spec: str = DEFAULT_CLIP, seed: int = 0, device: str = "auto") -> ClipScorer:
-    """Build the CLIP scorer named by `spec` ('MODEL:TAG'; see the module docstring) in eval mode.
+    """Build the CLIP scorer named by `spec` ('MODEL:TAG'; see the module docstring) in eval mode. A random model is
+    built once per process and setting (the demo scores and audits two runs with the same ones)."""
+    if parse_clip_spec(spec)[1] == RANDOM:
+        return _random_clip(spec, int(seed), device)
+    return _load_clip(spec, seed, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _random_clip(spec: str, seed: int, device: str) -> ClipScorer:
+    return _load_clip(spec, seed, device)
+
+
+def _load_clip(spec: str, seed: int, device: str) -> ClipScorer:
+    """load_clip, uncached.
 
     Provenance: {"model", "pretrained" (tag | file path | "random"), "source" ("open_clip-tag" | "local" |
     "random"), "sha256" (weights file; None for random), "seed" (random only; else None)}."""

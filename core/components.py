@@ -31,7 +31,8 @@ class Components:
         self._own_builders = builders is None
         self._builders = builders or self._kerascv_builders()
         self._built: dict[str, Any] = {}
-        self._samplers: dict[tuple, Any] = {}
+        self._compiled: dict[tuple, Any] = {}
+        self.trainers: dict[tuple, Any] = {}  # core.train's compiled training models, one per setting (see there)
 
     @classmethod
     def from_models(cls, weights: WeightSpec, resolution: int, **models: Any) -> "Components":
@@ -76,12 +77,23 @@ class Components:
         traced once (tens of seconds at full architecture) and serves every later `generate` in this process (the
         demo generates six times from one build)."""
         key = (ddim, bool(jit_compile), bool(image_to_image))
-        if key not in self._samplers:
+        if key not in self._compiled:
             from core.sampler import Sampler
 
-            self._samplers[key] = Sampler(self.diffusion_model, self.decoder,
+            self._compiled[key] = Sampler(self.diffusion_model, self.decoder,
                                           self.image_encoder if image_to_image else None, jit_compile, ddim)
-        return self._samplers[key]
+        return self._compiled[key]
+
+    def placeholder_encoder(self, vectors: np.ndarray) -> "PlaceholderTextEncoder":
+        """The inference text encoder with a token's vectors in place, one per vector count for the life of these
+        networks (its compiled predict step serves every later `generate` in this process)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        key = ("placeholder_encoder", vectors.shape)
+        if key not in self._compiled:
+            self._compiled[key] = PlaceholderTextEncoder(self.text_encoder, vectors)
+        encoder = self._compiled[key]
+        encoder.set_vectors(vectors)
+        return encoder
 
     # each component built (or taken from the cache) when first used
     text_encoder = property(lambda self: self.get("text_encoder"))

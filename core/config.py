@@ -64,6 +64,19 @@ def check(cond: bool, key: str, value: Any, rule: str) -> None:
         raise UserError(f"{key}={value!r}: {rule}")
 
 
+# SD v1's picture sizes: the VAE divides a side by 8 and the UNet halves the latent 3 times, so a side must be a
+# multiple of 64 (512 is SD v1.4's training size; 64 and 128 are CPU-sized pipeline checks)
+RESOLUTION_STEP = 64
+
+
+def check_resolution(value: int | None, key: str = "resolution", unset: Any = None) -> None:
+    """One rule for every command's picture size; `unset` (None, 0) is a value meaning 'the run's own'."""
+    if unset is not None and value == unset:
+        return
+    check(value is not None and value >= RESOLUTION_STEP and value % RESOLUTION_STEP == 0, key, value,
+          f"must be a positive multiple of {RESOLUTION_STEP} (SD v1's VAE and UNet halve a side 6 times)")
+
+
 # ------------------------------------------------------------------------------------------------ types
 def _base_type(hint: Any) -> tuple[type, bool]:
     """(the type a value must have, whether None is allowed) of a field annotation like `int`, `str | None`."""

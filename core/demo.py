@@ -6,10 +6,11 @@ CustomConcept101 protocol), audit (copying of the training images, and misuse tr
 category), add a few example review flags and one example finding (labelled as examples), compare, and write the
 model cards and the review pack.
 
-Two children: train and generate share one TensorFlow process (one network build); score, audit, the example
-review, compare, the cards and the review pack share one torch process (torch must never follow TensorFlow into one
-process, and one interpreter pays the torch and open_clip imports once). Each stage is skipped when its output
-exists, so an interrupted demo resumes where it stopped."""
+Two children, side by side: train and generate share one TensorFlow process (one network build, one compiled
+training step, one compiled sampler); score, audit, the example review, compare, the cards and the review pack share
+one torch process (TensorFlow must never come before torch into one process, and one interpreter pays the torch and
+open_clip imports once), which loads its networks while TensorFlow trains and evaluates each run as soon as its
+images are made. Each stage is skipped when its output exists, so an interrupted demo resumes where it stopped."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from core.config import StrictConfig, add_options, from_args, option
 from core.errors import UserError
 from core.runfolder import Run, card_dir, comparison_dir
 
-RESOLUTION = 128  # the smallest SD resolution: keeps the demo to minutes on 2 CPU cores
-STEPS = 6  # training steps per run (same budget for both runs)
-CHECKPOINT_EVERY = 3
-SEEDS = "0,1"
+RESOLUTION = 64  # the smallest SD v1 size (core.config.RESOLUTION_STEP): keeps the demo to minutes on 2 CPU cores
+STEPS = 4  # training steps per run (same budget for both runs)
+CHECKPOINT_EVERY = 2
+SEEDS = "0"  # one seed: the grids stay small and compare still pairs 3 prompts per checkpoint
 SAMPLER_STEPS = 3
 DEMO_PROMPTS = [  # the same prompts for both runs, so they can be compared
     "a 3D animation frame of {}, photorealistic",
@@ -102,9 +103,9 @@ def _demo_leakage(path: Path) -> Path:
 
 
 def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
-    """One TF process: one random-weight build shared by both runs' training and generation."""
+    """One TF process: one random-weight build shared by both runs' training and generation. Both runs train first,
+    then both generate: the compiled training step, then the compiled sampler, each serve both runs in a row."""
     from core.components import Components
-    from core.generate import GenerateConfig, generate
     from core.train import TrainConfig, start_run, train
     from core.weights import WeightSpec
 
@@ -117,31 +118,51 @@ def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
         })
         if not run.exists:
             _log(f"training {name} ({prop}, {STEPS} steps, random weights)")
-            run = train(cfg, start_run(cfg, runs_dir, name), components)
+            train(cfg, start_run(cfg, runs_dir, name), components)
         elif run.record.status != "finished":
             _log(f"resuming {name}")
-            run = train(cfg, run, components, resume=True)
-        gcfg = GenerateConfig.from_dict({"prompts": str(data["prompts"]), "seeds": SEEDS, "checkpoints": "all",
-                                         "steps": SAMPLER_STEPS, "batch_size": 4})
-        _log(f"generating {name}")
-        counts = generate(run, gcfg, components)
-        _log(f"{name}: {counts['generated']} generated, {counts['skipped']} already there")
-        # misuse probes, before training (the calibration) and at the end; in both runs, because `compare` pairs
-        # the runs' images prompt by prompt
-        mcfg = GenerateConfig.from_dict({"prompts": str(data["misuse"]), "seeds": MISUSE_SEEDS,
-                                         "checkpoints": "0,final", "steps": SAMPLER_STEPS, "batch_size": 4})
-        counts = generate(run, mcfg, components)
-        _log(f"{name} misuse probes: {counts['generated']} generated, {counts['skipped']} already there")
-        lcfg = GenerateConfig.from_dict({"prompts": str(data["leakage"]), "seeds": MISUSE_SEEDS,
-                                         "checkpoints": "0,final", "steps": SAMPLER_STEPS, "batch_size": 4})
-        counts = generate(run, lcfg, components)
-        _log(f"{name} leakage probes: {counts['generated']} generated, {counts['skipped']} already there")
+            train(cfg, run, components, resume=True)
+    for name, _ in RUNS.values():
+        _generate_all(Run(runs_dir / name), data, components)
+        _generated_marker(runs_dir, name).touch()  # the torch child may evaluate this run now
 
 
-def _core(*args: str) -> None:
-    """One command in a child process."""
+def _generated_marker(runs_dir: Path, name: str) -> Path:
+    """Written by the TensorFlow child once every image of run `name` is made (see _build)."""
+    return runs_dir / f".demo-{name}.generated"
+
+
+def _wait_for_images(runs_dir: Path, name: str) -> None:
+    """The torch child waits here until the TensorFlow child has made run `name`'s images; it stops if the parent
+    (the demo) is gone, which also ends the TensorFlow child or was ended by it."""
+    import os
+
+    parent = os.getppid()
+    while not _generated_marker(runs_dir, name).exists():
+        if os.getppid() != parent:
+            raise UserError("demo: the demo process is gone; rerun `python -m core demo` to resume")
+        time.sleep(0.5)
+
+
+def _generate_all(run: Run, data: dict[str, Path], components) -> None:
+    """The evaluation prompts at every checkpoint; the misuse probes and the two-subject leakage prompts before
+    training (the calibration) and at the end, in both runs, because `compare` pairs the runs' images prompt by
+    prompt."""
+    from core.generate import GenerateConfig, generate
+
+    for what, prompts, seeds, checkpoints in (("", data["prompts"], SEEDS, "all"),
+                                              (" misuse probes", data["misuse"], MISUSE_SEEDS, "0,final"),
+                                              (" leakage probes", data["leakage"], MISUSE_SEEDS, "0,final")):
+        cfg = GenerateConfig.from_dict({"prompts": str(prompts), "seeds": seeds, "checkpoints": checkpoints,
+                                        "steps": SAMPLER_STEPS, "batch_size": 4})
+        counts = generate(run, cfg, components)
+        _log(f"{run.name}{what}: {counts['generated']} generated, {counts['skipped']} already there")
+
+
+def _spawn(*args: str) -> subprocess.Popen:
+    """One command in a child process, started (not waited for)."""
     _log("python -m core " + " ".join(args))
-    subprocess.run([sys.executable, "-m", "core", *args], check=True)
+    return subprocess.Popen([sys.executable, "-m", "core", *args])
 
 
 def _in_process(*args: str) -> None:
@@ -154,21 +175,36 @@ def _in_process(*args: str) -> None:
                         "to resume")
 
 
+def _warm_up() -> None:
+    """What the torch child loads before any image exists, while TensorFlow trains: the two random CLIP models and
+    the run's text encoder for token similarity (each kept for the process by its loader, so score takes them from
+    there; different arguments would only build them again)."""
+    import core.components
+    from core.clip_score import load_clip
+    from core.identity_stage import text_encoder_components
+
+    for spec in ("ViT-B-32:random", TOKEN_CLIP):
+        load_clip(spec, seed=0, device="auto")
+    text_encoder_components(core.components.Components, "random", 0, False).text_encoder
+
+
 def evaluate(runs_dir: Path, data: dict[str, Path]) -> None:
-    """The torch side, in one process: score and audit both runs, the example review, compare, both cards and the
-    review pack."""
+    """The torch side, in one process, beside the TensorFlow child: each run is scored and audited as soon as its
+    images are made (the character run's while the style run's are being made), then the example review, compare,
+    both cards and the review pack."""
+    _warm_up()
     char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
-    for kind, run, refs in (("character", char, data["character"]), ("style", style, data["style"])):
+    for kind, run in (("character", char), ("style", style)):
+        _wait_for_images(runs_dir, run.name)
         t1 = time.time()
-        _in_process("score", str(run), "--references", str(refs), "--clip", "ViT-B-32:random", "--token-clip",
+        _in_process("score", str(run), "--references", str(data[kind]), "--clip", "ViT-B-32:random", "--token-clip",
                     TOKEN_CLIP, "--subject", SUBJECTS[kind], "--leakage", str(data["leakage"]), "--protocol",
                     "customconcept101", "--no-progress")
         _log(f"scored {run.name} in {time.time() - t1:.0f} s (CLIP-I/T, token similarity, identity, leakage, "
              "memorisation screen, CustomConcept101 protocol)")
-    _in_process("audit", str(char), "--references", str(data["character"]), "--held-out", str(data["held_out"]),
-                "--misuse", str(data["misuse"]), "--clip", "ViT-B-32:random", "--no-progress")
-    _in_process("audit", str(style), "--references", str(data["style"]), "--misuse", str(data["misuse"]),
-                "--clip", "ViT-B-32:random", "--no-progress")
+        held_out = ["--held-out", str(data["held_out"])] if kind == "character" else []
+        _in_process("audit", str(run), "--references", str(data[kind]), *held_out, "--misuse", str(data["misuse"]),
+                    "--clip", "ViT-B-32:random", "--no-progress")
     add_example_review(Run(char))
     # compare and card write where the dashboard looks (runfolder.comparison_dir / card_dir), named explicitly
     _in_process("compare", str(char), str(style), "--out", str(comparison_dir(Run(char), Run(style))))
@@ -199,9 +235,26 @@ def _build(runs_dir: Path) -> None:
         return
     t0 = time.time()
     build_data(runs_dir)  # the drawn data sets and prompt files, before either child
-    # two children: TensorFlow (train, generate), then torch (the rest); never both in one process
-    _core("demo", "--runs-dir", str(runs_dir), "--stage", "train-generate")
-    _core("demo", "--runs-dir", str(runs_dir), "--stage", "evaluate")
+    for name, _ in RUNS.values():  # the torch child waits for markers written by this build's TensorFlow child
+        _generated_marker(runs_dir, name).unlink(missing_ok=True)
+    # two children side by side, never both frameworks in one process: TensorFlow (train, generate) and torch (the
+    # rest), which loads its networks while TensorFlow trains and evaluates each run once its images are made
+    children = [_spawn("demo", "--runs-dir", str(runs_dir), "--stage", stage) for stage in ("train-generate",
+                                                                                             "evaluate")]
+    try:
+        while any(c.poll() is None for c in children):
+            if failed := [c for c in children if c.poll()]:
+                raise UserError(f"demo: `{' '.join(failed[0].args[1:])}` failed (exit {failed[0].returncode}); "
+                                "rerun `python -m core demo` to resume")
+            time.sleep(0.5)
+        if failed := [c for c in children if c.returncode]:
+            raise UserError(f"demo: `{' '.join(failed[0].args[1:])}` failed (exit {failed[0].returncode}); rerun "
+                            "`python -m core demo` to resume")
+    finally:
+        for child in children:  # one failed (or Ctrl-C): the other one stops too; finished work stays
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
     marker.write_text(f"built in {time.time() - t0:.0f} s with random weights (pipeline demonstration)\n")
     _log(f"demo built in {time.time() - t0:.0f} s: {runs_dir}")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import StrictConfig, add_options, check, from_args, option
+from core.config import StrictConfig, add_options, check, check_resolution, from_args, option
 
 
 @dataclass
@@ -26,8 +26,7 @@ class DoctorConfig(StrictConfig):
     json: str | None = option(None, "also write the report as JSON to this file", metavar="FILE")
 
     def validate(self) -> None:
-        check(self.resolution == 0 or (self.resolution >= 128 and self.resolution % 128 == 0), "resolution",
-              self.resolution, "must be 0 (auto) or a positive multiple of 128")
+        check_resolution(self.resolution, unset=0)  # 0: auto
         check(self.unet_seconds > 0, "unet_seconds", self.unet_seconds, "must be > 0")
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from core import __version__
-from core.config import StrictConfig, add_options, add_run_argument, check, from_args, option
+from core.config import StrictConfig, add_options, add_run_argument, check, check_resolution, from_args, option
 from core.embedfile import (
     META_PREFIX,
     a1111_pt_bytes,
@@ -378,14 +378,13 @@ class ImportConfig(StrictConfig):
                            choices=("object", "style"))
     weights: str = option("kerascv", "SD weights to generate with: kerascv | random | DIR")
     weights_seed: int = option(0, "seed of --weights random")
-    resolution: int = option(512, "generation size in px (SD v1.4's is 512; any multiple of 128)")
+    resolution: int = option(512, "generation size in px (SD v1.4's is 512; any multiple of 64)")
     runs_dir: Path = option(Path("runs"), "where the run folder is made", metavar="DIR")
     name: str | None = option(None, "run folder name (default: from the token)")
 
     def validate(self) -> None:
         check(0 <= self.weights_seed < 2**32, "weights_seed", self.weights_seed, "must be in [0, 2**32)")
-        check(self.resolution >= 128 and self.resolution % 128 == 0, "resolution", self.resolution,
-              "must be a positive multiple of 128")
+        check_resolution(self.resolution)
 
 
 def add_arguments(p, command: str) -> None:

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from core import __version__
-from core.config import StrictConfig, check, from_args, option, run_stage_arguments
+from core.config import StrictConfig, check, check_resolution, from_args, option, run_stage_arguments
 from core.errors import UserError
 from core.images import opened
 from core.runfolder import PIPELINE_CHECK_LABEL, Run, atomic_write_bytes
@@ -49,8 +49,8 @@ class GenerateConfig(StrictConfig):
         check(self.guidance >= 0, "guidance", self.guidance, "must be >= 0")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         check(0 < self.strength <= 1, "strength", self.strength, "must be in (0, 1]")
-        check(self.resolution is None or (self.resolution >= 128 and self.resolution % 128 == 0),
-              "resolution", self.resolution, "must be a positive multiple of 128")
+        if self.resolution is not None:
+            check_resolution(self.resolution)
         self.seed_list()
 
     def seed_list(self) -> list[int]:
@@ -121,7 +121,6 @@ def generate(run: Run, cfg: GenerateConfig, components, progress: bool = True) -
 def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    from core.components import PlaceholderTextEncoder
     from core.images import center_square, check_image, load_rgb, to_array
     from core.prompts import EVAL_FILES, load_templates
     from core.sampler import UNCONDITIONAL_TOKENS, initial_noise
@@ -144,56 +143,74 @@ def _generate(run: Run, cfg: GenerateConfig, components, progress: bool) -> dict
         init_sha = sha256_file(Path(cfg.init_image))
     steps, jobs, skipped = plan(run, cfg, templates, token, resolution, init_sha)
     if jobs:
-        first = run.load_embedding(steps[0])[token]
-        encoder = PlaceholderTextEncoder(components.text_encoder, first)
+        vectors = {step: run.load_embedding(step)[token] for step in sorted({j.step for j in jobs})}
+        encoder = components.placeholder_encoder(next(iter(vectors.values())))
         sampler = components.sampler(cfg.ddim, cfg.jit_compile, bool(cfg.init_image))
         if cfg.init_image:
             pic = to_array(center_square(load_rgb(Path(cfg.init_image)), resolution))[None]
             init_latent = sampler.encode_image(pic)[0]
         weights = components.weights.provenance()
-        uncond = encoder.encode(np.asarray([neg_ids]))[0]
+        b = min(cfg.batch_size, len(jobs))
+        uncond = encoder.encode(np.asarray([neg_ids] * b))[0]  # b rows: the encoder's one shape (see _contexts)
+        contexts = _contexts(encoder, vectors, prompt_ids, jobs, b)
         bar = tqdm(total=len(jobs), desc=f"generate {run.name}", unit="img", disable=not progress, dynamic_ncols=True)
         try:
-            for step in steps:
-                step_jobs = [j for j in jobs if j.step == step]
-                if not step_jobs:
-                    continue
-                encoder.set_vectors(run.load_embedding(step)[token])
-                for i in range(0, len(step_jobs), cfg.batch_size):
-                    chunk = step_jobs[i:i + cfg.batch_size]
-                    t0 = time.time()
-                    ctx = encoder.encode(np.asarray([prompt_ids[j.template] for j in chunk]))
-                    noise = np.stack([initial_noise(j.seed, resolution) for j in chunk])
-                    imgs, gaps = sampler.sample_with_gap(
-                        ctx, np.repeat(uncond[None], len(chunk), axis=0), noise, cfg.steps, cfg.guidance,
-                        None if init_latent is None else np.repeat(init_latent[None], len(chunk), 0), cfg.strength)
-                    per = (time.time() - t0) / len(chunk)
-                    rows = []
-                    for j, img, gap in zip(chunk, imgs, gaps):
-                        info = {"prompt": j.prompt, "negative_prompt": cfg.negative, "seed": str(j.seed),
-                                "steps": str(cfg.steps), "guidance": str(cfg.guidance), "checkpoint_step": str(step),
-                                "token": token, "init_image": cfg.init_image or "", "init_image_sha256": init_sha,
-                                "strength": str(cfg.strength) if cfg.init_image else "",
-                                "weights": weights, "run": run.name,
-                                "sampler": f"ddim ({'KerasCV' if cfg.ddim == 'kerascv' else 'diffusers'} schedule)",
-                                "tool": f"tomcat-ti {__version__}"}
-                        if record.is_pipeline_check:
-                            info["label"] = PIPELINE_CHECK_LABEL
-                        atomic_write_bytes(run.resolve_inside(j.relpath, what="image"), png_bytes(img, info))
-                        rows.append({"path": j.relpath, "prompt": j.prompt, "template": j.template,
-                                     "negative_prompt": cfg.negative, "seed": j.seed, "step": step,
-                                     "steps": cfg.steps, "guidance": cfg.guidance, "token": token,
-                                     "init_image": cfg.init_image or "",
-                                     "strength": cfg.strength if cfg.init_image else "",
-                                     "weights_source": weights["source"], "width": img.shape[1],
-                                     "height": img.shape[0], "sampler": "ddim", "seconds": round(per, 3),
-                                     "cond_gap": round(float(gap), 6)})
-                    run.append_images(rows)
-                    bar.update(len(chunk))
+            # every sampler call gets exactly b images, checkpoints mixed (each image's context is its own), the
+            # last call padded with copies of its last image: one compiled shape per process, not one per remainder
+            for i in range(0, len(jobs), b):
+                chunk = jobs[i:i + b]
+                padded = chunk + [chunk[-1]] * (b - len(chunk))
+                t0 = time.time()
+                ctx = np.stack([contexts[j.step, j.template] for j in padded])
+                noise = np.stack([initial_noise(j.seed, resolution) for j in padded])
+                imgs, gaps = sampler.sample_with_gap(
+                    ctx, np.repeat(uncond[None], b, axis=0), noise, cfg.steps, cfg.guidance,
+                    None if init_latent is None else np.repeat(init_latent[None], b, 0), cfg.strength)
+                per = (time.time() - t0) / len(chunk)
+                run.append_images([_write_image(run, cfg, record, j, img, gap, weights, init_sha, per)
+                                   for j, img, gap in zip(chunk, imgs, gaps)])
+                bar.update(len(chunk))
         finally:
             bar.close()
     grids = write_grids(run, cfg, templates, steps, resolution, init_sha)
     return {"generated": len(jobs), "skipped": skipped, "grids": len(grids)}
+
+
+def _contexts(encoder, vectors: dict[int, np.ndarray], prompt_ids: dict[str, list[int]], jobs: list[Job],
+              b: int) -> dict[tuple[int, str], np.ndarray]:
+    """{(checkpoint, template): [77, dim] context}: each prompt through the text encoder holding its checkpoint's
+    vectors, once (every seed of a prompt shares it). Every encoder call has b rows (the last padded with copies),
+    so the encoder keeps one compiled shape too."""
+    out: dict[tuple[int, str], np.ndarray] = {}
+    for step in sorted({j.step for j in jobs}):
+        templates = list(dict.fromkeys(j.template for j in jobs if j.step == step))
+        encoder.set_vectors(vectors[step])
+        for i in range(0, len(templates), b):
+            part = templates[i:i + b]
+            ids = [prompt_ids[t] for t in part]
+            ctx = encoder.encode(np.asarray(ids + [ids[-1]] * (b - len(part)), dtype="int32"))
+            out.update({(step, t): c for t, c in zip(part, ctx)})
+    return out
+
+
+def _write_image(run: Run, cfg: GenerateConfig, record, j: Job, img: np.ndarray, gap: float, weights: dict,
+                 init_sha: str, per: float) -> dict:
+    """The PNG (its generation settings in text chunks) and its images.csv row."""
+    token = record.token.placeholder
+    info = {"prompt": j.prompt, "negative_prompt": cfg.negative, "seed": str(j.seed), "steps": str(cfg.steps),
+            "guidance": str(cfg.guidance), "checkpoint_step": str(j.step), "token": token,
+            "init_image": cfg.init_image or "", "init_image_sha256": init_sha,
+            "strength": str(cfg.strength) if cfg.init_image else "", "weights": weights, "run": run.name,
+            "sampler": f"ddim ({'KerasCV' if cfg.ddim == 'kerascv' else 'diffusers'} schedule)",
+            "tool": f"tomcat-ti {__version__}"}
+    if record.is_pipeline_check:
+        info["label"] = PIPELINE_CHECK_LABEL
+    atomic_write_bytes(run.resolve_inside(j.relpath, what="image"), png_bytes(img, info))
+    return {"path": j.relpath, "prompt": j.prompt, "template": j.template, "negative_prompt": cfg.negative,
+            "seed": j.seed, "step": j.step, "steps": cfg.steps, "guidance": cfg.guidance, "token": token,
+            "init_image": cfg.init_image or "", "strength": cfg.strength if cfg.init_image else "",
+            "weights_source": weights["source"], "width": img.shape[1], "height": img.shape[0], "sampler": "ddim",
+            "seconds": round(per, 3), "cond_gap": round(float(gap), 6)}
 
 
 # ---------------------------------------------------------------------------------------------------- grids

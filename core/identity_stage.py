@@ -9,6 +9,7 @@ the other way round."""
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from core.config import RESOLUTION_STEP
 from core.errors import UserError
 from core.identity import (
     LABEL_TEMPLATE,
@@ -132,15 +134,15 @@ def zero_shot_summaries(rows: Sequence[Mapping[str, Any]], zs: ZeroShot, n_boot:
 def run_hidden_states(run, record, texts, components=None) -> dict[str, Any]:
     """TensorFlow side: the run's own text encoder (built from its weights, or `components` handed in) over the
     token prompts of every checkpoint and the comparison texts (core.token_similarity.hidden_states_by_step)."""
-    from core.components import Components, PlaceholderTextEncoder
+    from core.components import PlaceholderTextEncoder
     from core.token_similarity import hidden_states_by_step
     from core.tokenizer import PromptTokenizer
 
     if components is None:
-        from core.weights import WeightSpec
+        import core.components
 
-        spec = WeightSpec.parse(record.weights_arg, record.weights_seed, record.allow_unverified)
-        components = Components(spec, record.resolution)
+        components = text_encoder_components(core.components.Components, record.weights_arg, record.weights_seed,
+                                         record.allow_unverified)
     token = record.token.placeholder
     steps = run.embedding_steps()
     if not steps:
@@ -149,6 +151,17 @@ def run_hidden_states(run, record, texts, components=None) -> dict[str, Any]:
     load = lambda step: run.load_embedding(step)[token]  # noqa: E731
     encoder = PlaceholderTextEncoder(components.text_encoder, load(steps[0]))
     return hidden_states_by_step(encoder, tokenizer, token, steps, load, texts)
+
+
+@functools.lru_cache(maxsize=1)
+def text_encoder_components(components_class, weights_arg: str, weights_seed: int, allow_unverified: bool):
+    """The run's weights as `components_class` (core.components.Components, or what a test put in its place), of
+    which only the text encoder is ever built here; kept for the process, so a process that scores several runs of
+    one base model (the demo) builds it once."""
+    from core.weights import WeightSpec
+
+    spec = WeightSpec.parse(weights_arg, weights_seed, allow_unverified)
+    return components_class(spec, RESOLUTION_STEP)  # the text encoder does not depend on the picture size
 
 
 def token_similarity_phase(run, record, token_clip: str, clip_seed: int, device: str, ref_images: list,

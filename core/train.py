@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from core import __version__
-from core.config import StrictConfig, add_options, add_progress_flag, check, from_args, option
+from core.config import StrictConfig, add_options, add_progress_flag, check, check_resolution, from_args, option
 from core.errors import UserError
 from core.runfolder import Run, RunRecord, Timings, TokenInfo, WeightsProvenance, one_line
 
@@ -49,7 +49,7 @@ class TrainConfig(StrictConfig):
     weight_decay: float = option(1e-2, "AdamW weight decay on the new vector only (diffusers' "
                                        "--adam_weight_decay default)")
     seed: int = option(0, "seeds every random draw of every step (see the module docstring)")
-    resolution: int = option(512, "training size in px: SD v1.4's is 512; any multiple of 128 (128 for smoke runs)")
+    resolution: int = option(512, "training size in px: SD v1.4's is 512; a multiple of 64 (64-128: CPU smoke runs)")
     checkpoint_every: int = option(500, "steps between checkpoints (diffusers' --save_steps default)")
     mixed_precision: str = option("no", "Keras mixed_bfloat16 / mixed_float16 policy, or no",
                                   choices=("no", "bf16", "fp16"))
@@ -86,8 +86,7 @@ class TrainConfig(StrictConfig):
         check(0 <= self.weights_seed < 2**32, "weights_seed", self.weights_seed, "must be in [0, 2**32)")
         check(0 < self.lr < 1, "lr", self.lr, "must be in (0, 1)")
         check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
-        check(self.resolution >= 128 and self.resolution % 128 == 0, "resolution", self.resolution,
-              "must be a positive multiple of 128 (SD's UNet halves it 7 times)")
+        check_resolution(self.resolution)
         check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1")
         check(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
               "must be no, bf16 or fp16")
@@ -340,13 +339,27 @@ class _Networks:
 
     @classmethod
     def build(cls, cfg: TrainConfig, components, init_id: int) -> _Networks:
+        import keras
+
         from core.components import PlaceholderTextEncoder, vocabulary_table
         from core.tokenizer import placeholder_tokens
 
         vocabulary = vocabulary_table(components.text_encoder)
         init_vectors = np.repeat(vocabulary[init_id][None], cfg.vectors, axis=0)
-        encoder = PlaceholderTextEncoder(components.text_encoder, init_vectors)
-        model = build_model(encoder, components.diffusion_model, components.image_encoder, cfg)
+        # one training model per setting for the life of these networks: its compiled step (tens of seconds to trace
+        # at full architecture) serves every later run in this process (the demo trains two), each run starting
+        # from its own initializer vectors and the optimizer's freshly built state, as a new build would
+        key = (cfg.vectors, cfg.lr, cfg.weight_decay, cfg.remat, cfg.jit_compile, keras.config.dtype_policy().name)
+        if key in components.trainers:
+            encoder, model, fresh = components.trainers[key]
+            encoder.set_vectors(init_vectors)
+            for var, value in zip(model.optimizer.variables, fresh):
+                var.assign(value)
+        else:
+            encoder = PlaceholderTextEncoder(components.text_encoder, init_vectors)
+            model = build_model(encoder, components.diffusion_model, components.image_encoder, cfg)
+            fresh = [np.array(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables]
+            components.trainers[key] = (encoder, model, fresh)
         return cls(model, encoder, placeholder_tokens(cfg.token, cfg.vectors), vocabulary, init_vectors)
 
     def save(self, run: Run, step: int, tokenizer) -> None:

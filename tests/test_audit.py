@@ -189,6 +189,7 @@ def test_rerun_audits_only_new_images_and_redoes_all_when_inputs_change(case):
     assert meta["n_audited_now"] == n_images + 1 and s4.images == n_images + 1 + 6 + 10
 
 
+@pytest.mark.slow
 def test_random_clip_is_labelled_and_exact_copies_still_have_cosine_one(case, clip_scorer):
     """With random weights the CLIP measure cannot tell a crop from an unrelated picture, so nothing is asserted
     about that; an exact copy has cosine 1 to its source under any weights."""
@@ -284,6 +285,7 @@ def test_an_audit_crash_is_one_line_and_leaves_its_traceback_in_the_run(case):
     assert "did not finish" in run.audit_stale()
 
 
+@pytest.mark.slow
 def test_cli_prints_rules_and_rates(case, capsys):
     from core.__main__ import main
 

@@ -71,6 +71,7 @@ def children(char_images, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("backends")  # the two TensorFlow cases share one child: keep them on one worker
 @pytest.mark.parametrize("backend,precision,policy", CASES)
 def test_train_resume_generate(children, backend, precision, policy):

@@ -45,6 +45,7 @@ def diffusers_reference():
     return run_in_subprocess("tests.test_bench_doctor:diffusers_both", spec, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("work", ["train", "generate"])
 def test_diffusers_reference_runs_on_the_installed_diffusers_and_transformers(work, diffusers_reference):
     """The reference side's code against the installed libraries (transformers 5 dropped CLIPTextModel's
@@ -115,6 +116,7 @@ def test_cli_help_is_light():
         assert out.returncode == 0 and "--resolution" in out.stdout
 
 
+@pytest.mark.slow
 def test_doctor_reports_both_frameworks_from_their_own_processes(tmp_path):
     """No GPU here: doctor must say so, see the CPU through Keras and torch, check XLA, and list the cache."""
     out_json = tmp_path / "doctor.json"

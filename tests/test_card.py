@@ -476,6 +476,7 @@ def _write_comparison(a: Run, b: Run, n_boot: int = 200) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_comparison_section_with_compare_run(fake_runs):
     a, b = Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")
     _write_comparison(a, b)
@@ -514,6 +515,7 @@ def test_run_without_initializer_checkpoint_says_movement_is_not_measurable(tmp_
     assert "how far the token moved cannot be measured" in C.render(card, "md").decode("utf-8")
 
 
+@pytest.mark.slow
 def test_rebuild_removes_stale_figures_and_json_is_strict(fake_runs, tmp_path):
     a, b = Run(fake_runs / "fake-object"), Run(fake_runs / "fake-style")
     _write_comparison(a, b)
@@ -717,6 +719,7 @@ def _download_callables(monkeypatch) -> dict:
     return captured
 
 
+@pytest.mark.slow
 def test_cli_dashboard_page_and_export_buttons_give_identical_files_from_score_n_boot_500(
         tmp_path, clip_scorer, monkeypatch):
     """Done-when of issue 11: `score --n-boot 500` and `compare --n-boot 500` write their numbers once; `card`, the

@@ -57,6 +57,7 @@ def test_numbers_match_scores_recomputed_with_pandas(pair):
     assert rev.loc[("clip_i", "after"), "diff"] == pytest.approx(-t.loc[("clip_i", "after"), "diff"])
 
 
+@pytest.mark.slow
 def test_write_and_load_round_trip(pair, tmp_path):
     comp = compare_runs(*pair)
     out = tmp_path / "cmp"
@@ -158,6 +159,7 @@ def test_refuses_different_clip_models_and_unscored_runs(pair, tmp_path):
         compare_runs(a, Run(a.path))
 
 
+@pytest.mark.slow
 def test_cli_and_load(fake_runs, tmp_path, capsys):
     from core.__main__ import main
 

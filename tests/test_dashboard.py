@@ -193,6 +193,7 @@ def test_character_vs_style_page(dash_runs):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_character_vs_style_saved_comparison(fake_runs, tmp_path):
     from core import compare
 
@@ -262,6 +263,7 @@ def test_model_card_page(dash_runs):
 
 
 # ---------------------------------------------------------------------------------- folder-wide behaviour
+@pytest.mark.slow
 @pytest.mark.parametrize("page", list(PAGES))
 def test_every_page_labels_a_random_only_folder(fake_runs, page):
     at = open_page(fake_runs, page)
@@ -270,6 +272,7 @@ def test_every_page_labels_a_random_only_folder(fake_runs, page):
     assert banner and "python -m core train --weights kerascv" in banner[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", list(PAGES))
 def test_every_page_survives_damaged_runs(dash_runs, page):
     """Whatever run each picker offers, no page raises."""
@@ -514,6 +517,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_dashboard_started_as_the_readme_says_listens_on_loopback_only(tmp_path):
     """Issue 23.2: `python -m dashboard --runs-dir DIR` (README) and `streamlit run dashboard/app.py` by hand
     (.streamlit/config.toml), neither given an address: the kernel's socket table shows them listening on
@@ -543,6 +547,7 @@ def _tree(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*"))}
 
 
+@pytest.mark.slow
 def test_the_dashboard_never_writes_to_the_runs_folder(dash_runs):
     """README: the dashboard only reads. Every page is opened, and on each page every run its first picker
     offers is chosen, over the fixture runs (good, damaged and empty ones, plus a saved comparison); the runs

@@ -86,6 +86,7 @@ def tiny_text_encoder(folder):
     return tok, te
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt,name", EXPORTS)
 def test_diffusers_load_textual_inversion_reads_every_format(run, tmp_path, tokenizer_dir, fmt, name):
     """diffusers loaders/textual_inversion.py (installed): default settings; the emb_params layout names no
@@ -233,6 +234,7 @@ def test_kohya_modelspec_metadata(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- bundle, CLI
+@pytest.mark.slow
 def test_bundle(tmp_path, char_images):
     """The preview is the final checkpoint's grid as `generate` wrote it (tiny networks, random weights), with the
     red PIPELINE CHECK banner generate draws across the top of random-weight grids."""

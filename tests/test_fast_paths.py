@@ -50,6 +50,7 @@ def _grad_wrt_context(model, inputs):
     return float(loss), tape.gradient(loss, ctx).numpy()
 
 
+@pytest.mark.slow
 def test_fused_attention_matches_kerascv_attention_all_three_layers():
     """UNet cross/self-attention, CLIP's causal attention and the VAE's attention block: outputs within 1e-5
     (float32; only the summation order differs) and the swap count is what the model holds."""
@@ -87,6 +88,7 @@ def test_fused_attention_matches_kerascv_attention_all_three_layers():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(vae(v)), plain, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_rematerialisation_gives_the_same_loss_and_gradient():
     """Recomputing blocks in the backward pass changes memory, not maths: gradient within 1e-6 absolute."""
     from core.components import rematerialize
@@ -143,6 +145,7 @@ def _rel(a, b) -> float:
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
+@pytest.mark.slow
 def test_xla_step_matches_eager_loss_gradient_and_training(char_images, tmp_path, float32_step):
     """--jit-compile: the XLA-compiled loss and gradient equal eager ones within 1e-5 relative (measured ~4e-7:
     XLA only reorders float32 sums), and `train` with --jit-compile gives the eager losses over 2 steps within

@@ -178,6 +178,7 @@ def test_a_column_shifted_row_is_refused_on_read(tmp_path):
         read_csv_rows(path, METRIC_COLUMNS)
 
 
+@pytest.mark.slow
 def test_two_processes_appending_to_a_new_csv_write_one_header(tmp_path):
     """Issue probe: two processes appending to a new images.csv wrote a second header in 53 of 60 trials."""
     code = """
@@ -324,6 +325,7 @@ def _train_argv(images, runs_dir, name, steps, every):
             "--checkpoint-every", str(every), "--runs-dir", str(runs_dir), "--name", name, "--no-progress"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_sigterm_to_a_train_process_leave_interrupted_and_resume_finishes(char_images, tmp_path,
                                                                                     tf_server):
     """Issue 23.6: a real SIGINT (Ctrl-C), then after `--resume` a real SIGTERM, to a `train` process (tiny
@@ -364,6 +366,7 @@ def test_ctrl_c_and_sigterm_to_a_train_process_leave_interrupted_and_resume_fini
     assert [m["step"] for m in run.read_metrics()] == list(range(1, 151))
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_training_images_and_changes_nothing(char_images, tmp_path, monkeypatch, capsys):
     """Issue 23.6 (docs/validation.md: the images must be unchanged on resume, sha256 against the manifest):
     an edited picture, a removed one and an added one are each refused in one line naming a file; the run is
@@ -441,6 +444,7 @@ def test_bad_values_are_refused_before_tensorflow_loads(tmp_path, char_images):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_doctor_keras_probe_prints_no_tensorflow_log_line_and_the_check_sees_one_when_there_is():
     """Issue 10.12/23.8: `doctor --skip-unet` runs its Keras probe as `python -m core.worker core.doctor:probe_keras`
     (TensorFlow loaded for real, XLA compiled); that process prints no TensorFlow C++ line. The same probe with
@@ -792,6 +796,7 @@ def make_hostile_run(runs_dir: Path) -> tuple[Run, Path]:
     return run, secret
 
 
+@pytest.mark.slow
 def test_hostile_run_folder_in_the_dashboard(tmp_path):
     """Issue 10.2/10.4/10.5/10.10: symlinks and absolute/`..` paths are never shown or offered; a missing step-0
     partner does not lose the page; a Markdown prompt is text; a bomb and a non-image are notes, not crashes."""
@@ -900,6 +905,7 @@ def _st(path: Path, tensors: dict) -> None:
     save_file({k: np.asarray(v, np.float32) for k, v in tensors.items()}, str(path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", sorted(DAMAGED_EMBEDDINGS))
 def test_damaged_embedding_files_are_one_line_in_generate_export_card_and_dashboard(tiny, char_images, tmp_path,
                                                                                  damage):

@@ -1,7 +1,6 @@
 """The GPU install path cannot rot silently: the Makefile picks requirements-gpu.txt with GPU=1 (and the CPU set
-otherwise), and pip can resolve the GPU requirement set from the package index (dry run, nothing installed)."""
+otherwise), and the installer (uv) can resolve the GPU requirement set from the package index (nothing installed)."""
 
-import json
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ def test_makefile_installs_the_gpu_builds_only_with_a_gpu(tmp_path, gpu, reqs):
     out = subprocess.run(["make", "-n", "install", f"GPU={gpu}", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert f"pip install -r {reqs}" in out.stdout
+    assert f"-r {reqs}" in out.stdout and "uv pip install" in out.stdout
     assert f".installed-{'gpu' if gpu == '1' else 'cpu'}" in out.stdout
 
 
@@ -31,16 +30,17 @@ def test_gpu_requirements_extend_the_cpu_set_with_exact_pins():
 
 @pytest.mark.network
 @pytest.mark.timeout(600)
-def test_gpu_requirement_set_resolves(tmp_path):
-    """`pip install --dry-run` of requirements-gpu.txt on a clean slate: pip must find one consistent set that
-    holds the CUDA plugin for JAX next to the CPU set's pins (about a minute; needs PyPI)."""
-    report = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
-                           "--report", str(report), "-r", "requirements-gpu.txt"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+def test_gpu_requirement_set_resolves():
+    """`uv pip compile` of requirements-gpu.txt for Linux x86-64, Python 3.11, with the package sources `make install`
+    hands uv: one consistent set must hold the CUDA plugin for JAX next to the CPU set's pins (needs PyPI)."""
+    index = subprocess.run(["make", "-s", "print-uv-index"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert index.returncode == 0, index.stderr
+    uv = Path(sys.executable).parent / "uv"
+    proc = subprocess.run([str(uv), "pip", "compile", "-q", "--no-header", "--no-annotate", "--python-version", "3.11",
+                           "--python-platform", "x86_64-manylinux_2_28", *index.stdout.split(),
+                           "requirements-gpu.txt"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
-           for i in json.loads(report.read_text())["install"]}
+    got = dict(line.split("==", 1) for line in proc.stdout.split() if "==" in line)
     for name, version in [("jax", "0.10.2"), ("jax-cuda12-plugin", "0.10.2"), ("keras", "3.15.1"),
                           ("keras-cv", "0.9.0"), ("torch", "2.14.1"), ("tensorflow-cpu", "2.21.0")]:
         assert got.get(name) == version, (name, got.get(name))

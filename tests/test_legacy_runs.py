@@ -57,6 +57,7 @@ def test_dashboard_data_layer_reads_legacy_runs(legacy):
     assert saved.a.name == "tom-object" and len(saved.table) == 10 and saved.n_boot == 500
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", list(PAGES))
 def test_every_dashboard_page_opens_on_legacy_runs(legacy, page):
     at = app_test(legacy).run()

@@ -129,6 +129,7 @@ def test_damaged_scores_json_names_file_and_key(tmp_path):
         run.scores_record()
 
 
+@pytest.mark.slow
 def test_comparison_records_its_inputs_and_goes_stale(fake_runs):
     from core.compare import compare_runs, read_comparison
 

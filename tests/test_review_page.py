@@ -87,6 +87,7 @@ def test_review_page_adds_up_flags_with_wilson_cis_and_agreement(runs):
     assert not any("<script>" in m for m in texts(at.markdown))
 
 
+@pytest.mark.slow
 def test_flag_an_image_on_the_prompt_grids_page_in_review_mode(runs):
     at = reviewing(open_page(runs, GRIDS))
     at.run()
@@ -113,6 +114,7 @@ def test_flag_controls_ask_for_the_reviewer_name_first(runs):
     assert any("cannot be used" in e for e in texts(at.sidebar.error))
 
 
+@pytest.mark.slow
 def test_findings_editor_adds_updates_and_retracts(runs):
     run = Run(runs / "fake-object")
     at = reviewing(open_page(runs, REVIEW))
@@ -137,6 +139,7 @@ def test_findings_editor_adds_updates_and_retracts(runs):
     assert ReviewStore(run).state().findings[0].retracted
 
 
+@pytest.mark.slow
 def test_retract_your_own_flag_on_the_review_page(runs):
     run = Run(runs / "fake-object")
     mine = ReviewStore(run).add_flag("carol", Target.image(IMG), "other", "mine")

@@ -84,6 +84,7 @@ class Counting:
         return self.inner.encode_texts(texts, batch_size)
 
 
+@pytest.mark.slow
 def test_scores_equal_direct_open_clip(run, refs, scorer, direct):
     image, text = direct
     meta = score_run(run, ScoreConfig(references=refs, clip="ViT-B-32:random", batch_size=3), scorer=scorer,
@@ -136,6 +137,7 @@ def test_summaries_match_pandas_and_cis_contain_means(tmp_path):
         assert r["clip_i_lo"] <= r["clip_i_mean"] <= r["clip_i_hi"]
 
 
+@pytest.mark.slow
 def test_rerun_scores_only_new_images(run, refs, scorer):
     cfg = ScoreConfig(references=refs, clip="ViT-B-32:random", batch_size=4)
     first = Counting(scorer)
@@ -183,6 +185,7 @@ def test_rerun_scores_only_new_images(run, refs, scorer):
     assert fifth.images == 10 + 5 and any("reference images changed" in m for m in log)
 
 
+@pytest.mark.slow
 def test_interrupted_scoring_keeps_finished_batches(run, refs, scorer):
     cfg = ScoreConfig(references=refs, clip="ViT-B-32:random", batch_size=3)
     # batch 1 = the references, then 2 batches of 3 images, then interrupted
@@ -248,6 +251,7 @@ def test_bad_clip_specs():
         load_clip("ViT-B-32:/no/such/file.safetensors")
 
 
+@pytest.mark.slow
 def test_local_weights_file(tmp_path, scorer, refs):
     """A local file is the offline route: same embeddings as the model it came from, recorded with its sha256."""
     from safetensors.torch import save_file
@@ -294,6 +298,7 @@ def test_reference_ceiling_needs_two_images():
     assert reference_ceiling(e)["mean"] == pytest.approx(0.0)
 
 
+@pytest.mark.slow
 def test_cli_score_same_numbers_for_same_seed(run, refs, scorer, capsys):
     """`python -m core score ... --clip ViT-B-32:random` rebuilds the seeded model: same numbers as the fixture."""
     from core.__main__ import main
@@ -322,6 +327,7 @@ def test_clip_text_drops_the_placeholder():
         "surfing a wave"
 
 
+@pytest.mark.slow
 def test_score_then_compare_end_to_end(tmp_path, scorer, direct):
     """Done-when of issue 4: on random-weight runs, `score` then `compare` write their files, and CLIP-I / CLIP-T
     of images recomputed with open_clip directly match."""

@@ -38,6 +38,7 @@ lr = [0.002, 0.005]
 """
 
 
+@pytest.mark.slow
 def test_smallest_spec_from_the_issue(char_images, tmp_path):
     from core.sweep import load_spec
 
@@ -79,7 +80,7 @@ weight_decay = { min = 1e-4, max = 1e-1, log = true }
     (("[grid]", "[grid]\nstepz = [1, 2]"), r"\[grid\] stepz: not a train option"),
     (("steps = [1000, 3000]", "steps = []"), r"\[grid\] steps: empty list"),
     (("lr = [0.002, 0.005]", "lr = [0.002, 5.0]"), r"\[grid\]: lr=5.0: must be in \(0, 1\)"),
-    (("resolution = 512", "resolution = 500"), r"\[base\]: resolution=500: must be a positive multiple of 128"),
+    (("resolution = 512", "resolution = 500"), r"\[base\]: resolution=500: must be a positive multiple of 64"),
     (("[base]", "[bsae]\nx=1\n[base]"), r"bsae: unknown table or key"),
     (("[grid]", "[generate]\nsteps = 0\n[grid]"), r"\[generate\]: steps=0: must be >= 1"),
     (("[grid]", "[sweep]\nmax_retries = -1\n[grid]"), r"\[sweep\] max_retries: -1"),

@@ -86,6 +86,7 @@ def test_sweeps_page_table_plane_effects_links(sweep_runs):
     assert qp(at, "sweep") == ["sw"] and qp(at, "color") == ["steps"]
 
 
+@pytest.mark.slow
 def test_sweeps_page_filters_and_colour_live_in_the_url(sweep_runs):
     runs, names = sweep_runs
     at = open_sweeps(runs)

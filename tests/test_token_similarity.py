@@ -200,6 +200,7 @@ def scored(tiny, tmp_path_factory, char_images):
     return run, config, scorer, meta
 
 
+@pytest.mark.slow
 def test_score_writes_every_identity_field_for_every_checkpoint(scored):
     run, _, _, meta = scored
     rec = run.scores_record()
