@@ -123,40 +123,43 @@ def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
             _log(f"resuming {name}")
             train(cfg, run, components, resume=True)
     for name, _ in RUNS.values():
-        _generate_all(Run(runs_dir / name), data, components)
-        _generated_marker(runs_dir, name).touch()  # the torch child may evaluate this run now
+        _generate_images(Run(runs_dir / name), data, components)
+        _marker(runs_dir, name).touch()  # the torch child may evaluate this run now
 
 
-def _generated_marker(runs_dir: Path, name: str) -> Path:
+# the TensorFlow child's generation for each run: the evaluation prompts at every checkpoint; the misuse probes and the
+# two-subject leakage prompts before training (the calibration) and at the end, in both runs, because `compare`
+# pairs the runs' images prompt by prompt. Score reads all of them (CLIP-I/T of every image), so a run is evaluated
+# once all are made.
+GENERATION = (("", "prompts", SEEDS, "all"), (" misuse probes", "misuse", MISUSE_SEEDS, "0,final"),
+              (" leakage probes", "leakage", MISUSE_SEEDS, "0,final"))
+
+
+def _generate_images(run: Run, data: dict[str, Path], components) -> None:
+    from core.generate import GenerateConfig, generate
+
+    for what, prompts, seeds, checkpoints in GENERATION:
+        cfg = GenerateConfig.from_dict({"prompts": str(data[prompts]), "seeds": seeds, "checkpoints": checkpoints,
+                                        "steps": SAMPLER_STEPS, "batch_size": 4})
+        counts = generate(run, cfg, components)
+        _log(f"{run.name}{what}: {counts['generated']} generated, {counts['skipped']} already there")
+
+
+def _marker(runs_dir: Path, name: str) -> Path:
     """Written by the TensorFlow child once every image of run `name` is made (see _build)."""
     return runs_dir / f".demo-{name}.generated"
 
 
-def _wait_for_images(runs_dir: Path, name: str) -> None:
+def _wait_for(runs_dir: Path, name: str) -> None:
     """The torch child waits here until the TensorFlow child has made run `name`'s images; it stops if the parent
     (the demo) is gone, which also ends the TensorFlow child or was ended by it."""
     import os
 
     parent = os.getppid()
-    while not _generated_marker(runs_dir, name).exists():
+    while not _marker(runs_dir, name).exists():
         if os.getppid() != parent:
             raise UserError("demo: the demo process is gone; rerun `python -m core demo` to resume")
         time.sleep(0.5)
-
-
-def _generate_all(run: Run, data: dict[str, Path], components) -> None:
-    """The evaluation prompts at every checkpoint; the misuse probes and the two-subject leakage prompts before
-    training (the calibration) and at the end, in both runs, because `compare` pairs the runs' images prompt by
-    prompt."""
-    from core.generate import GenerateConfig, generate
-
-    for what, prompts, seeds, checkpoints in (("", data["prompts"], SEEDS, "all"),
-                                              (" misuse probes", data["misuse"], MISUSE_SEEDS, "0,final"),
-                                              (" leakage probes", data["leakage"], MISUSE_SEEDS, "0,final")):
-        cfg = GenerateConfig.from_dict({"prompts": str(prompts), "seeds": seeds, "checkpoints": checkpoints,
-                                        "steps": SAMPLER_STEPS, "batch_size": 4})
-        counts = generate(run, cfg, components)
-        _log(f"{run.name}{what}: {counts['generated']} generated, {counts['skipped']} already there")
 
 
 def _spawn(*args: str) -> subprocess.Popen:
@@ -195,7 +198,7 @@ def evaluate(runs_dir: Path, data: dict[str, Path]) -> None:
     _warm_up()
     char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
     for kind, run in (("character", char), ("style", style)):
-        _wait_for_images(runs_dir, run.name)
+        _wait_for(runs_dir, run.name)
         t1 = time.time()
         _in_process("score", str(run), "--references", str(data[kind]), "--clip", "ViT-B-32:random", "--token-clip",
                     TOKEN_CLIP, "--subject", SUBJECTS[kind], "--leakage", str(data["leakage"]), "--protocol",
@@ -236,7 +239,7 @@ def _build(runs_dir: Path) -> None:
     t0 = time.time()
     build_data(runs_dir)  # the drawn data sets and prompt files, before either child
     for name, _ in RUNS.values():  # the torch child waits for markers written by this build's TensorFlow child
-        _generated_marker(runs_dir, name).unlink(missing_ok=True)
+        _marker(runs_dir, name).unlink(missing_ok=True)
     # two children side by side, never both frameworks in one process: TensorFlow (train, generate) and torch (the
     # rest), which loads its networks while TensorFlow trains and evaluates each run once its images are made
     children = [_spawn("demo", "--runs-dir", str(runs_dir), "--stage", stage) for stage in ("train-generate",
