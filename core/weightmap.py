@@ -24,6 +24,7 @@ the LDM file and in KerasCV but Linear layers in diffusers (both older `query/ke
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -217,21 +218,32 @@ def _vae_attention(part: str) -> list[Weight]:
     return ws
 
 
+def _vae_mid_block(out: _Layers, side: str) -> None:
+    """The VAE's mid-block (resnet, attention, resnet at 512 channels), the same in its encoder and decoder."""
+    out.add("resnet_block", _vae_resblock(512, 512, f"{side}.mid.block_1", f"{side}.mid_block.resnets.0"))
+    out.add("attention_block", _vae_attention(side))
+    out.add("resnet_block", _vae_resblock(512, 512, f"{side}.mid.block_2", f"{side}.mid_block.resnets.1"))
+
+
+def _vae_levels(out: _Layers, c: int, widths: tuple[int, ...], blocks: int, ldm: Callable[[int], str],
+                hf: Callable[[int], str], sample: str) -> None:
+    """The VAE's resolution levels in KerasCV's order: `blocks` resnets per level, then a `sample` ("downsample" /
+    "upsample") conv between levels; `ldm(i)` / `hf(i)` name level i in the LDM and diffusers layouts."""
+    for i, w in enumerate(widths):
+        for j in range(blocks):
+            out.add("resnet_block", _vae_resblock(c, w, f"{ldm(i)}.block.{j}", f"{hf(i)}.resnets.{j}"))
+            c = w
+        if i < len(widths) - 1:
+            out.add("padded_conv2d", _conv(c, c, 3, f"{ldm(i)}.{sample}.conv", f"{hf(i)}.{sample}rs.0.conv"))
+
+
 def image_encoder_layers() -> list[Layer]:
     """keras_cv ImageEncoder (the VAE encoder) up to the 8-channel moments (`quant_conv`)."""
     out, c = _Layers(), 128
     out.add("padded_conv2d", _conv(3, 128, 3, "encoder.conv_in", "encoder.conv_in"))
-    for i, w in enumerate((128, 256, 512, 512)):
-        for j in range(2):
-            out.add("resnet_block", _vae_resblock(c, w, f"encoder.down.{i}.block.{j}",
-                                                  f"encoder.down_blocks.{i}.resnets.{j}"))
-            c = w
-        if i < 3:
-            out.add("padded_conv2d", _conv(c, c, 3, f"encoder.down.{i}.downsample.conv",
-                                           f"encoder.down_blocks.{i}.downsamplers.0.conv"))
-    out.add("resnet_block", _vae_resblock(512, 512, "encoder.mid.block_1", "encoder.mid_block.resnets.0"))
-    out.add("attention_block", _vae_attention("encoder"))
-    out.add("resnet_block", _vae_resblock(512, 512, "encoder.mid.block_2", "encoder.mid_block.resnets.1"))
+    _vae_levels(out, c, (128, 256, 512, 512), 2, lambda i: f"encoder.down.{i}", lambda i: f"encoder.down_blocks.{i}",
+                "downsample")
+    _vae_mid_block(out, "encoder")
     out.add("group_normalization", _norm(512, "encoder.norm_out", "encoder.conv_norm_out"))
     out.add("padded_conv2d", _conv(512, 8, 3, "encoder.conv_out", "encoder.conv_out"))
     out.add("padded_conv2d", _conv(8, 8, 1, "quant_conv", "quant_conv"))
@@ -243,18 +255,9 @@ def decoder_layers() -> list[Layer]:
     out = _Layers()
     out.add("padded_conv2d", _conv(4, 4, 1, "post_quant_conv", "post_quant_conv"))
     out.add("padded_conv2d", _conv(4, 512, 3, "decoder.conv_in", "decoder.conv_in"))
-    out.add("resnet_block", _vae_resblock(512, 512, "decoder.mid.block_1", "decoder.mid_block.resnets.0"))
-    out.add("attention_block", _vae_attention("decoder"))
-    out.add("resnet_block", _vae_resblock(512, 512, "decoder.mid.block_2", "decoder.mid_block.resnets.1"))
-    c = 512
-    for i, w in enumerate((512, 512, 256, 128)):
-        for j in range(3):
-            out.add("resnet_block", _vae_resblock(c, w, f"decoder.up.{3 - i}.block.{j}",
-                                                  f"decoder.up_blocks.{i}.resnets.{j}"))
-            c = w
-        if i < 3:
-            out.add("padded_conv2d", _conv(c, c, 3, f"decoder.up.{3 - i}.upsample.conv",
-                                           f"decoder.up_blocks.{i}.upsamplers.0.conv"))
+    _vae_mid_block(out, "decoder")
+    _vae_levels(out, 512, (512, 512, 256, 128), 3, lambda i: f"decoder.up.{3 - i}",
+                lambda i: f"decoder.up_blocks.{i}", "upsample")
     out.add("group_normalization", _norm(128, "decoder.norm_out", "decoder.conv_norm_out"))
     out.add("padded_conv2d", _conv(128, 3, 3, "decoder.conv_out", "decoder.conv_out"))
     return out.layers
