@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from core.clip_score import DEFAULT_CLIP, describe
+from core.clip_score import DEFAULT_CLIP, describe, encode_references
 from core.config import StrictConfig, check, from_args, option, run_stage_arguments
 from core.errors import UserError
 from core.imagejob import ImageJob
@@ -322,9 +322,9 @@ def _reference_sets(inputs: AuditInputs, scorer, batch_size: int) -> ReferenceSe
     held_imgs = [load_image(p) for p in inputs.held_paths]
     return ReferenceSets(
         ref_var=np.stack([variant_hashes(im) for im in ref_imgs]),
-        ref_emb=scorer.encode_images(ref_imgs, batch_size=batch_size),
+        ref_emb=encode_references(scorer, ref_imgs, batch_size=batch_size),
         held_var=np.stack([variant_hashes(im) for im in held_imgs]) if held_imgs else np.zeros((0, 14, 64), bool),
-        held_emb=scorer.encode_images(held_imgs, batch_size=batch_size) if held_imgs else None)
+        held_emb=encode_references(scorer, held_imgs, batch_size=batch_size) if held_imgs else None)
 
 
 def _header(run: Run, record, config: AuditConfig, prov: Mapping[str, Any], inputs: AuditInputs) -> AuditRecord:

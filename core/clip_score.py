@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -72,7 +72,6 @@ class ClipScorer:
     tokenizer: Callable
     provenance: dict[str, Any]
     device: str = "cpu"
-    _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def is_random(self) -> bool:
@@ -109,6 +108,20 @@ class ClipScorer:
     @property
     def dim(self) -> int:
         return int(getattr(self.model, "embed_dim", 0) or self.model.text_projection.shape[-1])
+
+
+def encode_references(scorer, images: Sequence, batch_size: int = 16) -> np.ndarray:
+    """`scorer.encode_images` for pictures encoded again and again (a run's reference and held-out sets): each
+    picture's feature is kept on the scorer by its pixels, so a process that scores and audits (the demo) encodes each
+    reference once per model."""
+    import hashlib
+
+    kept = scorer.__dict__.setdefault("_reference_features", {})
+    keys = [hashlib.sha256(im.mode.encode() + str(im.size).encode() + im.tobytes()).hexdigest() for im in images]
+    todo = [(k, im) for k, im in dict(zip(keys, images)).items() if k not in kept]
+    if todo:
+        kept.update(zip([k for k, _ in todo], scorer.encode_images([im for _, im in todo], batch_size=batch_size)))
+    return np.stack([kept[k] for k in keys]) if keys else scorer.encode_images([], batch_size=batch_size)
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -178,16 +178,19 @@ def _in_process(*args: str) -> None:
                         "to resume")
 
 
-def _warm_up() -> None:
-    """What the torch child loads before any image exists, while TensorFlow trains: the two random CLIP models and
-    the run's text encoder for token similarity (each kept for the process by its loader, so score takes them from
-    there; different arguments would only build them again)."""
+def _warm_up(data: dict[str, Path]) -> None:
+    """What the torch child loads before any image exists, while TensorFlow trains: the two random CLIP models, the
+    run's text encoder for token similarity (each kept for the process by its loader, so score takes them from
+    there) and the reference pictures' features in both CLIP models (kept on each model by the pictures' pixels).
+    Different arguments than score's and audit's would only mean building or encoding again."""
     import core.components
-    from core.clip_score import load_clip
+    from core.clip_score import encode_references, load_clip
     from core.identity_stage import text_encoder_components
+    from core.images import load_image, validate_images
 
-    for spec in ("ViT-B-32:random", TOKEN_CLIP):
-        load_clip(spec, seed=0, device="auto")
+    refs = {kind: [load_image(p) for p in validate_images(data[kind])] for kind in ("character", "style", "held_out")}
+    encode_references(load_clip("ViT-B-32:random", seed=0, device="auto"), [i for pics in refs.values() for i in pics])
+    encode_references(load_clip(TOKEN_CLIP, seed=0, device="auto"), refs["character"] + refs["style"])
     text_encoder_components(core.components.Components, "random", 0, False).text_encoder
 
 
@@ -195,7 +198,7 @@ def evaluate(runs_dir: Path, data: dict[str, Path]) -> None:
     """The torch side, in one process, beside the TensorFlow child: each run is scored and audited as soon as its
     images are made (the character run's while the style run's are being made), then the example review, compare,
     both cards and the review pack."""
-    _warm_up()
+    _warm_up(data)
     char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
     for kind, run in (("character", char), ("style", style)):
         _wait_for(runs_dir, run.name)

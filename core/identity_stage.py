@@ -170,14 +170,14 @@ def token_similarity_phase(run, record, token_clip: str, clip_seed: int, device:
     """(rows, provenance): one row per checkpoint (every embedding, with or without images)."""
     if not token_clip:
         return [], {"computed": False, "note": TOKEN_CLIP_NOTE}
-    from core.clip_score import describe
+    from core.clip_score import describe, encode_references
     from core.token_similarity import TextProjection, TextSet, token_similarity
 
     if load_token_clip is None:
         from core.clip_score import load_clip as load_token_clip
     tclip = load_token_clip(token_clip, seed=clip_seed, device=device)  # torch before TensorFlow
     proj = TextProjection.from_open_clip(tclip.model, tclip.provenance)
-    refs = tclip.encode_images(ref_images)
+    refs = encode_references(tclip, ref_images)
     texts = TextSet.for_run(record.property, subject, record.token.initializer, record.token.vectors, distractors)
     hidden = run_hidden_states(run, record, texts, components)
     width = int(next(iter(hidden["token"].values())).shape[1])

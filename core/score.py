@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from core.clip_score import describe
+from core.clip_score import describe, encode_references
 from core.config import StrictConfig, check, from_args, option, run_stage_arguments
 from core.errors import UserError
 from core.imagejob import ImageJob
@@ -196,7 +196,7 @@ def score_run(run: Run, config: ScoreConfig, scorer=None, progress: bool = True,
         # 3. score the new images in batches (scores.json first, marked incomplete)
         base = _header(run, record, config, scorer, prov, refs, zs.settings())
         ref_images = [load_image(p) for p in ref_paths]
-        ref_emb = scorer.encode_images(ref_images, batch_size=config.batch_size)
+        ref_emb = encode_references(scorer, ref_images, batch_size=config.batch_size)
         job.run_batches(_clip_scorer(scorer, ref_emb, record.token.placeholder, prov, job.todo, zs), run.write_scores,
                         lambda: run.write_record(base), batch_size=config.batch_size, desc="CLIP scoring",
                         progress=progress)
