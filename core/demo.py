@@ -122,9 +122,10 @@ def train_and_generate(runs_dir: Path, data: dict[str, Path]) -> None:
         elif run.record.status != "finished":
             _log(f"resuming {name}")
             train(cfg, run, components, resume=True)
+        _marker(runs_dir, name, "trained").touch()  # the torch child may measure the token now
     for name, _ in RUNS.values():
         _generate_images(Run(runs_dir / name), data, components)
-        _marker(runs_dir, name).touch()  # the torch child may evaluate this run now
+        _marker(runs_dir, name, "generated").touch()  # the torch child may evaluate this run now
 
 
 # the TensorFlow child's generation for each run: the evaluation prompts at every checkpoint; the misuse probes and the
@@ -145,18 +146,21 @@ def _generate_images(run: Run, data: dict[str, Path], components) -> None:
         _log(f"{run.name}{what}: {counts['generated']} generated, {counts['skipped']} already there")
 
 
-def _marker(runs_dir: Path, name: str) -> Path:
-    """Written by the TensorFlow child once every image of run `name` is made (see _build)."""
-    return runs_dir / f".demo-{name}.generated"
+MARKERS = ("trained", "generated")
 
 
-def _wait_for(runs_dir: Path, name: str) -> None:
-    """The torch child waits here until the TensorFlow child has made run `name`'s images; it stops if the parent
-    (the demo) is gone, which also ends the TensorFlow child or was ended by it."""
+def _marker(runs_dir: Path, name: str, what: str) -> Path:
+    """Written by the TensorFlow child once run `name` is trained / has every image made (see _build)."""
+    return runs_dir / f".demo-{name}.{what}"
+
+
+def _wait_for(runs_dir: Path, name: str, what: str) -> None:
+    """The torch child waits here until the TensorFlow child has written run `name`'s marker `what`; it stops if the
+    parent (the demo) is gone, which also ends the TensorFlow child or was ended by it."""
     import os
 
     parent = os.getppid()
-    while not _marker(runs_dir, name).exists():
+    while not _marker(runs_dir, name, what).exists():
         if os.getppid() != parent:
             raise UserError("demo: the demo process is gone; rerun `python -m core demo` to resume")
         time.sleep(0.5)
@@ -178,30 +182,39 @@ def _in_process(*args: str) -> None:
                         "to resume")
 
 
-def _warm_up(data: dict[str, Path]) -> None:
-    """What the torch child loads before any image exists, while TensorFlow trains: the two random CLIP models, the
-    run's text encoder for token similarity (each kept for the process by its loader, so score takes them from
-    there) and the reference pictures' features in both CLIP models (kept on each model by the pictures' pixels).
-    Different arguments than score's and audit's would only mean building or encoding again."""
+def _warm_up(runs_dir: Path, data: dict[str, Path]) -> None:
+    """What the torch child does before any image exists, while TensorFlow trains: it loads the two random CLIP
+    models and the runs' text encoder (each kept for the process by its loader, so score takes them from there),
+    encodes the reference pictures in both CLIP models (kept on each model by the pictures' pixels), and, once each
+    run is trained, runs its token through that text encoder for token similarity (kept by the checkpoints' hashes).
+    Different arguments than score's and audit's would only mean doing it again."""
     import core.components
     from core.clip_score import encode_references, load_clip
-    from core.identity_stage import text_encoder_components
+    from core.identity_stage import run_hidden_states, text_encoder_components
     from core.images import load_image, validate_images
+    from core.prompts import IDENTITY_LABELS_FILE, load_labels
+    from core.token_similarity import TextSet
 
     refs = {kind: [load_image(p) for p in validate_images(data[kind])] for kind in ("character", "style", "held_out")}
     encode_references(load_clip("ViT-B-32:random", seed=0, device="auto"), [i for pics in refs.values() for i in pics])
     encode_references(load_clip(TOKEN_CLIP, seed=0, device="auto"), refs["character"] + refs["style"])
     text_encoder_components(core.components.Components, "random", 0, False).text_encoder
+    for kind, (name, _) in RUNS.items():  # the token through the run's text encoder, once the run is trained
+        _wait_for(runs_dir, name, "trained")
+        run = Run(runs_dir / name)
+        rec = run.record
+        run_hidden_states(run, rec, TextSet.for_run(rec.property, SUBJECTS[kind], rec.token.initializer,
+                                                    rec.token.vectors, load_labels(IDENTITY_LABELS_FILE)))
 
 
 def evaluate(runs_dir: Path, data: dict[str, Path]) -> None:
     """The torch side, in one process, beside the TensorFlow child: each run is scored and audited as soon as its
     images are made (the character run's while the style run's are being made), then the example review, compare,
     both cards and the review pack."""
-    _warm_up(data)
+    _warm_up(runs_dir, data)
     char, style = (runs_dir / RUNS[k][0] for k in ("character", "style"))
     for kind, run in (("character", char), ("style", style)):
-        _wait_for(runs_dir, run.name)
+        _wait_for(runs_dir, run.name, "generated")
         t1 = time.time()
         _in_process("score", str(run), "--references", str(data[kind]), "--clip", "ViT-B-32:random", "--token-clip",
                     TOKEN_CLIP, "--subject", SUBJECTS[kind], "--leakage", str(data["leakage"]), "--protocol",
@@ -242,7 +255,8 @@ def _build(runs_dir: Path) -> None:
     t0 = time.time()
     build_data(runs_dir)  # the drawn data sets and prompt files, before either child
     for name, _ in RUNS.values():  # the torch child waits for markers written by this build's TensorFlow child
-        _marker(runs_dir, name).unlink(missing_ok=True)
+        for what in MARKERS:
+            _marker(runs_dir, name, what).unlink(missing_ok=True)
     # two children side by side, never both frameworks in one process: TensorFlow (train, generate) and torch (the
     # rest), which loads its networks while TensorFlow trains and evaluates each run once its images are made
     children = [_spawn("demo", "--runs-dir", str(runs_dir), "--stage", stage) for stage in ("train-generate",
