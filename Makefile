@@ -54,18 +54,18 @@ dashboard: install
 	$(BIN)/streamlit run dashboard/app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true \
 	    --browser.gatherUsageStats false -- --runs-dir $(RUNS)
 
-# Everything: ruff; the fast suite (`make test-fast`'s tests, two pytest-xdist workers); then two lanes side by side:
-# the real KerasCV architecture at 128 px (random weights), one module at a time, each in a process of its own (a
-# build holds ~5-7 GB, and a process does not hand freed TensorFlow memory back, so one long process or two builds
-# at once would not fit a 24 GB machine); and beside it everything that is neither real nor fast: the tests marked
-# slow and the browser tests, between the groups that need processes of their own (Ray first, the kill -9 fork
-# servers last). Ray runs first in its lane and the real sweep last in the other, so two Ray instances never overlap.
-# docs/testing.md has the measured durations.
+# Everything: ruff; every test that needs no process of its own (make test-fast's, the slow ones, the browser and
+# network tests; two pytest-xdist workers); then two lanes side by side: the real KerasCV architecture at 128 px
+# (random weights), one module at a time, each in a process of its own (a build holds ~5-7 GB, and a process does not
+# hand freed TensorFlow memory back, so one long process or two builds at once would not fit a 24 GB machine); and
+# beside it the tiny-network groups that need processes of their own (Ray, the kill -9 fork servers). Ray runs first
+# in its lane and the real sweep last in the other, so two Ray instances never overlap. docs/testing.md has the
+# measured durations.
 FAST := not real and not browser and not ray and not network and not slow
 
 test: install browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "$(FAST)"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not real and not ray"
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-real-arch test-own-process
 
 test-real-arch:
@@ -76,7 +76,6 @@ test-real-arch:
 
 test-own-process:
 	$(BIN)/python -m pytest -q -m ray tests/test_sweep.py
-	$(BIN)/python -m pytest -q -m "(slow or browser or network) and not real and not ray"
 	$(BIN)/python -m pytest -q -m real tests/test_faults.py
 
 # Seconds-to-minutes subset: no real architecture, no browser, no Ray, nothing marked slow.
