@@ -356,3 +356,28 @@ def test_score_then_compare_end_to_end(tmp_path, scorer, direct):
     char = pd.DataFrame(Run(runs / "char").read_scores()).astype({"step": int, "clip_i": float})
     after = back["table"].set_index(["metric", "checkpoint"]).loc[("clip_i", "after")]
     assert after["a_mean"] == pytest.approx(char[char.step == 20].clip_i.mean())
+
+
+def test_reference_pictures_are_encoded_once_per_scorer(clip_scorer, char_images):
+    """clip_score.encode_references: the features of `encode_images`, each picture encoded once per scorer (by its
+    pixels), so score and audit in one process (the demo) do not encode a reference set twice."""
+    from core.clip_score import encode_references
+    from core.images import load_image
+
+    pics = [load_image(p) for p in sorted(char_images.glob("*.png"))]
+
+    class Counting:
+        def __init__(self):
+            self.calls = []
+
+        def encode_images(self, images, batch_size=16):
+            self.calls.append(len(images))
+            return np.stack([np.asarray(im, np.float32).mean(axis=(0, 1)) for im in images])
+
+    stub = Counting()
+    first = encode_references(stub, [pics[0], pics[1], pics[0]])
+    second = encode_references(stub, [pics[1], pics[2]])
+    assert stub.calls == [2, 1]  # a repeated picture, and one seen before, are not encoded again
+    np.testing.assert_array_equal(first, stub.encode_images([pics[0], pics[1], pics[0]]))
+    np.testing.assert_array_equal(second, stub.encode_images([pics[1], pics[2]]))
+    np.testing.assert_allclose(encode_references(clip_scorer, pics), clip_scorer.encode_images(pics), atol=1e-5)

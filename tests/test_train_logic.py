@@ -109,6 +109,26 @@ def test_resume_matches_uninterrupted(tiny, char_images, tmp_path):
     assert part.meta["status"] == "finished"
 
 
+def test_a_later_run_on_the_same_networks_trains_as_on_a_fresh_build(char_images, tmp_path):
+    """core.train keeps one compiled training model per setting on the networks (Components.trainers); a later run
+    starts from its own initializer vectors and a fresh optimizer state, so it trains exactly as on a new build."""
+    from core.train import start_run, train
+    from tests.tiny import tiny_components
+
+    cfg = cfg_for(char_images, steps=4)
+    shared = tiny_components(RES)
+    first = train(cfg, start_run(cfg, tmp_path, "first"), shared, progress=False)
+    again = train(cfg, start_run(cfg, tmp_path, "again"), shared, progress=False)
+    fresh = train(cfg, start_run(cfg, tmp_path, "fresh"), tiny_components(RES), progress=False)
+    assert len(shared.trainers) == 1  # `again` used the model `first` compiled
+    for run in (again, fresh):
+        np.testing.assert_allclose([m["loss"] for m in run.read_metrics()],
+                                   [m["loss"] for m in first.read_metrics()], rtol=1e-6)
+        for step in (0, 2, 4):
+            np.testing.assert_allclose(run.load_embedding(step)["<tom-cat>"], first.load_embedding(step)["<tom-cat>"],
+                                       rtol=1e-6, atol=1e-8)
+
+
 def test_nan_loss_stops_and_keeps_checkpoint(tiny, char_images, tmp_path, monkeypatch):
     from core import train as train_mod
 
