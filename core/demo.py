@@ -262,14 +262,11 @@ def _build(runs_dir: Path) -> None:
     children = [_spawn("demo", "--runs-dir", str(runs_dir), "--stage", stage) for stage in ("train-generate",
                                                                                              "evaluate")]
     try:
-        while any(c.poll() is None for c in children):
-            if failed := [c for c in children if c.poll()]:
+        while (codes := [c.poll() for c in children]) != [0] * len(children):
+            if failed := [c for c, rc in zip(children, codes) if rc]:
                 raise UserError(f"demo: `{' '.join(failed[0].args[1:])}` failed (exit {failed[0].returncode}); "
                                 "rerun `python -m core demo` to resume")
             time.sleep(0.5)
-        if failed := [c for c in children if c.returncode]:
-            raise UserError(f"demo: `{' '.join(failed[0].args[1:])}` failed (exit {failed[0].returncode}); rerun "
-                            "`python -m core demo` to resume")
     finally:
         for child in children:  # one failed (or Ctrl-C): the other one stops too; finished work stays
             if child.poll() is None:

@@ -134,7 +134,6 @@ def zero_shot_summaries(rows: Sequence[Mapping[str, Any]], zs: ZeroShot, n_boot:
 def run_hidden_states(run, record, texts, components=None) -> dict[str, Any]:
     """TensorFlow side: the run's own text encoder (built from its weights, or `components` handed in) over the
     token prompts of every checkpoint and the comparison texts (core.token_similarity.hidden_states_by_step)."""
-    from core.components import PlaceholderTextEncoder
     from core.runfolder import sha256_file
     from core.token_similarity import hidden_states_by_step
     from core.tokenizer import PromptTokenizer
@@ -148,19 +147,16 @@ def run_hidden_states(run, record, texts, components=None) -> dict[str, Any]:
     steps = run.embedding_steps()
     if not steps:
         raise UserError(f"{run.path}: no embeddings/step-*.safetensors; nothing to measure the token with")
-    # the same text encoder, token vectors (by each checkpoint's file hash) and texts give the same states: a process
-    # that measures a run twice (the demo's torch child, ahead of score) runs the encoder once
-    key = (id(components.text_encoder), token, record.token.vectors, repr(texts),
-           tuple((s, sha256_file(run.embedding_path(s))) for s in steps))
-    if key not in _HIDDEN_STATES:
+    # the same networks, token vectors (by each checkpoint's file hash) and texts give the same states: kept on the
+    # networks, so a process that measures a run twice (the demo's torch child, ahead of score) runs the encoder once
+    kept = components.__dict__.setdefault("_hidden_states", {})
+    key = (token, record.token.vectors, repr(texts), tuple((s, sha256_file(run.embedding_path(s))) for s in steps))
+    if key not in kept:
         tokenizer = PromptTokenizer(token, record.token.vectors)
         load = lambda step: run.load_embedding(step)[token]  # noqa: E731
-        encoder = PlaceholderTextEncoder(components.text_encoder, load(steps[0]))
-        _HIDDEN_STATES[key] = hidden_states_by_step(encoder, tokenizer, token, steps, load, texts)
-    return _HIDDEN_STATES[key]
-
-
-_HIDDEN_STATES: dict[tuple, dict[str, Any]] = {}  # run_hidden_states' results in this process
+        encoder = components.placeholder_encoder(load(steps[0]))
+        kept[key] = hidden_states_by_step(encoder, tokenizer, token, steps, load, texts)
+    return kept[key]
 
 
 @functools.lru_cache(maxsize=1)
